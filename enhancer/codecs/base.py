@@ -1,0 +1,269 @@
+"""The codec contract every adapter speaks, and the registry that builds them.
+
+An adapter wraps one codec family (CompressAI SSF, a CompressAI image
+auto-encoder, DCVC, x264, ...) behind the same small, CompressAI-like API::
+
+    codec = load_codec("ssf", quality=3, checkpoint="ssf2020-mse-3.pth.tar")
+
+    # differentiable training path, one frame at a time
+    state = None                                  # None = next frame is intra
+    out = codec(frame, state)                     # CodecOutput
+    out.decoded, out.latent, out.likelihoods, out.state
+
+    # real coding path: bytes in, bytes out
+    data, enc_out = codec.compress(frame, state)  # bytes, CodecOutput (decoder's view)
+    dec_out = codec.decompress(data, (H, W), state)
+
+Frames are ``(B, 3, H, W)`` RGB tensors in ``[0, 1]`` of any size; the adapter
+pads to its required multiple (replicate padding) and crops the decoded frame
+back. The reference state (decoded picture buffer, reference features) is an
+opaque value returned with every output and passed back for the next frame:
+nothing is stored on the module, so two sequences can never leak into each
+other. ``state=None`` codes the frame as intra.
+
+Sequence helpers (:meth:`CodecAdapter.encode_sequence`,
+:meth:`CodecAdapter.decode_sequence`) apply an intra period: ``-1`` codes only
+the first frame as intra, ``32`` every 32nd.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from enhancer.data.padding import crop, pad_to_multiple
+
+
+@dataclass
+class CodecOutput:
+    """What a codec gives for one frame.
+
+    decoded:      (B, 3, H, W) in [0, 1], cropped to the input size.
+    latent:       (B, C, h, w) conditioning latent for the enhancer, or None
+                  for codecs without one (x264). h, w = padded size / latent_stride.
+    likelihoods:  name -> likelihood tensor (training path only; None when
+                  decoded from bytes or for conventional codecs).
+    state:        opaque reference state to pass with the next frame.
+    """
+
+    decoded: Tensor
+    latent: Tensor | None
+    likelihoods: dict[str, Tensor] | None
+    state: Any
+
+
+class CodecError(ValueError):
+    """A codec was asked for something it cannot do (bad quality, bad bytes, ...)."""
+
+
+class CodecAdapter(nn.Module):
+    """Base class of all codec adapters. Subclasses implement the four hooks.
+
+    Class attributes a subclass sets:
+        name:            registry name ("ssf", "x264", ...).
+        qualities:       the valid quality indices.
+        pad_multiple:    frames are padded to a multiple of this.
+        latent_channels: channels of ``CodecOutput.latent`` (None: no latent).
+        latent_stride:   padded frame size / latent size.
+        is_video:        whether P-frames use the reference state.
+        learned:         whether the codec has weights (and likelihoods).
+    """
+
+    name: str = ""
+    qualities: tuple[int, ...] = ()
+    pad_multiple: int = 1
+    latent_channels: int | None = None
+    latent_stride: int = 1
+    is_video: bool = False
+    learned: bool = True
+
+    def __init__(self, quality: int):
+        super().__init__()
+        if quality not in self.qualities:
+            raise CodecError(
+                f"codec {self.name!r} has no quality {quality!r}; "
+                f"choose one of {list(self.qualities)}"
+            )
+        self.quality = quality
+
+    # --- hooks for subclasses: frames here are already padded -------------------------
+    def _forward_padded(self, frame: Tensor, state: Any) -> CodecOutput:
+        raise NotImplementedError
+
+    def _compress_padded(self, frame: Tensor, state: Any) -> tuple[bytes, CodecOutput]:
+        raise NotImplementedError
+
+    def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int], state: Any) -> CodecOutput:
+        raise NotImplementedError
+
+    # --- public API ---------------------------------------------------------------------
+    def forward(self, frame: Tensor, state: Any = None) -> CodecOutput:
+        """Differentiable training path (eval mode: equals the decoded bytes)."""
+        _check_frame(frame)
+        height, width = frame.shape[-2:]
+        out = self._forward_padded(pad_to_multiple(frame, self.pad_multiple), state)
+        out.decoded = crop(out.decoded, height, width)
+        return out
+
+    @torch.no_grad()
+    def compress(self, frame: Tensor, state: Any = None) -> tuple[bytes, CodecOutput]:
+        """Encode one (1, 3, H, W) frame to bytes; also return what the decoder will see."""
+        _check_frame(frame)
+        if frame.shape[0] != 1:
+            raise CodecError(f"compress codes one frame at a time, got a batch of {frame.shape[0]}")
+        height, width = frame.shape[-2:]
+        data, out = self._compress_padded(pad_to_multiple(frame, self.pad_multiple), state)
+        out.decoded = crop(out.decoded, height, width)
+        return data, out
+
+    @torch.no_grad()
+    def decompress(self, data: bytes, size: tuple[int, int], state: Any = None) -> CodecOutput:
+        """Decode the bytes of one frame of ``size = (H, W)`` given the reference state."""
+        height, width = size
+        padded_hw = (_round_up(height, self.pad_multiple), _round_up(width, self.pad_multiple))
+        try:
+            out = self._decompress_padded(data, padded_hw, state)
+        except CodecError:
+            raise
+        except Exception as err:  # entropy decoders fail in many ways on bad bytes
+            raise CodecError(
+                f"could not decode {len(data)} bytes as a {self.name} q{self.quality} frame of "
+                f"{width}x{height}: {err}. The data is corrupt or was written by another codec."
+            ) from err
+        out.decoded = crop(out.decoded, height, width)
+        return out
+
+    # --- sequences ----------------------------------------------------------------------
+    @staticmethod
+    def is_intra(index: int, intra_period: int) -> bool:
+        """Frame ``index`` is intra for this period (-1: only frame 0)."""
+        if intra_period == 0 or intra_period < -1:
+            raise CodecError(f"intra period must be -1 or a positive number, got {intra_period}")
+        return index == 0 if intra_period == -1 else index % intra_period == 0
+
+    def encode_sequence(
+        self, frames: Iterable[Tensor], intra_period: int = -1
+    ) -> Iterator[tuple[bytes, CodecOutput]]:
+        """Yield (bytes, decoder-side output) per frame; frames are (1, 3, H, W)."""
+        state = None
+        for index, frame in enumerate(frames):
+            if self.is_intra(index, intra_period) or not self.is_video:
+                state = None
+            data, out = self.compress(frame, state)
+            state = out.state
+            yield data, out
+
+    def decode_sequence(
+        self, chunks: Iterable[bytes], size: tuple[int, int], intra_period: int = -1
+    ) -> Iterator[CodecOutput]:
+        """Yield the decoded output of each frame's bytes."""
+        state = None
+        for index, data in enumerate(chunks):
+            if self.is_intra(index, intra_period) or not self.is_video:
+                state = None
+            out = self.decompress(data, size, state)
+            state = out.state
+            yield out
+
+    def forward_sequence(self, frames: Tensor, intra_period: int = -1) -> list[CodecOutput]:
+        """Training path over a clip ``(B, T, 3, H, W)``; returns one output per frame."""
+        state = None
+        outputs = []
+        for index in range(frames.shape[1]):
+            if self.is_intra(index, intra_period) or not self.is_video:
+                state = None
+            out = self(frames[:, index], state)
+            state = out.state
+            outputs.append(out)
+        return outputs
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, quality={self.quality}"
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _check_frame(frame: Tensor) -> None:
+    if frame.ndim != 4 or frame.shape[1] != 3:
+        raise CodecError(f"expected an RGB frame of shape (B, 3, H, W), got {tuple(frame.shape)}")
+
+
+# --- bpp ---------------------------------------------------------------------------------
+def bpp_from_likelihoods(likelihoods: dict[str, Tensor], num_pixels: int) -> Tensor:
+    """Estimated bits per pixel, summed over all entropy models, averaged over the batch."""
+    batch = next(iter(likelihoods.values())).shape[0]
+    total_bits = sum((-torch.log2(lk.clamp_min(1e-9))).sum() for lk in likelihoods.values())
+    return total_bits / (num_pixels * batch)
+
+
+# --- byte helpers shared by adapters ------------------------------------------------------
+def pack_strings(strings: list[bytes]) -> bytes:
+    """Concatenate entropy-coder strings with a u32 length before each."""
+    return b"".join(struct.pack("<I", len(s)) + s for s in strings)
+
+
+def unpack_strings(data: bytes, count: int) -> list[bytes]:
+    """Inverse of :func:`pack_strings`; raises CodecError on truncated data."""
+    strings, offset = [], 0
+    for _ in range(count):
+        if offset + 4 > len(data):
+            raise CodecError(f"frame data truncated: expected {count} strings, data ends at byte {offset}")
+        (length,) = struct.unpack_from("<I", data, offset)
+        offset += 4
+        if offset + length > len(data):
+            raise CodecError(
+                f"frame data truncated: a string of {length} bytes at byte {offset}, "
+                f"only {len(data) - offset} left"
+            )
+        strings.append(data[offset : offset + length])
+        offset += length
+    if offset != len(data):
+        raise CodecError(f"frame data has {len(data) - offset} unexpected trailing bytes")
+    return strings
+
+
+# --- registry -----------------------------------------------------------------------------
+_REGISTRY: dict[str, Callable[..., CodecAdapter]] = {}
+
+
+def register_codec(name: str) -> Callable[[type[CodecAdapter]], type[CodecAdapter]]:
+    """Class decorator: make an adapter available to :func:`load_codec` under ``name``."""
+
+    def decorator(cls: type[CodecAdapter]) -> type[CodecAdapter]:
+        if name in _REGISTRY:
+            raise ValueError(f"codec {name!r} is registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def available_codecs() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def codec_class(name: str) -> type[CodecAdapter]:
+    if name not in _REGISTRY:
+        raise CodecError(f"unknown codec {name!r}; available: {', '.join(available_codecs())}")
+    return _REGISTRY[name]  # type: ignore[return-value]
+
+
+def load_codec(
+    name: str,
+    quality: int,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> CodecAdapter:
+    """Build the adapter ``name`` at ``quality``, load ``checkpoint`` if given, eval mode."""
+    cls = codec_class(name)
+    codec = cls(quality=quality, checkpoint=checkpoint)
+    return codec.to(device).eval()
