@@ -1,0 +1,107 @@
+"""Still images and folders of frame images (``im00001.png``, ``im00002.png``, ...).
+
+A folder of PNGs is a video whose frames are sorted by name, with numbers compared as
+numbers (``im2.png`` before ``im10.png``). Frames are RGB, read with Pillow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders ``im2.png`` before ``im10.png``."""
+    parts = re.split(r"(\d+)", name)
+    return tuple((0, int(part)) if part.isdigit() else (1, part.lower()) for part in parts)
+
+
+def list_images(
+    folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS, recursive: bool = False
+) -> list[Path]:
+    """Image files in ``folder`` (optionally below it), in natural name order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"not a folder: {folder}")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    files = [p for p in candidates if p.is_file() and p.suffix.lower() in extensions]
+    return sorted(files, key=lambda p: [natural_key(part) for part in p.relative_to(folder).parts])
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image, read from its header only."""
+    with Image.open(path) as image:
+        return image.size
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image as uint8 RGB ``(H, W, 3)`` (grey, palette and alpha images are converted)."""
+    with Image.open(path) as image:
+        return np.array(image.convert("RGB"))  # a writable copy
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> None:
+    """Save uint8 RGB ``(H, W, 3)`` to ``path`` (format from the extension)."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    Image.fromarray(rgb).save(path)
+
+
+class ImageFolderReader:
+    """The PNG files of a folder as consecutive RGB frames ``(H, W, 3)`` uint8."""
+
+    def __init__(self, folder: str | Path, fps: float = 30.0) -> None:
+        self.path = Path(folder)
+        self.files = list_images(self.path, extensions=(".png",))
+        if not self.files:
+            raise ValueError(f"{self.path} holds no .png frames")
+        self.width, self.height = image_size(self.files[0])
+        self.fps = fps
+        self.num_frames = len(self.files)
+
+    def read_frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` (0-based) as uint8 RGB ``(H, W, 3)``."""
+        rgb = read_image(self.files[index])
+        if rgb.shape[:2] != (self.height, self.width):
+            raise ValueError(
+                f"{self.files[index]} is {rgb.shape[1]}x{rgb.shape[0]}, but the first frame "
+                f"{self.files[0].name} is {self.width}x{self.height}; all frames must match"
+            )
+        return rgb
+
+    def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+        """RGB frames ``start .. start+count-1`` (to the end when ``count`` is None)."""
+        stop = self.num_frames if count is None else start + count
+        for index in range(start, stop):
+            yield self.read_frame(index)
+
+    def close(self) -> None:
+        """Nothing stays open."""
+
+
+class ImageFolderWriter:
+    """Writes RGB frames as ``im00001.png``, ``im00002.png``, ... (DCVC's naming)."""
+
+    def __init__(self, folder: str | Path, width: int, height: int) -> None:
+        self.path = Path(folder)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.width, self.height = width, height
+        self.num_frames = 0
+
+    def write_frame(self, rgb: np.ndarray) -> None:
+        """Append one uint8 RGB ``(H, W, 3)`` frame."""
+        if rgb.shape != (self.height, self.width, 3):
+            raise ValueError(
+                f"expected a {self.width}x{self.height} frame (H, W, 3), got {rgb.shape}"
+            )
+        self.num_frames += 1
+        write_image(self.path / f"im{self.num_frames:05d}.png", rgb)
+
+    def close(self) -> None:
+        """Nothing stays open."""

@@ -1,0 +1,352 @@
+"""One way in and one way out for every video the tools touch.
+
+``open_sequence(path)`` reads raw ``.yuv``, ``.y4m``, compressed video (PyAV) or a folder
+of PNG frames; ``open_writer(path, ...)`` writes ``.yuv``, ``.y4m``, ``.mp4``/``.mkv`` or a
+folder of PNGs, atomically.
+
+Frames come in two forms:
+
+- ``yuv_frames()``: the stored 4:2:0 planes, uint8 ``Y (H, W)``, ``U, V (H/2, W/2)``;
+  (10-bit files are rounded to 8 bits here; ``frames()`` keeps their precision);
+- ``frames()`` / iteration: float32 RGB ``(1, 3, H, W)`` in [0, 1], converted with the
+  BT.709 full-range matrix the way DCVC does (see :mod:`enhancer.data.color`).
+
+>>> with open_sequence("CiscoVT2people_160x96_6fps.yuv") as video:
+...     for rgb in video.frames(count=3):  # (1, 3, 96, 160)
+...         ...
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from enhancer.data.color import MATRICES, UPSAMPLE_MODES, planes_to_rgb, rgb_to_planes
+from enhancer.data.images import ImageFolderReader, ImageFolderWriter
+from enhancer.data.video import READ_EXTENSIONS as VIDEO_EXTENSIONS
+from enhancer.data.video import WRITE_FORMATS, PyAVReader, PyAVWriter
+from enhancer.data.y4m import Y4mReader, Y4mWriter
+from enhancer.data.yuv import YuvReader, YuvWriter, check_even_size
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+READ_SUFFIXES = (".yuv", ".y4m", *VIDEO_EXTENSIONS)
+WRITE_SUFFIXES = (".yuv", ".y4m", *WRITE_FORMATS)
+
+
+@dataclass
+class SequenceInfo:
+    """What a video is: frame size, rate and length (``None`` if unknown)."""
+
+    width: int
+    height: int
+    fps: float
+    num_frames: int | None
+    path: Path
+    bit_depth: int = 8
+
+
+def _check_matrix(matrix: str, upsample: str = "bilinear") -> None:
+    if matrix not in MATRICES:
+        raise ValueError(f"unknown colour matrix {matrix!r}; choose one of {sorted(MATRICES)}")
+    if upsample not in UPSAMPLE_MODES:
+        raise ValueError(f"unknown chroma upsampling {upsample!r}; choose one of {UPSAMPLE_MODES}")
+
+
+def _to_8bit(plane: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Round deeper samples to 8 bits (10-bit 1023 -> 255)."""
+    if bit_depth == 8:
+        return plane
+    shift = bit_depth - 8
+    rounded = (plane.astype(np.uint32) + (1 << (shift - 1))) >> shift
+    return np.minimum(rounded, 255).astype(np.uint8)
+
+
+def _rgb_tensor_to_uint8(rgb: Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` in [0, 1] -> uint8 ``(H, W, 3)``."""
+    values = (rgb.detach().float().cpu()[0] * 255.0).round().clamp(0, 255)
+    return values.permute(1, 2, 0).numpy().astype(np.uint8)
+
+
+class VideoReader:
+    """A readable video; get one from :func:`open_sequence`. Context manager and iterable."""
+
+    def __init__(
+        self,
+        source: YuvReader | Y4mReader | PyAVReader | ImageFolderReader,
+        info: SequenceInfo,
+        matrix: str = "bt709",
+        upsample: str = "bilinear",
+    ) -> None:
+        _check_matrix(matrix, upsample)
+        self._source = source
+        self.info = info
+        self.matrix = matrix
+        self.upsample = upsample
+
+    def __len__(self) -> int:
+        return self.info.num_frames or 0
+
+    def _range(self, start: int, count: int | None) -> tuple[int, int | None]:
+        """Check ``start``/``count`` against the length; return ``(start, count)``."""
+        total = self.info.num_frames
+        if start < 0 or (count is not None and count < 0):
+            raise ValueError(f"start and count must be >= 0, got start={start}, count={count}")
+        if total is None:
+            return start, count
+        if count is None:
+            if start > total:
+                raise ValueError(
+                    f"asked for frames from {start} on of {self.info.path.name}, "
+                    f"but it has only {total} frames"
+                )
+            return start, total - start
+        if start + count > total:
+            raise ValueError(
+                f"asked for frames {start}..{start + count - 1} of {self.info.path.name}, "
+                f"but it has only {total} frames"
+            )
+        return start, count
+
+    def yuv_frames(self, start: int = 0, count: int | None = None) -> Iterator[Planes]:
+        """4:2:0 uint8 planes ``Y (H, W)``, ``U (H/2, W/2)``, ``V (H/2, W/2)`` per frame."""
+        start, count = self._range(start, count)
+        return self._yuv_frames(start, count)
+
+    def _yuv_frames(self, start: int, count: int | None) -> Iterator[Planes]:
+        source, depth = self._source, self.info.bit_depth
+        if isinstance(source, ImageFolderReader):
+            for rgb in source.frames(start, count):
+                rgb_t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+                yield rgb_to_planes(rgb_t, self.matrix)
+            return
+        for y, u, v in source.frames(start, count):
+            yield _to_8bit(y, depth), _to_8bit(u, depth), _to_8bit(v, depth)
+
+    def frames(self, start: int = 0, count: int | None = None) -> Iterator[Tensor]:
+        """RGB frames ``(1, 3, H, W)`` float32 in [0, 1], ``start .. start+count-1``."""
+        start, count = self._range(start, count)
+        return self._rgb_frames(start, count)
+
+    def _rgb_frames(self, start: int, count: int | None) -> Iterator[Tensor]:
+        source = self._source
+        if isinstance(source, ImageFolderReader):
+            for rgb in source.frames(start, count):  # (H, W, 3) uint8
+                yield torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+            return
+        # 4:4:4 PyAV sources keep full chroma; everything else is 4:2:0
+        planes = source.frames_native(start, count) if isinstance(source, PyAVReader) else (
+            source.frames(start, count)
+        )
+        for y, u, v in planes:
+            yield planes_to_rgb(y, u, v, self.matrix, self.info.bit_depth, self.upsample)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return self.frames()
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_sequence(
+    path: str | Path,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+    matrix: str = "bt709",
+    upsample: str = "bilinear",
+) -> VideoReader:
+    """Open a video for reading, choosing the reader by extension.
+
+    ``.yuv`` (size from the name or ``width=``/``height=``), ``.y4m``,
+    ``.mp4``/``.mkv``/``.avi``/``.mov``/``.264``/``.h264``/``.265``/``.hevc`` (PyAV), or a
+    folder of ``.png`` frames. ``fps`` overrides the file's rate; for non-raw formats a
+    ``width``/``height`` that disagrees with the file is an error.
+    """
+    path = Path(path)
+    _check_matrix(matrix, upsample)
+    if not path.exists():
+        raise FileNotFoundError(f"no such video file or frame folder: {path}")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        source = ImageFolderReader(path, fps=fps or 30.0)
+    elif suffix == ".yuv":
+        source = YuvReader(path, width=width, height=height, fps=fps)
+    elif suffix == ".y4m":
+        source = Y4mReader(path)
+    elif suffix in VIDEO_EXTENSIONS:
+        source = PyAVReader(path)
+    else:
+        raise ValueError(
+            f"cannot read {path.name!r}: unknown extension {suffix or '(none)'}; supported: "
+            + ", ".join(READ_SUFFIXES) + ", or a folder of .png frames"
+        )
+    for name, given, actual in (("width", width, source.width), ("height", height, source.height)):
+        if given is not None and given != actual:
+            source.close()
+            raise ValueError(f"{path} has {name} {actual}, but {name}={given} was given")
+    info = SequenceInfo(
+        width=source.width,
+        height=source.height,
+        fps=float(fps) if fps is not None else float(source.fps),
+        num_frames=source.num_frames,
+        path=path,
+        bit_depth=getattr(source, "bit_depth", 8),
+    )
+    return VideoReader(source, info, matrix=matrix, upsample=upsample)
+
+
+class VideoWriter:
+    """A video being written; get one from :func:`open_writer`. Context manager.
+
+    Frames go to a temporary file (or folder) next to the target; :meth:`close` renames
+    it into place. If the ``with`` block raises, :meth:`abort` deletes the temporary, so
+    no half-written output is ever left under the target name.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        temp_path: Path,
+        sink: YuvWriter | Y4mWriter | PyAVWriter | ImageFolderWriter,
+        width: int,
+        height: int,
+        matrix: str,
+        upsample: str = "bilinear",
+    ) -> None:
+        self.path = path
+        self.temp_path = temp_path
+        self._sink = sink
+        self.width, self.height = width, height
+        self.matrix = matrix
+        self.upsample = upsample
+        self.num_frames = 0
+        self._done = False
+
+    def write(self, rgb: Tensor) -> None:
+        """Append one RGB frame ``(1, 3, H, W)`` in [0, 1] (values outside are clamped)."""
+        if rgb.dim() != 4 or tuple(rgb.shape) != (1, 3, self.height, self.width):
+            raise ValueError(
+                f"expected an RGB frame of shape (1, 3, {self.height}, {self.width}), "
+                f"got {tuple(rgb.shape)}"
+            )
+        if isinstance(self._sink, ImageFolderWriter):
+            self._sink.write_frame(_rgb_tensor_to_uint8(rgb))
+        else:
+            self._sink.write_frame(*rgb_to_planes(rgb.clamp(0.0, 1.0), self.matrix))
+        self.num_frames += 1
+
+    def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+        """Append one frame given as uint8 planes ``Y (H, W)``, ``U, V (H/2, W/2)``."""
+        if isinstance(self._sink, ImageFolderWriter):
+            rgb = planes_to_rgb(y, u, v, self.matrix, upsample=self.upsample)
+            self._sink.write_frame(_rgb_tensor_to_uint8(rgb))
+        else:
+            self._sink.write_frame(y, u, v)
+        self.num_frames += 1
+
+    def close(self) -> None:
+        """Finish the file and move it to its final name."""
+        if self._done:
+            return
+        if self.num_frames == 0:
+            self.abort()
+            raise ValueError(f"no frames were written to {self.path}; nothing was saved")
+        self._sink.close()
+        if self.temp_path.is_dir():
+            if self.path.is_dir():  # open_writer checked that it is empty
+                self.path.rmdir()
+            self.temp_path.rename(self.path)
+        else:
+            os.replace(self.temp_path, self.path)
+        self._done = True
+
+    def abort(self) -> None:
+        """Drop everything written so far; the target path is left untouched."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            if isinstance(self._sink, PyAVWriter):
+                self._sink.abort()
+            else:
+                self._sink.close()
+        finally:
+            if self.temp_path.is_dir():
+                shutil.rmtree(self.temp_path, ignore_errors=True)
+            else:
+                self.temp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def open_writer(
+    path: str | Path,
+    *,
+    width: int,
+    height: int,
+    fps: float = 30.0,
+    matrix: str = "bt709",
+    crf: int | None = None,
+    upsample: str = "bilinear",
+) -> VideoWriter:
+    """Open a video for writing, choosing the format by extension.
+
+    ``.yuv`` (8-bit I420), ``.y4m`` (C420jpeg), ``.mp4``/``.mkv`` (libx264 yuv420p;
+    ``crf`` None = x264's default 23, 0 = lossless), or a path without extension: a
+    folder of ``im00001.png``, ... (it must not exist yet, or be empty).
+    """
+    path = Path(path)
+    _check_matrix(matrix, upsample)
+    check_even_size(width, height, str(path))
+    suffix = path.suffix.lower()
+    if suffix and suffix not in WRITE_SUFFIXES:
+        raise ValueError(
+            f"cannot write {path.name!r}: unknown extension {suffix}; supported: "
+            + ", ".join(WRITE_SUFFIXES) + ", or a path without extension for a folder of PNGs"
+        )
+    if crf is not None and suffix not in WRITE_FORMATS:
+        raise ValueError(f"crf= applies only to {', '.join(WRITE_FORMATS)} output, not {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp_path = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    sink: YuvWriter | Y4mWriter | PyAVWriter | ImageFolderWriter
+    if suffix == ".yuv":
+        sink = YuvWriter(temp_path, width, height)
+    elif suffix == ".y4m":
+        sink = Y4mWriter(temp_path, width, height, fps=fps)
+    elif suffix in WRITE_FORMATS:
+        sink = PyAVWriter(temp_path, width, height, fps=fps, crf=crf,
+                          container_format=WRITE_FORMATS[suffix])
+    else:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise FileExistsError(
+                f"{path} already exists and is not an empty folder; remove it or pick a new name"
+            )
+        sink = ImageFolderWriter(temp_path, width, height)
+    return VideoWriter(path, temp_path, sink, width, height, matrix, upsample)
