@@ -1,0 +1,25 @@
+"""Codec adapters behind one contract; see :mod:`enhancer.codecs.base`."""
+
+from enhancer.codecs import compressai_codecs as _compressai_codecs  # noqa: F401  (registers)
+from enhancer.codecs import conventional as _conventional  # noqa: F401  (registers)
+from enhancer.codecs.base import (
+    CodecAdapter,
+    CodecError,
+    CodecOutput,
+    available_codecs,
+    bpp_from_likelihoods,
+    codec_class,
+    load_codec,
+    register_codec,
+)
+
+__all__ = [
+    "CodecAdapter",
+    "CodecError",
+    "CodecOutput",
+    "available_codecs",
+    "bpp_from_likelihoods",
+    "codec_class",
+    "load_codec",
+    "register_codec",
+]

@@ -73,6 +73,8 @@ class CodecAdapter(nn.Module):
         latent_stride:   padded frame size / latent size.
         is_video:        whether P-frames use the reference state.
         learned:         whether the codec has weights (and likelihoods).
+        detects_damaged_frames: whether decompress raises on truncated/damaged frame
+                         bytes (a concealing decoder cannot; the container's CRC-32 does).
     """
 
     name: str = ""
@@ -82,6 +84,7 @@ class CodecAdapter(nn.Module):
     latent_stride: int = 1
     is_video: bool = False
     learned: bool = True
+    detects_damaged_frames: bool = True
 
     def __init__(self, quality: int):
         super().__init__()

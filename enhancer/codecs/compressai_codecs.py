@@ -1,0 +1,285 @@
+"""Adapters for CompressAI codecs: ScaleSpaceFlow (video) and hyperprior image auto-encoders.
+
+The adapters call the CompressAI modules' own layers in the order CompressAI's
+``forward`` / ``compress`` / ``decompress`` call them, so the weights and the
+bitstream are CompressAI's; they only add what the enhancer needs: the
+quantised latent ``y_hat`` next to every decoded frame.
+
+Conditioning latents (all at 1/16 of the padded frame):
+
+* ``ssf``: ``cat(y_hat, y_motion_hat)`` with 384 channels. For a keyframe
+  ``y_hat`` is the image latent and the motion half is zeros; for a P-frame
+  ``y_hat`` is the residual latent and ``y_motion_hat`` the scale-space-flow
+  latent. Both halves are what SSF's own decoders see.
+* ``bmshj2018-hyperprior`` / ``mbt2018-mean``: the image latent ``y_hat``
+  (192 channels at quality 1-5, 320 at 6-8).
+
+Checkpoints are CompressAI zoo files (``ssf2020-mse-3-*.pth.tar``,
+``bmshj2018-hyperprior-3-*.pth.tar``): a plain state dict, optionally under a
+``"state_dict"`` key, loaded with ``weights_only=True`` and CompressAI's own key
+renaming (``load_pretrained``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from compressai.models.google import MeanScaleHyperprior, ScaleHyperprior
+from compressai.models.video.google import ScaleSpaceFlow
+from compressai.zoo.image import cfgs as image_cfgs
+from compressai.zoo.pretrained import load_pretrained
+from torch import Tensor, nn
+
+from enhancer.codecs.base import (
+    CodecAdapter,
+    CodecError,
+    CodecOutput,
+    pack_strings,
+    register_codec,
+    unpack_strings,
+)
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
+    """Read a CompressAI-style checkpoint file into a state dict (keys renamed as the zoo does)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CodecError(f"codec checkpoint {str(path)!r} does not exist; pass the path of a .pth.tar file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CodecError(f"could not read codec checkpoint {str(path)!r}: {err}") from err
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CodecError(f"codec checkpoint {str(path)!r} does not hold a state dict of tensors")
+    return load_pretrained(obj)
+
+
+def load_weights_into(model: nn.Module, path: str | Path, codec_name: str) -> None:
+    """Load ``path`` into ``model`` strictly; name missing/unexpected/mis-shaped keys on failure."""
+    state_dict = load_state_dict_file(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    # Entropy-model CDF buffers change shape after update(); they are rebuilt below.
+    cdf_buffers = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+    wrong_shape = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state_dict)
+        if state_dict[k].shape != own[k].shape and not k.endswith(cdf_buffers)
+    ]
+    missing = [k for k in missing if not k.endswith(cdf_buffers)]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+        if wrong_shape:
+            parts.append(f"{len(wrong_shape)} keys of the wrong shape (e.g. {wrong_shape[:2]})")
+        raise CodecError(
+            f"checkpoint {str(path)!r} does not fit codec {codec_name!r} at this quality: "
+            + "; ".join(parts)
+            + ". Pass a checkpoint of the same architecture and quality."
+        )
+    # CompressionModel.load_state_dict resizes the CDF buffers to the file's first.
+    model.load_state_dict(state_dict)
+
+
+class _CompressAIAdapter(CodecAdapter):
+    """Shared loading and entropy-model handling for CompressAI models."""
+
+    model: nn.Module
+
+    def _init_weights(self, checkpoint: str | Path | None) -> None:
+        if checkpoint is None:
+            warnings.warn(
+                f"codec {self.name!r} q{self.quality} has random weights (no checkpoint given): "
+                "fine for training from scratch and tests, meaningless for evaluation",
+                stacklevel=3,
+            )
+        else:
+            load_weights_into(self.model, checkpoint, self.name)
+        self.update()
+
+    def update(self) -> None:
+        """Rebuild the entropy coders' CDF tables from the current weights (after training)."""
+        self.model.update(force=True)
+
+    def aux_loss(self) -> Tensor:
+        """CompressAI's auxiliary loss of the entropy bottlenecks (trained with its own optimizer)."""
+        loss = self.model.aux_loss()
+        return sum(loss) if isinstance(loss, list) else loss
+
+
+# --- image auto-encoders ---------------------------------------------------------------
+class _HyperpriorImageCodec(_CompressAIAdapter):
+    """Ballé-style hyperprior auto-encoders (CompressAI ``ScaleHyperprior`` family)."""
+
+    qualities = tuple(range(1, 9))
+    pad_multiple = 64
+    latent_stride = 16
+    is_video = False
+    architecture: type[nn.Module]
+    uses_means: bool
+
+    def __init__(self, quality: int, checkpoint: str | Path | None = None):
+        super().__init__(quality)
+        channels_n, channels_m = image_cfgs[self.name][quality]
+        self.model = self.architecture(channels_n, channels_m)
+        self.latent_channels = channels_m
+        self._init_weights(checkpoint)
+
+    def _hyper_params(self, z_hat: Tensor) -> tuple[Tensor, Tensor | None]:
+        params = self.model.h_s(z_hat)
+        if self.uses_means:
+            scales_hat, means_hat = params.chunk(2, 1)
+            return scales_hat, means_hat
+        return params, None
+
+    def _hyper_input(self, y: Tensor) -> Tensor:
+        return y if self.uses_means else torch.abs(y)
+
+    def _forward_padded(self, frame: Tensor, state: Any) -> CodecOutput:
+        model = self.model
+        y = model.g_a(frame)
+        z_hat, z_likelihoods = model.entropy_bottleneck(model.h_a(self._hyper_input(y)))
+        scales_hat, means_hat = self._hyper_params(z_hat)
+        y_hat, y_likelihoods = model.gaussian_conditional(y, scales_hat, means=means_hat)
+        decoded = model.g_s(y_hat).clamp(0, 1)
+        return CodecOutput(decoded, y_hat, {"y": y_likelihoods, "z": z_likelihoods}, None)
+
+    def _compress_padded(self, frame: Tensor, state: Any) -> tuple[bytes, CodecOutput]:
+        model = self.model
+        y = model.g_a(frame)
+        z = model.h_a(self._hyper_input(y))
+        z_strings = model.entropy_bottleneck.compress(z)
+        z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        scales_hat, means_hat = self._hyper_params(z_hat)
+        indexes = model.gaussian_conditional.build_indexes(scales_hat)
+        y_strings = model.gaussian_conditional.compress(y, indexes, means=means_hat)
+        data = pack_strings([y_strings[0], z_strings[0]])
+        # What the decoder reconstructs, computed the decoder's way.
+        return data, self._decompress_padded(data, tuple(frame.shape[-2:]), None)
+
+    def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int], state: Any) -> CodecOutput:
+        model = self.model
+        y_string, z_string = unpack_strings(data, 2)
+        z_shape = (padded_hw[0] // 64, padded_hw[1] // 64)
+        z_hat = model.entropy_bottleneck.decompress([z_string], z_shape)
+        scales_hat, means_hat = self._hyper_params(z_hat)
+        indexes = model.gaussian_conditional.build_indexes(scales_hat)
+        y_hat = model.gaussian_conditional.decompress([y_string], indexes, z_hat.dtype, means_hat)
+        decoded = model.g_s(y_hat).clamp(0, 1)
+        return CodecOutput(decoded, y_hat, None, None)
+
+
+@register_codec("bmshj2018-hyperprior")
+class Bmshj2018Hyperprior(_HyperpriorImageCodec):
+    """Ballé et al., "Variational image compression with a scale hyperprior", ICLR 2018."""
+
+    architecture = ScaleHyperprior
+    uses_means = False
+
+
+@register_codec("mbt2018-mean")
+class Mbt2018Mean(_HyperpriorImageCodec):
+    """Minnen et al., "Joint autoregressive and hierarchical priors", NeurIPS 2018 (mean-scale, no context model)."""
+
+    architecture = MeanScaleHyperprior
+    uses_means = True
+
+
+# --- ScaleSpaceFlow ----------------------------------------------------------------------
+@register_codec("ssf")
+class SSF(_CompressAIAdapter):
+    """Agustsson et al., "Scale-space flow for end-to-end optimized video compression", CVPR 2020.
+
+    ::
+
+        I-frame:  x ──img_encoder──▶ y ──hyperprior──▶ y_hat ──img_decoder──▶ x_hat
+        P-frame:  (x, ref) ──motion_encoder──▶ m_hat ──motion_decoder──▶ flow ─warp(ref)─▶ pred
+                  x - pred ──res_encoder──▶ r_hat;  pred + res_decoder(cat(r_hat, m_hat)) = x_hat
+
+    The reference state is the previous reconstruction (unclamped, as CompressAI).
+    """
+
+    qualities = tuple(range(1, 10))
+    pad_multiple = 128
+    latent_channels = 384
+    latent_stride = 16
+    is_video = True
+
+    def __init__(self, quality: int, checkpoint: str | Path | None = None):
+        super().__init__(quality)
+        # SSF's architecture is the same at every quality; only the weights differ.
+        self.model = ScaleSpaceFlow()
+        self._init_weights(checkpoint)
+
+    @staticmethod
+    def _latent(main_hat: Tensor, motion_hat: Tensor | None) -> Tensor:
+        if motion_hat is None:
+            motion_hat = torch.zeros_like(main_hat)
+        return torch.cat([main_hat, motion_hat], dim=1)
+
+    def _forward_padded(self, frame: Tensor, state: Any) -> CodecOutput:
+        model = self.model
+        if state is None:
+            y_hat, likelihoods = model.img_hyperprior(model.img_encoder(frame))
+            reconstruction = model.img_decoder(y_hat)
+            latent = self._latent(y_hat, None)
+            likelihoods = {f"keyframe_{k}": v for k, v in likelihoods.items()}
+        else:
+            reference = state
+            y_motion = model.motion_encoder(torch.cat([frame, reference], dim=1))
+            motion_hat, motion_likelihoods = model.motion_hyperprior(y_motion)
+            prediction = model.forward_prediction(reference, model.motion_decoder(motion_hat))
+            residual_hat, residual_likelihoods = model.res_hyperprior(
+                model.res_encoder(frame - prediction)
+            )
+            reconstruction = prediction + model.res_decoder(torch.cat([residual_hat, motion_hat], 1))
+            latent = self._latent(residual_hat, motion_hat)
+            likelihoods = {f"motion_{k}": v for k, v in motion_likelihoods.items()}
+            likelihoods |= {f"residual_{k}": v for k, v in residual_likelihoods.items()}
+        return CodecOutput(reconstruction.clamp(0, 1), latent, likelihoods, reconstruction)
+
+    def _compress_padded(self, frame: Tensor, state: Any) -> tuple[bytes, CodecOutput]:
+        model = self.model
+        if state is None:
+            y = model.img_encoder(frame)
+            _, out = model.img_hyperprior.compress(y)
+            strings = out["strings"]
+        else:
+            reference = state
+            y_motion = model.motion_encoder(torch.cat([frame, reference], dim=1))
+            motion_hat, motion_out = model.motion_hyperprior.compress(y_motion)
+            prediction = model.forward_prediction(reference, model.motion_decoder(motion_hat))
+            _, residual_out = model.res_hyperprior.compress(model.res_encoder(frame - prediction))
+            strings = motion_out["strings"] + residual_out["strings"]
+        data = pack_strings([s[0] for s in strings])
+        return data, self._decompress_padded(data, tuple(frame.shape[-2:]), state)
+
+    def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int], state: Any) -> CodecOutput:
+        model = self.model
+        z_shape = torch.Size((padded_hw[0] // 128, padded_hw[1] // 128))  # hyper-latent at 1/128
+        if state is None:
+            y_string, z_string = unpack_strings(data, 2)
+            y_hat = model.img_hyperprior.decompress([[y_string], [z_string]], z_shape)
+            reconstruction = model.img_decoder(y_hat)
+            latent = self._latent(y_hat, None)
+        else:
+            reference = state
+            motion_y, motion_z, residual_y, residual_z = unpack_strings(data, 4)
+            motion_hat = model.motion_hyperprior.decompress([[motion_y], [motion_z]], z_shape)
+            prediction = model.forward_prediction(reference, model.motion_decoder(motion_hat))
+            residual_hat = model.res_hyperprior.decompress([[residual_y], [residual_z]], z_shape)
+            reconstruction = prediction + model.res_decoder(torch.cat([residual_hat, motion_hat], 1))
+            latent = self._latent(residual_hat, motion_hat)
+        return CodecOutput(reconstruction.clamp(0, 1), latent, None, reconstruction)
+
+
+__all__ = ["SSF", "Bmshj2018Hyperprior", "Mbt2018Mean", "load_state_dict_file"]

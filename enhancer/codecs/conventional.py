@@ -1,0 +1,149 @@
+"""x264 and x265 through PyAV: the conventional baseline every user compares against.
+
+Each intra period is one independent low-delay stream (no B-frames, no
+look-ahead, ``tune=zerolatency``), so every frame is exactly one packet and a
+decoder gives the frame back as soon as its packet arrives. The quality index
+is the CRF (0 = best, 51 = worst). Frames are converted RGB -> YUV 4:2:0
+(BT.709, 8 bit) before coding and back after, so the reported PSNR includes
+the chroma subsampling, as for any 4:2:0 codec.
+
+There are no weights and no latent: the enhancer conditions on the decoded
+frame only. The "training path" codes for real (it is not differentiable).
+"""
+
+from __future__ import annotations
+
+import fractions
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from torch import Tensor
+
+from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, register_codec
+from enhancer.data.color import planes_to_rgb, rgb_to_planes
+
+
+@dataclass
+class _StreamState:
+    """Open encoder/decoder of the current stream (one intra period)."""
+
+    decoder: Any
+    encoder: Any = None
+    frame_index: int = 0
+    size: tuple[int, int] = field(default=(0, 0))
+
+
+class _PyAVCodec(CodecAdapter):
+    qualities = tuple(range(52))
+    pad_multiple = 4  # 4:2:0 needs even sizes; PyAV's packed yuv420p array needs H % 4 == 0
+    latent_channels = None
+    is_video = True
+    learned = False
+    detects_damaged_frames = True
+    encoder_name: str
+    decoder_name: str
+    preset: str = "medium"
+
+    def __init__(self, quality: int, checkpoint: str | Path | None = None):
+        super().__init__(quality)
+        if checkpoint is not None:
+            raise CodecError(f"codec {self.name!r} has no weights; do not pass a checkpoint")
+        if self.encoder_name not in av.codecs_available:
+            raise CodecError(f"this PyAV build has no {self.encoder_name} encoder")
+
+    def _encoder_options(self) -> dict[str, str]:
+        return {"preset": self.preset, "tune": "zerolatency", "crf": str(self.quality)}
+
+    def _open_stream(self, height: int, width: int, with_encoder: bool) -> _StreamState:
+        decoder = av.CodecContext.create(self.decoder_name, "r")
+        decoder.thread_count = 1
+        decoder.options = {"err_detect": "explode"}  # fail on damaged data, do not conceal
+        encoder = None
+        if with_encoder:
+            encoder = av.CodecContext.create(self.encoder_name, "w")
+            encoder.width, encoder.height = width, height
+            encoder.pix_fmt = "yuv420p"
+            encoder.time_base = fractions.Fraction(1, 25)
+            encoder.thread_count = 1  # deterministic bytes
+            encoder.options = self._encoder_options()
+        return _StreamState(decoder=decoder, encoder=encoder, size=(height, width))
+
+    def _decode_packet(self, data: bytes, state: _StreamState) -> Tensor:
+        try:
+            frames = state.decoder.decode(av.Packet(data))
+        except av.error.FFmpegError as err:
+            raise CodecError(f"{self.decoder_name} could not decode {len(data)} bytes: {err}") from err
+        if any(frame.is_corrupt for frame in frames):
+            raise CodecError(f"{self.decoder_name} found {len(data)} bytes damaged")
+        if len(frames) != 1:
+            raise CodecError(
+                f"{self.decoder_name} returned {len(frames)} frames for one packet of {len(data)} bytes"
+            )
+        plane_frame = frames[0].reformat(format="yuv420p")
+        height, width = state.size
+        planes = plane_frame.to_ndarray()  # (H * 3/2, W)
+        y = planes[:height]
+        chroma = planes[height:].reshape(2, height // 2, width // 2)
+        return planes_to_rgb(y, chroma[0], chroma[1])
+
+    def _compress_padded(self, frame: Tensor, state: Any) -> tuple[bytes, CodecOutput]:
+        height, width = frame.shape[-2:]
+        if state is None:
+            state = self._open_stream(height, width, with_encoder=True)
+        elif state.encoder is None:
+            raise CodecError("a decoder-side state cannot be used to encode; start with state=None")
+        y, u, v = rgb_to_planes(frame)
+        planes = np.concatenate([y, u.reshape(-1, width), v.reshape(-1, width)], axis=0)
+        av_frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        av_frame.pts = state.frame_index
+        if state.frame_index == 0:
+            av_frame.pict_type = av.video.frame.PictureType.I
+        packets = state.encoder.encode(av_frame)
+        if len(packets) != 1:
+            raise CodecError(f"{self.encoder_name} gave {len(packets)} packets for one frame")
+        data = bytes(packets[0])
+        decoded = self._decode_packet(data, state).to(frame.device)
+        state.frame_index += 1
+        return data, CodecOutput(decoded, None, None, state)
+
+    def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int], state: Any) -> CodecOutput:
+        if state is None:
+            state = self._open_stream(*padded_hw, with_encoder=False)
+        decoded = self._decode_packet(data, state)
+        state.frame_index += 1
+        return CodecOutput(decoded, None, None, state)
+
+    def _forward_padded(self, frame: Tensor, state: Any) -> CodecOutput:
+        """Codes every batch element for real as its own stream; ``state`` is a list per element."""
+        states = state if state is not None else [None] * frame.shape[0]
+        decoded, new_states = [], []
+        with torch.no_grad():
+            for element, element_state in zip(frame.split(1), states):
+                _, out = self._compress_padded(element, element_state)
+                decoded.append(out.decoded)
+                new_states.append(out.state)
+        return CodecOutput(torch.cat(decoded), None, None, new_states)
+
+
+@register_codec("x264")
+class X264(_PyAVCodec):
+    """H.264/AVC through libx264 (CRF, low delay, no B-frames)."""
+
+    encoder_name = "libx264"
+    decoder_name = "h264"
+
+
+@register_codec("x265")
+class X265(_PyAVCodec):
+    """H.265/HEVC through libx265 (CRF, low delay, no B-frames)."""
+
+    encoder_name = "libx265"
+    decoder_name = "hevc"
+    detects_damaged_frames = False  # FFmpeg's HEVC decoder conceals truncated slices silently
+
+    def _encoder_options(self) -> dict[str, str]:
+        return super()._encoder_options() | {"x265-params": "log-level=error"}

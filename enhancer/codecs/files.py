@@ -1,0 +1,143 @@
+"""Encode a video file to a ``.bin`` container and decode it back (what ``tools/codec.py`` runs)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from enhancer.codecs.base import CodecError, codec_class, load_codec
+from enhancer.codecs.container import Container, weights_fingerprint
+from enhancer.data.sequence import open_sequence, open_writer
+
+
+@dataclass
+class CodingReport:
+    codec: str
+    quality: int
+    width: int
+    height: int
+    frames: int
+    num_bytes: int
+    bpp: float
+    psnr_rgb: float | None  # mean over frames; None when decoding (no reference)
+    seconds_per_frame: float
+
+    def summary(self) -> str:
+        psnr = f", PSNR-RGB {self.psnr_rgb:.2f} dB" if self.psnr_rgb is not None else ""
+        return (
+            f"{self.codec} q{self.quality}: {self.frames} frames {self.width}x{self.height}, "
+            f"{self.num_bytes} bytes, {self.bpp:.4f} bpp{psnr}, "
+            f"{self.seconds_per_frame:.3f} s/frame"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mse_to_psnr(mse: float) -> float:
+    return float("inf") if mse == 0 else -10 * math.log10(mse)
+
+
+def resolve_checkpoint(codec_name: str, checkpoint: str | None) -> str | None:
+    """Learned codecs need weights: a path, or the explicit word ``random`` (untrained)."""
+    cls = codec_class(codec_name)
+    if not cls.learned:
+        return None
+    if checkpoint is None:
+        raise CodecError(
+            f"codec {codec_name!r} needs weights: pass --checkpoint PATH (e.g. a CompressAI zoo "
+            f"file) or --checkpoint random for untrained weights"
+        )
+    return None if checkpoint == "random" else checkpoint
+
+
+def encode_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    codec_name: str,
+    quality: int,
+    *,
+    checkpoint: str | None = None,
+    frames: int | None = None,
+    intra_period: int = -1,
+    width: int | None = None,
+    height: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> CodingReport:
+    """Code ``frames`` frames of any readable video into one container file."""
+    codec = load_codec(
+        codec_name, quality, checkpoint=resolve_checkpoint(codec_name, checkpoint), device=device
+    )
+    codec.is_intra(0, intra_period)  # validates the period before any work
+    with open_sequence(input_path, width=width, height=height) as reader:
+        info = reader.info
+        container = Container(
+            codec=codec_name, quality=quality, width=info.width, height=info.height,
+            intra_period=intra_period, fps=float(info.fps),
+            weights_fingerprint=weights_fingerprint(codec),
+        )
+        total = frames if frames is not None else info.num_frames
+        pending: list[torch.Tensor] = []  # the frame being coded, to score its decode
+
+        def source():
+            for frame in reader.frames(count=frames):
+                pending.append(frame.to(device))
+                yield pending[-1]
+
+        squared_error, start = 0.0, time.perf_counter()
+        coded = codec.encode_sequence(source(), intra_period)
+        for data, out in tqdm(coded, total=total, disable=not progress,
+                              desc=f"encode {codec_name} q{quality}", unit="frame"):
+            container.frames.append(data)
+            squared_error += torch.mean((out.decoded - pending.pop()) ** 2).item()
+    elapsed = time.perf_counter() - start
+    if not container.frames:
+        raise CodecError(f"{input_path} holds no frames to encode")
+    container.save(output_path)
+    count = len(container.frames)
+    return CodingReport(
+        codec_name, quality, info.width, info.height, count, container.num_bytes, container.bpp,
+        _mse_to_psnr(squared_error / count), elapsed / count,
+    )
+
+
+def decode_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> CodingReport:
+    """Decode a container to ``.y4m``, ``.yuv``, ``.mp4`` or a PNG folder (by the extension)."""
+    container = Container.load(input_path)
+    codec = load_codec(
+        container.codec, container.quality,
+        checkpoint=resolve_checkpoint(container.codec, checkpoint), device=device,
+    )
+    if weights_fingerprint(codec) != container.weights_fingerprint:
+        raise CodecError(
+            f"{input_path} was encoded with other {container.codec} weights than "
+            f"{checkpoint!r}; pass the --checkpoint used to encode it"
+        )
+    start = time.perf_counter()
+    size = (container.height, container.width)
+    with open_writer(
+        output_path, width=container.width, height=container.height, fps=container.fps
+    ) as writer:
+        outputs = codec.decode_sequence(container.frames, size, container.intra_period)
+        for out in tqdm(outputs, total=len(container.frames), disable=not progress,
+                        desc=f"decode {container.codec}", unit="frame"):
+            writer.write(out.decoded.cpu())
+    count = len(container.frames)
+    return CodingReport(
+        container.codec, container.quality, container.width, container.height, count,
+        container.num_bytes, container.bpp, None, (time.perf_counter() - start) / count,
+    )
+

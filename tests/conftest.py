@@ -1,0 +1,25 @@
+"""Shared test helpers: where the real test material lives, and a skip when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ENHANCER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+requires_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(),
+    reason=f"real test material not found at {SHARED_DATA} (set ENHANCER_SHARED_DATA)",
+)
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _no_network_weights(tmp_path_factory, monkeypatch):
+    """Any accidental hub download would land here (and fail offline), never in ~/.cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))

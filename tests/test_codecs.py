@@ -1,0 +1,197 @@
+"""Contract tests, CompressAI style: the same assertions over every registered codec adapter."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import pytest
+import torch
+from conftest import SHARED_DATA, requires_shared_data
+
+from enhancer.codecs import (
+    CodecError,
+    available_codecs,
+    bpp_from_likelihoods,
+    codec_class,
+    load_codec,
+)
+from enhancer.codecs.compressai_codecs import load_state_dict_file
+from enhancer.data.sequence import open_sequence
+
+QUALITY = {"ssf": 3, "bmshj2018-hyperprior": 3, "mbt2018-mean": 3, "x264": 30, "x265": 30}
+# DCVC has its own tests (needs the submodule and its extension).
+CODECS = [name for name in available_codecs() if name != "dcvc"]
+HEIGHT, WIDTH = 170, 250  # odd for every codec's multiple: exercises pad and crop
+
+
+@functools.cache
+def shared_codec(name: str):
+    """One instance per codec for the read-only contract tests (adapters keep no state)."""
+    return make_codec(name)
+
+
+def make_codec(name: str, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights warning
+        torch.manual_seed(0)
+        return load_codec(name, QUALITY[name], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def clip() -> list[torch.Tensor]:
+    """Three real frames (1, 3, 170, 250) from a 320x192 camera clip."""
+    path = SHARED_DATA / "video/openh264/CiscoVT2people_320x192_12fps.yuv"
+    with open_sequence(path) as reader:
+        frames = list(reader.frames(count=3))
+    return [frame[..., 10 : 10 + HEIGHT, 30 : 30 + WIDTH].contiguous() for frame in frames]
+
+
+def test_registry_has_every_adapter():
+    assert {"ssf", "bmshj2018-hyperprior", "mbt2018-mean", "x264", "x265", "dcvc"} <= set(
+        available_codecs()
+    )
+
+
+@requires_shared_data
+@pytest.mark.parametrize("name", CODECS)
+class TestContract:
+    def test_shapes_and_ranges(self, name, clip):
+        codec = shared_codec(name)
+        outputs = codec.forward_sequence(torch.stack(clip, dim=1))
+        assert len(outputs) == len(clip)
+        for out in outputs:
+            assert out.decoded.shape == (1, 3, HEIGHT, WIDTH)
+            assert out.decoded.min() >= 0 and out.decoded.max() <= 1
+            if codec.latent_channels is None:
+                assert out.latent is None
+            else:
+                padded_h = -(-HEIGHT // codec.pad_multiple) * codec.pad_multiple
+                padded_w = -(-WIDTH // codec.pad_multiple) * codec.pad_multiple
+                assert out.latent.shape == (
+                    1, codec.latent_channels,
+                    padded_h // codec.latent_stride, padded_w // codec.latent_stride,
+                )
+            assert (out.likelihoods is not None) == codec.learned
+
+    def test_bytes_decode_to_training_path(self, name, clip):
+        codec = shared_codec(name)
+        with torch.no_grad():
+            trained = codec.forward_sequence(torch.stack(clip, dim=1))
+        encoded = list(codec.encode_sequence(clip))
+        decoded = list(codec.decode_sequence([data for data, _ in encoded], (HEIGHT, WIDTH)))
+        for train_out, (data, enc_out), dec_out in zip(trained, encoded, decoded):
+            assert isinstance(data, bytes) and len(data) > 0
+            assert torch.equal(enc_out.decoded, dec_out.decoded)
+            assert torch.equal(train_out.decoded, dec_out.decoded)
+            if codec.latent_channels is not None:
+                assert torch.equal(train_out.latent, dec_out.latent)
+
+    def test_decoding_is_deterministic(self, name, clip):
+        codec = shared_codec(name)
+        chunks = [data for data, _ in codec.encode_sequence(clip)]
+        first = [out.decoded for out in codec.decode_sequence(chunks, (HEIGHT, WIDTH))]
+        second = [out.decoded for out in codec.decode_sequence(chunks, (HEIGHT, WIDTH))]
+        for a, b in zip(first, second):
+            assert torch.equal(a, b)
+        again = [data for data, _ in codec.encode_sequence(clip)]
+        assert again == chunks
+
+    def test_no_state_leaks_between_sequences(self, name, clip):
+        codec = shared_codec(name)
+        other = [frame.flip(-1) for frame in clip]
+        fresh = [data for data, _ in codec.encode_sequence(clip)]
+        list(codec.encode_sequence(other))
+        after_other = [data for data, _ in codec.encode_sequence(clip)]
+        assert after_other == fresh
+
+    def test_bpp_from_bytes_matches_likelihoods(self, name, clip):
+        codec = shared_codec(name)
+        if not codec.learned:
+            pytest.skip("conventional codecs have no likelihoods")
+        with torch.no_grad():
+            trained = codec.forward_sequence(torch.stack(clip, dim=1))
+        encoded = list(codec.encode_sequence(clip))
+        pixels = HEIGHT * WIDTH
+        for out, (data, _) in zip(trained, encoded):
+            estimate = bpp_from_likelihoods(out.likelihoods, pixels).item()
+            real = 8 * len(data) / pixels
+            # 5 % for the coder, plus the u32 length before each string and a flush per string.
+            assert abs(real - estimate) <= 0.05 * estimate + 8 * 4 * 8 / pixels
+
+    def test_intra_period_resets_reference(self, name, clip):
+        codec = shared_codec(name)
+        period_1 = [data for data, _ in codec.encode_sequence(clip, intra_period=1)]
+        alone = [codec.compress(frame)[0] for frame in clip]
+        assert period_1 == alone
+
+    def test_corrupt_bytes_raise(self, name, clip):
+        codec = shared_codec(name)
+        if not codec.detects_damaged_frames:
+            pytest.skip(f"{name}'s decoder conceals damage; the container's CRC-32 catches it")
+        data, _ = codec.compress(clip[0])
+        with pytest.raises(CodecError):
+            codec.decompress(data[: len(data) // 3], (HEIGHT, WIDTH))
+
+
+@pytest.mark.parametrize("name", ["ssf", "bmshj2018-hyperprior"])
+def test_unknown_quality_is_a_clear_error(name):
+    with pytest.raises(CodecError, match="has no quality 99"):
+        load_codec(name, 99)
+
+
+def test_unknown_codec_is_a_clear_error():
+    with pytest.raises(CodecError, match="unknown codec 'vvc'; available: .*ssf"):
+        load_codec("vvc", 1)
+
+
+@pytest.mark.parametrize("name", ["ssf", "bmshj2018-hyperprior", "mbt2018-mean"])
+def test_zoo_checkpoint_round_trip(name, tmp_path):
+    """A state dict saved in the CompressAI zoo layout loads into a fresh adapter."""
+    source = make_codec(name)
+    for parameter in source.parameters():
+        parameter.data.add_(0.01 * torch.randn_like(parameter))  # differs from the seed-0 init
+    source.update()  # zoo files hold CDF tables that match their weights
+    state = {f"module.{k}": v for k, v in source.model.state_dict().items()}  # DataParallel prefix
+    path = tmp_path / f"{name}-{QUALITY[name]}-0123abcd.pth.tar"
+    torch.save(state, path)
+    loaded = make_codec(name, checkpoint=path)
+    for key, value in source.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    assert set(load_state_dict_file(path)) == set(source.model.state_dict())
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
+    path = tmp_path / "hyperprior.pth.tar"
+    torch.save(make_codec("bmshj2018-hyperprior").model.state_dict(), path)
+    with pytest.raises(CodecError, match="does not fit codec 'ssf'.*missing keys"):
+        make_codec("ssf", checkpoint=path)
+
+
+def test_checkpoint_of_another_quality_is_a_clear_error(tmp_path):
+    path = tmp_path / "q8.pth.tar"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save(load_codec("bmshj2018-hyperprior", 8).model.state_dict(), path)
+    with pytest.raises(CodecError, match="wrong shape"):
+        make_codec("bmshj2018-hyperprior", checkpoint=path)
+
+
+def test_corrupt_checkpoint_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.pth.tar"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CodecError, match="could not read codec checkpoint"):
+        make_codec("ssf", checkpoint=path)
+    with pytest.raises(CodecError, match="does not exist"):
+        make_codec("ssf", checkpoint=tmp_path / "missing.pth.tar")
+
+
+def test_conventional_codecs_take_no_checkpoint(tmp_path):
+    with pytest.raises(CodecError, match="has no weights"):
+        load_codec("x264", 30, checkpoint=tmp_path / "x.pth")
+
+
+def test_bad_intra_period_is_a_clear_error():
+    with pytest.raises(CodecError, match="intra period must be -1 or a positive number, got 0"):
+        codec_class("x264").is_intra(0, 0)
+
