@@ -105,6 +105,27 @@ class CodecAdapter(nn.Module):
     def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int], state: Any) -> CodecOutput:
         raise NotImplementedError
 
+    # --- weights ------------------------------------------------------------------------
+    ENTROPY_TABLES = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+    def update(self) -> None:
+        """Rebuild entropy-coder tables from the weights (learned codecs override)."""
+
+    def weights(self) -> dict[str, Tensor]:
+        """The trainable state, without entropy-coder tables (rebuilt by :meth:`update`)."""
+        return {k: v for k, v in self.state_dict().items() if not k.endswith(self.ENTROPY_TABLES)}
+
+    def load_weights(self, weights: dict[str, Tensor]) -> None:
+        """Inverse of :meth:`weights`: strict on every key but the entropy tables."""
+        result = self.load_state_dict(weights, strict=False)
+        missing = [k for k in result.missing_keys if not k.endswith(self.ENTROPY_TABLES)]
+        if missing or result.unexpected_keys:
+            raise CodecError(
+                f"codec weights do not fit {self.name!r} q{self.quality}: missing {missing[:3]}, "
+                f"unexpected {result.unexpected_keys[:3]}"
+            )
+        self.update()
+
     # --- public API ---------------------------------------------------------------------
     def forward(self, frame: Tensor, state: Any = None) -> CodecOutput:
         """Differentiable training path (eval mode: equals the decoded bytes)."""

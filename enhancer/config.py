@@ -1,0 +1,144 @@
+"""Configs: frozen dataclasses loaded from YAML (unknown keys rejected), stored in checkpoints.
+
+An :class:`EnhancerConfig` says everything needed to rebuild an enhancer: which
+codec (and its weights), the U-Net size and the diffusion parameterisation.
+Training configs (``enhancer.train``) embed it under the key ``model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from enhancer.models.unet import PRESETS, UNetConfig
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config with an unknown key, a wrong type or an impossible value."""
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    name: str = "ssf"
+    quality: int = 3
+    checkpoint: str | None = None  # path, "bundled:<name>", or None for random weights
+    intra_period: int = -1
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    prediction: str = "x0"  # x0 | eps | v
+    target: str = "residual"  # residual (ours) | image (the CDC baseline)
+    residual_scale_factor: float = 10.0
+    min_snr_gamma: float | None = 5.0
+
+
+@dataclass(frozen=True)
+class EnhancerConfig:
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    unet: str | UNetConfig = "tiny"  # a preset name or a full UNetConfig
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    temporal: bool = True  # video: the previous enhanced frame is an input
+
+    def unet_config(self) -> UNetConfig:
+        if isinstance(self.unet, UNetConfig):
+            return self.unet
+        if self.unet not in PRESETS:
+            raise ConfigError(f"unknown U-Net preset {self.unet!r}; choose one of {sorted(PRESETS)}")
+        return PRESETS[self.unet]
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None, where: str = "config") -> T:
+    """Build dataclass ``cls`` from a nested dict; unknown keys and wrong types are errors."""
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; valid keys: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in values.items()}
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {hint}")
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if hint is UNetConfig and isinstance(value, dict):
+            try:
+                return UNetConfig.from_dict(value)
+            except (ValueError, TypeError) as err:
+                raise ConfigError(f"{where}: {err}") from err
+        return from_dict(hint, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        items = [_convert(item, v, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+        return value
+    if hint is Any:
+        return value
+    raise ConfigError(f"{where}: cannot read a value of type {hint}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict (lists for tuples) for YAML, JSON and checkpoints."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+def load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+    """Load ``cls`` from a YAML file, then apply ``key.sub=value`` overrides (YAML values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    for override in overrides or []:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} must look like key.sub=value")
+        key, raw = override.split("=", 1)
+        node = values
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {override!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return from_dict(cls, values, where=path.name)
