@@ -1,0 +1,149 @@
+"""Training configs: a frozen dataclass loaded from YAML, unknown keys rejected.
+
+::
+
+    model:            # an EnhancerConfig (codec, unet, diffusion, temporal)
+      codec: {name: ssf, quality: 3, checkpoint: null}
+      unet: tiny
+    mode: frozen      # frozen | e2e | codec
+    lmbda: 0.01       # weight of the rate term (bits per pixel)
+    rho: 0.9          # perceptual weight: (1 - rho) * L_dist + rho * L_perc
+    data: {train: [../shared/data/video/intel], val: ..., clip_len: 3, crop_size: 64}
+    steps: 1000
+
+Modes:
+
+- ``frozen``: the codec is fixed (eval mode, no gradients); only the denoiser trains.
+  ``L = (1 - rho) L_dist + rho L_perc``; the bitstream cannot change.
+- ``e2e``: codec and denoiser train jointly with the full loss
+  ``L = lmbda L_bitrate + (1 - rho) L_dist + rho L_perc + L_decoder``.
+- ``codec``: a codec pretraining stage (no denoiser): ``L = lmbda L_bitrate + L_decoder``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from enhancer.config import ConfigError, EnhancerConfig, load_yaml
+
+MODES = ("frozen", "e2e", "codec")
+ROLLOUTS = ("self", "teacher")
+DATA_KINDS = ("video", "image")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training clips come from and how they are cut.
+
+    train:          video files / folders of videos (kind video) or image files / folders
+                    (kind image); folders are searched recursively.
+    val:            one small video (or image) scored every ``val_every`` steps; None: no val.
+    clip_len:       frames per training clip (image kind: always 1).
+    crop_size:      side of the random square crop.
+    batch_size:     clips per step (per process under DDP).
+    kind:           ``video`` or ``image``.
+    samples_per_video: clips drawn from each video per epoch.
+    max_frames_per_video: only the first this-many frames of each video are used.
+    val_frames:     frames of the validation clip that are coded and enhanced.
+    val_crop:       centre crop of the validation frames (None: full frame).
+    num_workers:    DataLoader worker processes (0: load in the training process).
+    """
+
+    train: list[str] = field(default_factory=list)
+    val: str | None = None
+    clip_len: int = 3
+    crop_size: int = 64
+    batch_size: int = 2
+    kind: str = "video"
+    samples_per_video: int = 8
+    max_frames_per_video: int | None = 300
+    val_frames: int = 3
+    val_crop: int | None = 128
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in DATA_KINDS:
+            raise ConfigError(f"data.kind must be one of {DATA_KINDS}, got {self.kind!r}")
+        for name in ("clip_len", "crop_size", "batch_size", "samples_per_video", "val_frames"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; stored as JSON next to and inside its checkpoints.
+
+    lmbda:          rate weight (L_bitrate is bits per pixel); unused when frozen.
+    rho:            perceptual weight in [0, 1] (CDC uses 0.9); 0 trains on L_dist alone.
+    lr / codec_lr:  AdamW learning rates of the denoiser and (e2e, codec modes) the codec.
+    aux_lr:         learning rate of CompressAI's auxiliary (entropy bottleneck) optimizer.
+    warmup_steps:   linear learning-rate warm-up; constant afterwards (so a run stopped and
+                    resumed sees exactly the schedule of an uninterrupted one).
+    ema_decay:      decay of the EMA copy of the denoiser weights (used at inference).
+    rollout:        previous enhanced frame during training: ``self`` samples it from the
+                    model (no gradient, ``rollout_steps`` DDIM steps), ``teacher`` uses the
+                    ground-truth previous frame.
+    val_steps:      DDIM steps when enhancing the validation clip.
+    lpips_net:      LPIPS trunk for L_perc and the logged LPIPS ("alex" or "vgg").
+    device:         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    amp:            bfloat16 autocast for the denoiser and LPIPS on CUDA (ignored on CPU).
+    """
+
+    model: EnhancerConfig = field(default_factory=EnhancerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mode: str = "frozen"
+    lmbda: float = 0.01
+    rho: float = 0.9
+    steps: int = 1000
+    lr: float = 1e-4
+    codec_lr: float = 1e-5
+    aux_lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.999
+    log_every: int = 10
+    val_every: int = 200
+    ckpt_every: int = 200
+    rollout: str = "self"
+    rollout_steps: int = 1
+    val_steps: int = 4
+    lpips_net: str = "alex"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.rollout not in ROLLOUTS:
+            raise ConfigError(f"rollout must be one of {ROLLOUTS}, got {self.rollout!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if not 0.0 <= self.rho <= 1.0:
+            raise ConfigError(f"rho must be in [0, 1], got {self.rho}")
+        if self.lmbda < 0:
+            raise ConfigError(f"lmbda must be >= 0, got {self.lmbda}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("steps", "log_every", "val_every", "ckpt_every", "rollout_steps", "val_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lpips_net not in ("alex", "vgg"):
+            raise ConfigError(f"lpips_net must be 'alex' or 'vgg', got {self.lpips_net!r}")
+        if not self.data.train:
+            raise ConfigError("data.train is empty; list the training video/image files or folders")
+        if self.data.kind == "image" and self.model.temporal:
+            raise ConfigError(
+                "data.kind is 'image' but model.temporal is true; image training needs "
+                "model.temporal: false (there is no previous frame)"
+            )
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a :class:`TrainConfig` from YAML with ``key.sub=value`` overrides."""
+    return load_yaml(TrainConfig, path, overrides)

@@ -1,0 +1,159 @@
+"""The training loss over a clip (Brenig & Timofte; CDC):
+
+::
+
+    L = lmbda * L_bitrate + (1 - rho) * L_dist + rho * L_perc + L_decoder     (per frame)
+
+- ``L_bitrate``: bits per pixel estimated from the codec's likelihoods.
+- ``L_dist``:    the diffusion denoising loss on the clean signal (residual or image).
+- ``L_perc``:    LPIPS between the frame and the one-step estimate
+                 ``decode_target(x0_pred, decoded)``.
+- ``L_decoder``: MSE of the codec's own decode, so ``decoded`` stays distortion-optimal.
+
+With a frozen codec ``L_bitrate`` and ``L_decoder`` are constants and are not
+computed (reported as 0); in the ``codec`` pretraining mode only
+``lmbda * L_bitrate + L_decoder`` is used.
+
+Frames of a clip are processed in order: the codec carries its reference state
+from frame to frame, and the previous enhanced frame fed to a temporal denoiser is
+either sampled from the model itself (``rollout="self"``, a few DDIM steps without
+gradient) or the ground-truth previous frame (``rollout="teacher"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from enhancer.codecs.base import CodecAdapter, bpp_from_likelihoods
+from enhancer.diffusion import ResidualDiffusion, sample_ddim
+from enhancer.metrics.psnr import psnr
+
+TERMS = ("loss", "bitrate", "dist", "perc", "decoder")
+METRICS = ("bpp", "psnr_decoded", "psnr_onestep", "lpips_decoded", "lpips_onestep")
+
+
+class ClipLoss(nn.Module):
+    """``ClipLoss(codec, diffusion, ...)(clip)`` -> dict of loss terms (means over frames).
+
+    Args:
+        codec, diffusion: the enhancer's two parts (trained according to ``mode``).
+        mode:       ``frozen``, ``e2e`` or ``codec`` (see :mod:`enhancer.train.config`).
+        lmbda, rho: loss weights.
+        perceptual: ``(x, y) -> (B,)`` LPIPS on [0, 1] images (not a submodule, so it is
+                    never saved with the model); None only when ``rho == 0``.
+        rollout:    ``self`` or ``teacher``; ``rollout_steps`` DDIM steps for ``self``.
+        intra_period: the codec's intra period inside a clip.
+        min_snr_gamma: the diffusion loss weighting.
+        amp:        run the denoiser and LPIPS under bfloat16 autocast (CUDA).
+    """
+
+    def __init__(self, codec: CodecAdapter, diffusion: ResidualDiffusion, mode: str,
+                 lmbda: float, rho: float, perceptual: Callable[[Tensor, Tensor], Tensor] | None,
+                 rollout: str = "self", rollout_steps: int = 1, intra_period: int = -1,
+                 min_snr_gamma: float | None = 5.0, amp: bool = False):
+        super().__init__()
+        if rho > 0 and perceptual is None and mode != "codec":
+            raise ValueError(f"rho={rho} needs a perceptual loss; pass perceptual=LPIPS")
+        self.codec, self.diffusion = codec, diffusion
+        self.mode, self.lmbda, self.rho = mode, lmbda, rho
+        # A plain attribute, not a submodule: LPIPS is never saved, moved or wrapped with the model.
+        object.__setattr__(self, "perceptual", perceptual)
+        self.rollout, self.rollout_steps = rollout, rollout_steps
+        self.intra_period, self.min_snr_gamma, self.amp = intra_period, min_snr_gamma, amp
+        self.temporal = bool(getattr(diffusion.network, "temporal", False))
+
+    def _autocast(self, device: torch.device):
+        if self.amp and device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward(self, clip: Tensor, with_metrics: bool = False) -> dict[str, Tensor]:
+        """``clip`` (B, T, 3, H, W) in [0, 1] -> ``{"loss", "bitrate", "dist", "perc",
+        "decoder"}`` (and :data:`METRICS` when ``with_metrics``), each a scalar."""
+        if clip.ndim != 5 or clip.shape[2] != 3:
+            raise ValueError(f"expected a clip (B, T, 3, H, W), got {tuple(clip.shape)}")
+        num_frames = clip.shape[1]
+        num_pixels = clip.shape[-2] * clip.shape[-1]
+        codec_trains = self.mode in ("e2e", "codec")
+        zero = clip.new_zeros(())
+        sums = {name: zero for name in TERMS + (METRICS if with_metrics else ())}
+        state, prev_enhanced = None, None
+        for index in range(num_frames):
+            frame = clip[:, index]  # (B, 3, H, W)
+            if self.codec.is_intra(index, self.intra_period) or not self.codec.is_video:
+                state = None
+            with torch.set_grad_enabled(codec_trains and torch.is_grad_enabled()):
+                out = self.codec(frame, state)
+            state = out.state
+            decoded = out.decoded  # (B, 3, H, W) in [0, 1]
+            bitrate, decoder_mse = zero, zero
+            if codec_trains:
+                bitrate = bpp_from_likelihoods(out.likelihoods, num_pixels)
+                decoder_mse = F.mse_loss(decoded, frame)
+            dist, perc, onestep = zero, zero, None
+            if self.mode != "codec":
+                if self.temporal and prev_enhanced is None:
+                    prev_enhanced = decoded.detach()  # frame 0: the decode, as at inference
+                cond = {"decoded": decoded}
+                if self.codec.latent_channels is not None:
+                    cond["latent"] = out.latent
+                if self.temporal:
+                    cond["prev_enhanced"] = prev_enhanced
+                with self._autocast(frame.device):
+                    # The target does not pull the codec: gradients reach it via the conditioning.
+                    clean = self.diffusion.encode_target(frame, decoded.detach())
+                    result = self.diffusion.training_loss(clean, cond,
+                                                          min_snr_gamma=self.min_snr_gamma)
+                    onestep = self.diffusion.decode_target(result["x0_pred"].float(), decoded)
+                    if self.rho > 0:
+                        perc = self.perceptual(onestep, frame).float().mean()
+                dist = result["loss"].float()
+                if self.temporal and index + 1 < num_frames:
+                    prev_enhanced = self._next_prev(frame, cond)
+            loss = self.lmbda * bitrate + (1 - self.rho) * dist + self.rho * perc + decoder_mse
+            if self.mode == "codec":
+                loss = self.lmbda * bitrate + decoder_mse
+            for name, value in zip(TERMS, (loss, bitrate, dist, perc, decoder_mse)):
+                sums[name] = sums[name] + value
+            if with_metrics:
+                self._add_metrics(sums, frame, decoded, onestep, out.likelihoods, num_pixels)
+        return {name: value / num_frames for name, value in sums.items()}
+
+    @torch.no_grad()
+    def _next_prev(self, frame: Tensor, cond: dict[str, Tensor]) -> Tensor:
+        """The previous enhanced frame for the next step: sampled (self) or ground truth."""
+        if self.rollout == "teacher":
+            return frame
+        cond = {name: value.detach() for name, value in cond.items()}
+        decoded = cond["decoded"]
+        was_training = self.diffusion.training
+        self.diffusion.eval()
+        with self._autocast(frame.device):
+            clean = sample_ddim(lambda x, t: self.diffusion.denoise(x, t, cond), decoded.shape,
+                                self.rollout_steps, device=decoded.device, dtype=decoded.dtype)
+        self.diffusion.train(was_training)
+        return self.diffusion.decode_target(clean.float(), decoded).clamp(0, 1)
+
+    @torch.no_grad()
+    def _add_metrics(self, sums: dict[str, Tensor], frame: Tensor, decoded: Tensor,
+                     onestep: Tensor | None, likelihoods: dict[str, Tensor] | None,
+                     num_pixels: int) -> None:
+        nan = frame.new_tensor(float("nan"))
+        sums["bpp"] = sums["bpp"] + (bpp_from_likelihoods(likelihoods, num_pixels)
+                                     if likelihoods else nan)
+        sums["psnr_decoded"] = sums["psnr_decoded"] + psnr(decoded, frame).mean().float()
+        lpips_fn = self.perceptual
+        sums["lpips_decoded"] = sums["lpips_decoded"] + (
+            lpips_fn(decoded, frame).float().mean() if lpips_fn else nan)
+        if onestep is None:
+            sums["psnr_onestep"] = sums["lpips_onestep"] = nan
+            return
+        onestep = onestep.float().clamp(0, 1)
+        sums["psnr_onestep"] = sums["psnr_onestep"] + psnr(onestep, frame).mean().float()
+        sums["lpips_onestep"] = sums["lpips_onestep"] + (
+            lpips_fn(onestep, frame).float().mean() if lpips_fn else nan)

@@ -1,0 +1,384 @@
+"""The training loop: frozen-codec, end-to-end and codec-pretraining runs, resumable bit for bit.
+
+::
+
+    cfg = load_train_config("configs/video/ssf_frozen_tiny.yaml", ["steps=100"])
+    train(cfg, "runs/ssf_frozen_tiny")                # writes config.yaml, log.jsonl, last.pt
+    train(cfg, "runs/ssf_frozen_tiny", resume=True)   # continues from last.pt
+
+A run directory holds ``config.yaml`` and ``train_config.json`` (written at the
+start), ``log.jsonl`` / ``log.csv`` (loss terms every ``log_every`` steps,
+validation scores every ``val_every``) and ``last.pt``: an enhancer checkpoint
+(:func:`enhancer.pipeline.save_enhancer`) with the training state in its extra
+keys (``train_config``, ``ema``, ``optimizer``, ``aux_optimizer``, ``step``,
+``rng``). Codec-training modes also write ``codec.pth.tar``, a CompressAI-style
+state dict that ``model.codec.checkpoint`` of a later stage can point at.
+
+Multi-GPU: launch with ``torchrun --nproc_per_node N tools/train.py ...``; the
+process group is only initialised when ``WORLD_SIZE > 1``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from enhancer.codecs.base import CodecError
+from enhancer.config import ConfigError, from_dict, to_dict
+from enhancer.metrics.lpips import get_lpips_model
+from enhancer.metrics.psnr import psnr
+from enhancer.pipeline.enhancer import Enhancer, read_checkpoint, save_enhancer
+from enhancer.train.config import TrainConfig
+from enhancer.train.data import build_train_dataset, load_val_clip, train_loader
+from enhancer.train.losses import METRICS, TERMS, ClipLoss
+
+LOG_COLUMNS = ("kind", "step", *TERMS, "aux", *METRICS, "lr", "seconds",
+               "val_bpp", "val_psnr_decoded", "val_psnr_enhanced", "val_lpips_decoded",
+               "val_lpips_enhanced")
+
+
+# --- small pieces ---------------------------------------------------------------------------
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device: cuda requested but no CUDA device is available; use cpu")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def aux_parameter_names(codec: nn.Module) -> set[str]:
+    """CompressAI's entropy-bottleneck ``quantiles``: trained only by the auxiliary loss."""
+    return {name for name, _ in codec.named_parameters() if name.endswith("quantiles")}
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG state, in a form ``torch.load(weights_only=True)`` accepts."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class RunLog:
+    """Appends rows to ``log.jsonl`` and ``log.csv`` (fixed columns) in the run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.jsonl_path, self.csv_path = run_dir / "log.jsonl", run_dir / "log.csv"
+        if not self.csv_path.exists():
+            with self.csv_path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(LOG_COLUMNS)
+
+    def write(self, row: dict[str, Any]) -> None:
+        row = {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
+        with self.jsonl_path.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        with self.csv_path.open("a", newline="") as handle:
+            csv.writer(handle).writerow(["" if row.get(c) is None else row[c] for c in LOG_COLUMNS])
+
+
+# --- the trainer ----------------------------------------------------------------------------
+class Trainer:
+    """Builds everything from a :class:`TrainConfig` (checking it first), then :meth:`run`."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.rank, self.world_size, local_rank = _init_distributed()
+        self.is_main = self.rank == 0
+        self.device = resolve_device(cfg.device, local_rank)
+
+        # Everything that can be wrong with the config fails here, before any step.
+        self.dataset = build_train_dataset(cfg.data, cfg.seed)
+        self.val_clip = load_val_clip(cfg.data)
+        perceptual = None
+        try:  # before seeding: building LPIPS draws random numbers (only on the first call)
+            perceptual = get_lpips_model(cfg.lpips_net, self.device)
+        except FileNotFoundError as err:
+            if cfg.rho > 0 and cfg.mode != "codec":
+                raise ConfigError(f"rho={cfg.rho} needs LPIPS weights: {err}") from err
+        self.perceptual = perceptual
+        seed_everything(cfg.seed)
+        self.enhancer = Enhancer.from_config(cfg.model, device=self.device)
+        codec = self.enhancer.codec
+        if cfg.mode in ("e2e", "codec") and not codec.learned:
+            raise ConfigError(
+                f"mode {cfg.mode!r} trains the codec, but {codec.name!r} has no weights; "
+                "use mode: frozen"
+            )
+        self.codec_trains = cfg.mode in ("e2e", "codec")
+
+        # Which parameters train.
+        diffusion = self.enhancer.diffusion
+        diffusion.train(cfg.mode != "codec").requires_grad_(cfg.mode != "codec")
+        codec.train(self.codec_trains).requires_grad_(self.codec_trains)
+        aux_names = aux_parameter_names(codec) if self.codec_trains else set()
+        groups = []
+        if cfg.mode != "codec":
+            groups.append({"params": list(diffusion.parameters()), "lr": cfg.lr,
+                           "base_lr": cfg.lr})
+        if self.codec_trains:
+            codec_params = [p for n, p in codec.named_parameters() if n not in aux_names]
+            lr = cfg.lr if cfg.mode == "codec" else cfg.codec_lr
+            groups.append({"params": codec_params, "lr": lr, "base_lr": lr})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        self.aux_params = [p for n, p in codec.named_parameters() if n in aux_names]
+        self.aux_optimizer = (torch.optim.Adam(self.aux_params, lr=cfg.aux_lr)
+                              if self.aux_params else None)
+        self.trainable = [p for group in groups for p in group["params"]]
+
+        self.loss_fn = ClipLoss(
+            codec, diffusion, cfg.mode, cfg.lmbda, cfg.rho, perceptual, cfg.rollout,
+            cfg.rollout_steps, cfg.model.codec.intra_period, cfg.model.diffusion.min_snr_gamma,
+            cfg.amp,
+        )
+        self.model = self.loss_fn
+        if self.world_size > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.loss_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        self.ema = {k: v.detach().clone() for k, v in diffusion.state_dict().items()}
+        self.step = 0
+        if resume:
+            self._load(self.run_dir / "last.pt")
+
+    # --- state ------------------------------------------------------------------------------
+    def _load(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"cannot resume: {path} does not exist")
+        payload = read_checkpoint(path)
+        if payload["enhancer_config"] != to_dict(self.cfg.model):
+            raise ConfigError(
+                f"cannot resume from {path}: its model config differs from this config's; "
+                "change only training settings (steps, lr, ...) when resuming"
+            )
+        stored = from_dict(TrainConfig, payload["train_config"], where="checkpoint train_config")
+        if stored.mode != self.cfg.mode:
+            raise ConfigError(f"cannot resume a {stored.mode!r} run as mode {self.cfg.mode!r}")
+        self.enhancer.diffusion.load_state_dict(payload["denoiser"])
+        if payload.get("codec") is not None:
+            self.enhancer.codec.load_weights(payload["codec"])
+        self.ema = {k: v.to(self.device) for k, v in payload["ema"].items()}
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.aux_optimizer is not None and payload.get("aux_optimizer"):
+            self.aux_optimizer.load_state_dict(payload["aux_optimizer"])
+        self.step = int(payload["step"])
+        set_rng_state(payload["rng"])
+
+    def save(self) -> None:
+        """Write ``last.pt`` atomically (and ``codec.pth.tar`` when the codec trains)."""
+        if not self.is_main:
+            return
+        if self.codec_trains:
+            self.enhancer.codec.update()  # entropy tables must follow the weights
+        extra = {
+            "train_config": to_dict(self.cfg),
+            "ema": self.ema,
+            "optimizer": self.optimizer.state_dict(),
+            "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer else None,
+            "step": self.step,
+            "rng": rng_state(),
+        }
+        save_enhancer(self.run_dir / "last.pt", self.enhancer, extra=extra)
+        model = getattr(self.enhancer.codec, "model", None)
+        if self.codec_trains and model is not None:
+            temporary = self.run_dir / "codec.pth.tar.tmp"
+            torch.save(model.state_dict(), temporary)
+            os.replace(temporary, self.run_dir / "codec.pth.tar")
+
+    # --- one step ---------------------------------------------------------------------------
+    def _set_lr(self) -> float:
+        warmup = self.cfg.warmup_steps
+        factor = min(1.0, (self.step + 1) / warmup) if warmup > 0 else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        return self.optimizer.param_groups[0]["lr"]
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg.ema_decay
+        for name, value in self.enhancer.diffusion.state_dict().items():
+            if value.is_floating_point():
+                self.ema[name].lerp_(value, 1 - decay)
+            else:
+                self.ema[name].copy_(value)
+
+    def train_step(self, clip: Tensor, with_metrics: bool) -> dict[str, float]:
+        """One optimisation step on ``clip`` (B, T, 3, H, W); returns the logged numbers."""
+        lr = self._set_lr()
+        terms = self.model(clip.to(self.device, non_blocking=True), with_metrics=with_metrics)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at step {self.step + 1} "
+                f"({ {k: round(float(v), 5) for k, v in terms.items()} }); lower lr or check data"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.grad_clip)
+        self.optimizer.step()
+        aux = 0.0
+        if self.aux_optimizer is not None:
+            aux_loss = self.enhancer.codec.aux_loss()
+            self.aux_optimizer.zero_grad(set_to_none=True)
+            aux_loss.backward()
+            if self.world_size > 1:
+                for param in self.aux_params:
+                    if param.grad is not None:
+                        dist.all_reduce(param.grad)
+                        param.grad /= self.world_size
+            self.aux_optimizer.step()
+            aux = float(aux_loss)
+        if self.cfg.mode != "codec":
+            self._update_ema()
+        self.step += 1
+        numbers = {name: float(value.detach()) for name, value in terms.items()}
+        return numbers | {"aux": aux, "lr": lr}
+
+    # --- validation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """Code the validation clip for real, enhance it with the EMA weights, score it."""
+        if self.val_clip is None or not self.is_main:
+            return None
+        codec, diffusion = self.enhancer.codec, self.enhancer.diffusion
+        if self.codec_trains:
+            codec.update()
+        was_training = (codec.training, diffusion.training)
+        codec.eval()
+        diffusion.eval()
+        live = {k: v.clone() for k, v in diffusion.state_dict().items()}
+        diffusion.load_state_dict(self.ema)
+        frames = [frame[None].to(self.device) for frame in self.val_clip]  # each (1, 3, h, w)
+        steps = self.cfg.val_steps
+        residual_scale = 0.0 if self.cfg.mode == "codec" else 1.0
+        outputs = list(self.enhancer.enhance(frames, steps=steps, residual_scale=residual_scale,
+                                             seed=0, intra_period=self.cfg.model.codec.intra_period))
+        diffusion.load_state_dict(live)
+        codec.train(was_training[0])
+        diffusion.train(was_training[1])
+        original = torch.cat(frames)
+        decoded = torch.cat([out.decoded for out in outputs])
+        enhanced = torch.cat([out.enhanced for out in outputs])
+        pixels = original.shape[0] * original.shape[-2] * original.shape[-1]
+        scores = {
+            "val_bpp": 8.0 * sum(out.num_bytes for out in outputs) / pixels,
+            "val_psnr_decoded": float(psnr(decoded, original).mean()),
+            "val_psnr_enhanced": float(psnr(enhanced, original).mean()),
+        }
+        if self.perceptual is not None:
+            scores["val_lpips_decoded"] = float(self.perceptual(decoded, original).mean())
+            scores["val_lpips_enhanced"] = float(self.perceptual(enhanced, original).mean())
+        return scores
+
+    # --- the loop ---------------------------------------------------------------------------
+    def run(self) -> dict[str, float]:
+        """Train until ``cfg.steps``; returns the last logged row."""
+        cfg = self.cfg
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            (self.run_dir / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        log = RunLog(self.run_dir) if self.is_main else None
+        loader = train_loader(self.dataset, cfg.data, cfg.seed, self.step, self.rank,
+                              self.world_size)
+        progress = tqdm(total=cfg.steps, initial=self.step, disable=not self.is_main,
+                        desc=f"train {cfg.mode}", dynamic_ncols=True, mininterval=1.0)
+        sums: dict[str, float] = {}
+        count, last_row, started = 0, {}, time.time()
+        batches = iter(loader)
+        while self.step < cfg.steps:
+            clip = next(batches)
+            is_log_step = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
+            numbers = self.train_step(clip, with_metrics=is_log_step)
+            for name in (*TERMS, "aux"):
+                sums[name] = sums.get(name, 0.0) + numbers[name]
+            count += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{numbers['loss']:.4f}")
+            if is_log_step and log is not None:
+                row = {"kind": "train", "step": self.step}
+                row |= {name: sums[name] / count for name in sums}
+                row |= {name: numbers[name] for name in METRICS if name in numbers}
+                row |= {"lr": numbers["lr"], "seconds": time.time() - started}
+                log.write(row)
+                last_row, sums, count = row, {}, 0
+            if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                scores = self.validate()
+                if scores is not None and log is not None:
+                    log.write({"kind": "val", "step": self.step} | scores)
+                    progress.write(f"step {self.step}: " + ", ".join(
+                        f"{k}={v:.4f}" for k, v in scores.items()))
+            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                self.save()
+        progress.close()
+        if self.world_size > 1:
+            dist.barrier()
+        return last_row
+
+
+def _init_distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); a process group only when torchrun set WORLD_SIZE > 1."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> Trainer:
+    """Build a :class:`Trainer` (config checked first) and run it to ``cfg.steps``."""
+    try:
+        trainer = Trainer(cfg, run_dir, resume=resume)
+    except CodecError as err:
+        raise ConfigError(f"model.codec: {err}") from err
+    trainer.run()
+    return trainer

@@ -1,0 +1,49 @@
+"""Train an enhancer (frozen codec, end to end, or a codec pretraining stage).
+
+    python tools/train.py configs/video/ssf_frozen_tiny.yaml --run-dir runs/ssf_tiny
+    python tools/train.py configs/video/ssf_frozen_tiny.yaml --run-dir runs/x --set steps=4 rho=0
+    python tools/train.py --resume runs/ssf_tiny --set steps=2000      # continue a run
+    torchrun --nproc_per_node 4 tools/train.py configs/video/ssf_e2e.yaml --run-dir runs/e2e
+
+Overrides are ``key.sub=value`` with YAML values (``data.batch_size=4``, ``model.unet=cdc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from enhancer.cli import run_cli
+from enhancer.train import load_train_config, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("config", nargs="?", help="training YAML (not needed with --resume)")
+    parser.add_argument("--run-dir", help="output folder (checkpoints, logs)")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run in DIR from DIR/last.pt (uses DIR/config.yaml)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. steps=100 data.batch_size=4")
+    args = parser.parse_args(argv)
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        config_path = Path(args.config) if args.config else run_dir / "config.yaml"
+    else:
+        if not args.config or not args.run_dir:
+            parser.error("give a CONFIG and --run-dir (or --resume DIR)")
+        run_dir, config_path = Path(args.run_dir), Path(args.config)
+        if (run_dir / "last.pt").exists():
+            raise ValueError(f"{run_dir} already holds a run (last.pt); use --resume {run_dir} "
+                             "or another --run-dir")
+    cfg = load_train_config(config_path, args.set)
+    trainer = train(cfg, run_dir, resume=bool(args.resume))
+    print(f"trained to step {trainer.step}; checkpoint {run_dir / 'last.pt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
