@@ -1,0 +1,116 @@
+"""tools/codec.py end to end, and the .bin container's error handling."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from enhancer.codecs import CodecError, load_codec
+from enhancer.codecs.container import Container
+from enhancer.data.sequence import open_sequence
+
+from conftest import REPO, SHARED_DATA, requires_shared_data
+
+CLIP = SHARED_DATA / "video/openh264/CiscoVT2people_160x96_6fps.yuv"
+
+spec = importlib.util.spec_from_file_location("codec_cli", REPO / "tools" / "codec.py")
+codec_cli = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(codec_cli)
+
+
+def run(argv: list[str]) -> int:
+    return codec_cli.run_cli(codec_cli.main, argv)
+
+
+@requires_shared_data
+@pytest.mark.parametrize("extension", [".y4m", ".yuv", ".mp4"])
+def test_x264_encode_decode_round_trip(tmp_path, capsys, extension):
+    bitstream = tmp_path / "clip.bin"
+    assert run(["encode", "--codec", "x264", "--quality", "28", "--frames", "3",
+                "--intra-period", "2", str(CLIP), str(bitstream)]) == 0
+    printed = capsys.readouterr().out
+    assert "bpp" in printed and "PSNR-RGB" in printed
+    container = Container.load(bitstream)
+    assert (container.codec, container.quality, container.intra_period) == ("x264", 28, 2)
+    assert (container.width, container.height, len(container.frames)) == (160, 96, 3)
+
+    decoded_path = tmp_path / f"decoded{extension}"
+    assert run(["decode", str(bitstream), str(decoded_path)]) == 0
+    assert f"{container.bpp:.4f} bpp" in capsys.readouterr().out
+    with open_sequence(decoded_path, width=160, height=96) as reader:
+        decoded = list(reader.frames())
+    assert len(decoded) == 3
+    codec = load_codec("x264", 28)
+    expected = [out.decoded for out in codec.decode_sequence(container.frames, (96, 160), 2)]
+    tolerance = 0.06 if extension == ".mp4" else 1.5 / 255  # mp4 re-encodes; yuv/y4m round to 8 bit
+    for got, want in zip(decoded, expected):
+        assert (got - want).abs().mean() < tolerance
+
+
+@requires_shared_data
+def test_learned_codec_round_trip_with_a_zoo_checkpoint(tmp_path, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codec = load_codec("bmshj2018-hyperprior", 1)
+    weights = tmp_path / "bmshj2018-hyperprior-1.pth.tar"
+    torch.save(codec.model.state_dict(), weights)
+    bitstream = tmp_path / "clip.bin"
+    argv = ["encode", "--codec", "bmshj2018-hyperprior", "--quality", "1", "--frames", "2",
+            "--checkpoint", str(weights), str(CLIP), str(bitstream)]
+    assert run(argv) == 0
+    assert run(["decode", "--checkpoint", str(weights), str(bitstream), str(tmp_path / "d.y4m")]) == 0
+    # Other weights than the encoder's: refused before decoding garbage.
+    other = tmp_path / "other.pth.tar"
+    state = {k: v + 0.01 if v.is_floating_point() else v for k, v in codec.model.state_dict().items()}
+    torch.save(state, other)
+    assert run(["decode", "--checkpoint", str(other), str(bitstream), str(tmp_path / "e.y4m")]) == 2
+    assert "other bmshj2018-hyperprior weights" in capsys.readouterr().err
+    assert not (tmp_path / "e.y4m").exists()
+
+
+def test_learned_codec_without_weights_is_refused(tmp_path, capsys):
+    assert run(["encode", "--codec", "ssf", "--quality", "3", str(CLIP), str(tmp_path / "o.bin")]) == 2
+    assert "needs weights: pass --checkpoint PATH" in capsys.readouterr().err
+
+
+@requires_shared_data
+def test_bad_input_files(tmp_path, capsys):
+    bad_yuv = tmp_path / "Bad_160x96_30fps.yuv"
+    bad_yuv.write_bytes(np.zeros(160 * 96 * 3 // 2 + 7, np.uint8).tobytes())
+    assert run(["encode", "--codec", "x264", "--quality", "30", str(bad_yuv), str(tmp_path / "o.bin")]) == 2
+    assert "23040 bytes per frame" in capsys.readouterr().err
+    no_size = tmp_path / "clip.yuv"
+    no_size.write_bytes(b"\0" * 100)
+    assert run(["encode", "--codec", "x264", "--quality", "30", str(no_size), str(tmp_path / "o.bin")]) == 2
+    assert "clip.yuv" in capsys.readouterr().err
+    assert not (tmp_path / "o.bin").exists()
+
+
+@requires_shared_data
+def test_container_damage_is_detected(tmp_path):
+    bitstream = tmp_path / "clip.bin"
+    assert run(["encode", "--codec", "x265", "--quality", "30", "--frames", "2", str(CLIP),
+                str(bitstream)]) == 0
+    data = bitstream.read_bytes()
+    with pytest.raises(CodecError, match="truncated"):
+        Container.from_bytes(data[:-5])
+    flipped = bytearray(data)
+    flipped[-3] ^= 0xFF
+    with pytest.raises(CodecError, match="frame 1 is corrupt"):
+        Container.from_bytes(bytes(flipped))
+    with pytest.raises(CodecError, match="not an enhancer bitstream"):
+        Container.from_bytes(b"RIFF" + data[4:])
+    newer = bytearray(data)
+    newer[4] = 99
+    with pytest.raises(CodecError, match="format version 99"):
+        Container.from_bytes(bytes(newer))
+    with pytest.raises(CodecError, match="does not exist"):
+        Container.load(tmp_path / "missing.bin")
+    # Decoding a damaged file leaves no half-written output behind.
+    (tmp_path / "damaged.bin").write_bytes(bytes(flipped))
+    assert run(["decode", str(tmp_path / "damaged.bin"), str(tmp_path / "out.y4m")]) == 2
+    assert not (tmp_path / "out.y4m").exists()
