@@ -1,0 +1,157 @@
+"""Benchmark: decode alone vs decode + K-step enhancement, as seconds per frame and peak memory.
+
+The decode is the baseline, measured in the same process: every row reports
+``ratio = (decode + enhance) / decode``. Peak memory is the CUDA allocator's
+peak on GPUs, and the peak resident set size above the pre-run level on CPU
+(sampled every 5 ms by a thread).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from enhancer.config import EnhancerConfig, from_dict
+from enhancer.pipeline.enhancer import Enhancer
+
+RESOLUTIONS = {"480p": (480, 832), "720p": (720, 1280), "1080p": (1080, 1920)}
+
+
+@dataclass
+class BenchRow:
+    preset: str
+    resolution: str
+    steps: int
+    tiled: bool
+    decode_s: float
+    enhance_s: float  # decode + enhancement, seconds per frame
+    ratio: float
+    peak_mem_mb: float
+    device: str
+    dtype: str
+
+
+class _PeakMemory:
+    """Peak memory in MB of the block, above its starting level."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_mb = 0.0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        else:
+            self._start = _rss_bytes()
+            self._peak = self._start
+            self._running = True
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while self._running:
+            self._peak = max(self._peak, _rss_bytes())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._running = False
+            self._thread.join()
+            peak = max(self._peak, _rss_bytes())
+        self.peak_mb = (peak - self._start) / 2**20
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096
+
+
+def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    fn()  # warm-up (allocator, cuDNN autotune, entropy tables)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def synthetic_frame(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """A smooth synthetic frame with texture (1, 3, H, W): stands in for video content."""
+    generator = torch.Generator().manual_seed(0)
+    ys = torch.linspace(0, 1, height)[:, None]
+    xs = torch.linspace(0, 1, width)[None, :]
+    base = torch.stack([ys * xs, (1 - ys) * xs, ys * (1 - xs)])
+    texture = 0.1 * torch.rand(3, height, width, generator=generator)
+    return (0.8 * base + texture).clamp(0, 1)[None].to(device)
+
+
+def benchmark(
+    presets: tuple[str, ...] = ("tiny", "cdc"),
+    resolutions: tuple[str, ...] = ("480p", "1080p"),
+    steps: int = 10,
+    codec: str = "ssf",
+    quality: int = 3,
+    device: str = "cpu",
+    fp16: bool = False,
+    repeats: int = 1,
+    max_tile_pixels: int = 1280 * 720,
+    report: Callable[[BenchRow], None] | None = None,
+) -> list[BenchRow]:
+    """Run every preset x resolution; returns (and reports as they finish) one row each."""
+    torch_device = torch.device(device)
+    dtype = torch.float16 if fp16 else torch.float32
+    rows = []
+    for preset in presets:
+        config = from_dict(EnhancerConfig, {"codec": {"name": codec, "quality": quality},
+                                            "unet": preset})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # random weights: timing only
+            enhancer = Enhancer.from_config(config, device=device)
+        enhancer.max_tile_pixels = max_tile_pixels
+        enhancer.diffusion.to(dtype)
+        for resolution in resolutions:
+            if resolution not in RESOLUTIONS:
+                raise ValueError(f"unknown resolution {resolution!r}; choose from {list(RESOLUTIONS)}")
+            height, width = RESOLUTIONS[resolution]
+            frame = synthetic_frame(height, width, torch_device)
+            data, coded = enhancer.codec.compress(frame)
+
+            def decode():
+                return enhancer.codec.decompress(data, (height, width))
+
+            def decode_and_enhance():
+                out = decode()
+                generator = torch.Generator(device=torch_device).manual_seed(0)
+                with torch.autocast(torch_device.type, dtype=dtype, enabled=fp16):
+                    return enhancer.enhance_frame(out.decoded.to(dtype), out.latent.to(dtype)
+                                                  if out.latent is not None else None,
+                                                  steps=steps, generator=generator)
+
+            decode_s = _timed(decode, torch_device, repeats)
+            with _PeakMemory(torch_device) as memory:
+                enhance_s = _timed(decode_and_enhance, torch_device, repeats)
+            row = BenchRow(preset, resolution, steps, height * width > max_tile_pixels, decode_s,
+                           enhance_s, enhance_s / decode_s, memory.peak_mb, str(torch_device),
+                           str(dtype).replace("torch.", ""))
+            rows.append(row)
+            if report is not None:
+                report(row)
+    return rows
+
+
+def row_dict(row: BenchRow) -> dict:
+    return asdict(row)
