@@ -8,12 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, SHARED_DATA, requires_shared_data
 
 from enhancer.codecs import CodecError, load_codec
 from enhancer.codecs.container import Container
 from enhancer.data.sequence import open_sequence
-
-from conftest import REPO, SHARED_DATA, requires_shared_data
 
 CLIP = SHARED_DATA / "video/openh264/CiscoVT2people_160x96_6fps.yuv"
 

@@ -8,6 +8,7 @@ peak on GPUs, and the peak resident set size above the pre-run level on CPU
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import warnings
@@ -128,19 +129,11 @@ def benchmark(
                 raise ValueError(f"unknown resolution {resolution!r}; choose from {list(RESOLUTIONS)}")
             height, width = RESOLUTIONS[resolution]
             frame = synthetic_frame(height, width, torch_device)
-            data, coded = enhancer.codec.compress(frame)
-
-            def decode():
-                return enhancer.codec.decompress(data, (height, width))
-
-            def decode_and_enhance():
-                out = decode()
-                generator = torch.Generator(device=torch_device).manual_seed(0)
-                with torch.autocast(torch_device.type, dtype=dtype, enabled=fp16):
-                    return enhancer.enhance_frame(out.decoded.to(dtype), out.latent.to(dtype)
-                                                  if out.latent is not None else None,
-                                                  steps=steps, generator=generator)
-
+            data, _ = enhancer.codec.compress(frame)
+            decode = functools.partial(enhancer.codec.decompress, data, (height, width))
+            decode_and_enhance = functools.partial(
+                _decode_and_enhance, enhancer, decode, steps, dtype, fp16, torch_device
+            )
             decode_s = _timed(decode, torch_device, repeats)
             with _PeakMemory(torch_device) as memory:
                 enhance_s = _timed(decode_and_enhance, torch_device, repeats)
@@ -151,6 +144,16 @@ def benchmark(
             if report is not None:
                 report(row)
     return rows
+
+
+def _decode_and_enhance(enhancer: Enhancer, decode: Callable, steps: int, dtype: torch.dtype,
+                        fp16: bool, device: torch.device) -> torch.Tensor:
+    out = decode()
+    latent = out.latent.to(dtype) if out.latent is not None else None
+    generator = torch.Generator(device=device).manual_seed(0)
+    with torch.autocast(device.type, dtype=dtype, enabled=fp16):
+        return enhancer.enhance_frame(out.decoded.to(dtype), latent, steps=steps,
+                                      generator=generator)
 
 
 def row_dict(row: BenchRow) -> dict:
