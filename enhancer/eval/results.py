@@ -1,0 +1,205 @@
+"""Result rows, their JSON/CSV files (rewritten atomically after every unit of work, so a
+run can resume), averages over sequences, and BD-rates of enhanced vs decoded.
+
+One row = one sequence x codec x rate point x variant. ``variant`` is ``decoded``
+(the codec's own output), ``enhanced`` (one enhancer, number of steps and residual
+scale) or ``error`` (the sequence failed at that rate point; ``error`` says why).
+Metrics a run could not compute are ``null`` (JSON) / empty (CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from enhancer.eval.bdrate import bd_rate
+
+COLUMNS = (
+    "sequence", "codec", "quality", "variant", "enhancer", "steps", "residual_scale", "frames",
+    "bpp", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
+    "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame",
+    "width", "height", "intra_period", "untrained", "error",
+)
+METRICS = ("bpp", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
+           "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame")
+# What identifies a row: a rerun with the same out dir skips rows with these values.
+KEY = ("sequence", "codec", "quality", "variant", "enhancer", "steps", "residual_scale", "frames",
+       "width", "height", "intra_period")
+# BD-rate is reported on these (name -> lower is better).
+BD_METRICS = {"psnr_rgb": False, "psnr_yuv": False, "lpips_alex": True, "lpips_vgg": True,
+              "dists": True}
+
+
+def row_key(row: dict[str, Any]) -> tuple:
+    key = tuple(row.get(name) for name in KEY)
+    return tuple(float(v) if isinstance(v, float) else v for v in key)
+
+
+def clean_number(value: Any) -> Any:
+    """NaN/inf -> None so JSON stays valid; numbers rounded to 6 significant digits."""
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else float(f"{value:.6g}")
+    return value
+
+
+def write_atomic_text(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+class ResultsStore:
+    """``results.json`` + ``results.csv`` in ``out_dir``: load, upsert rows, save."""
+
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        self.json_path = self.out_dir / "results.json"
+        self.csv_path = self.out_dir / "results.csv"
+        self.rows: list[dict[str, Any]] = []
+        if self.json_path.is_file():
+            try:
+                payload = json.loads(self.json_path.read_text())
+                self.rows = list(payload["rows"])
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(
+                    f"cannot resume from {self.json_path}: {err}; delete it or pick another --out"
+                ) from err
+
+    def has(self, key: tuple) -> bool:
+        return any(row_key(row) == key for row in self.rows if row.get("variant") != "error")
+
+    def upsert(self, rows: list[dict[str, Any]]) -> None:
+        """Replace rows with the same key (and error rows of the same unit), append the rest."""
+        new_keys = {row_key(row) for row in rows}
+        units = {(r["sequence"], r["codec"], r["quality"]) for r in rows}
+        self.rows = [
+            row for row in self.rows
+            if row_key(row) not in new_keys
+            and not (row.get("variant") == "error"
+                     and (row["sequence"], row["codec"], row["quality"]) in units)
+        ]
+        self.rows.extend({name: clean_number(row.get(name)) for name in COLUMNS} for row in rows)
+
+    def save(self, summary: dict[str, Any] | None = None) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        payload = {"columns": list(COLUMNS), "rows": self.rows}
+        write_atomic_text(self.json_path, json.dumps(payload, indent=1) + "\n")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS})
+        write_atomic_text(self.csv_path, buffer.getvalue())
+        if summary is not None:
+            write_atomic_text(self.out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
+
+
+def _mean(values: list[Any]) -> float | None:
+    numbers = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(numbers) / len(numbers) if len(numbers) == len(values) and numbers else None
+
+
+def curve_label(row: dict[str, Any]) -> str:
+    """How a variant is named in plots and tables."""
+    if row["variant"] == "decoded":
+        return "decoded"
+    label = f"{row['enhancer']} {row['steps']} steps"
+    return label if row["residual_scale"] == 1.0 else f"{label} s={row['residual_scale']}"
+
+
+def _setting(row: dict[str, Any]) -> tuple:
+    """Rows that form one curve across rate points: everything but sequence and quality."""
+    return (row["codec"], row["frames"], row["intra_period"], row["variant"], row["enhancer"],
+            row["steps"], row["residual_scale"])
+
+
+def average_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean of every metric over sequences, per codec, rate point and variant.
+
+    A mean is ``None`` if any sequence lacks that metric; ``sequences`` counts them.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["variant"] != "error":
+            groups[(*_setting(row), row["quality"])].append(row)
+    averages = []
+    for members in groups.values():
+        first = members[0]
+        average = {k: first[k] for k in ("codec", "quality", "variant", "enhancer", "steps",
+                                          "residual_scale", "frames", "intra_period", "untrained")}
+        average["sequences"] = len(members)
+        average["sequence_names"] = sorted(m["sequence"] for m in members)
+        for metric in METRICS:
+            average[metric] = clean_number(_mean([m.get(metric) for m in members]))
+        averages.append(average)
+    return sorted(averages, key=lambda a: (_sort_key(_setting(a)), a["quality"]))
+
+
+def _sort_key(setting: tuple) -> tuple:
+    return tuple((v is None, "" if v is None else str(v)) for v in setting)
+
+
+def bd_rates(rows: list[dict[str, Any]], method: str = "pchip") -> list[dict[str, Any]]:
+    """BD-rate (%) of every enhanced curve vs the decoded curve of the same codec setting.
+
+    Per sequence, and ``sequence="average"`` as the mean of the per-sequence values
+    (``None`` when any sequence has fewer than 2 rate points or no overlap).
+    """
+    curves: dict[tuple, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["variant"] != "error":
+            curves[_setting(row)][row["sequence"]].append(row)
+    results = []
+    for setting, per_sequence in curves.items():
+        if setting[3] != "enhanced":
+            continue
+        anchor_setting = (*setting[:3], "decoded", None, None, None)
+        anchors = curves.get(anchor_setting, {})
+        for metric in BD_METRICS:
+            values = {}
+            for sequence, test_rows in per_sequence.items():
+                values[sequence] = _bd_one(anchors.get(sequence, []), test_rows, metric, method)
+            finite = [v for v in values.values() if v is not None]
+            average = sum(finite) / len(finite) if finite and len(finite) == len(values) else None
+            first = next(iter(per_sequence.values()))[0]
+            for sequence, value in [*sorted(values.items()), ("average", average)]:
+                results.append({
+                    "codec": setting[0], "frames": setting[1], "intra_period": setting[2],
+                    "enhancer": setting[4], "steps": setting[5], "residual_scale": setting[6],
+                    "untrained": first.get("untrained"), "metric": metric,
+                    "sequence": sequence, "bd_rate_percent": clean_number(value),
+                })
+    return results
+
+
+def _bd_one(anchor_rows: list[dict], test_rows: list[dict], metric: str, method: str) -> float | None:
+    def points(rows: list[dict]) -> tuple[list[float], list[float]]:
+        rows = [r for r in rows if r.get(metric) is not None and r.get("bpp")]
+        return [r["bpp"] for r in rows], [r[metric] for r in rows]
+
+    anchor_rate, anchor_metric = points(anchor_rows)
+    test_rate, test_metric = points(test_rows)
+    if min(len(anchor_rate), len(test_rate)) < 2:
+        return None
+    try:
+        value = bd_rate(anchor_rate, anchor_metric, test_rate, test_metric, method)
+    except ValueError:  # duplicate metric values etc.: not a usable curve
+        return None
+    return value if math.isfinite(value) else None
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Averages and BD-rates, as written to ``summary.json``."""
+    errors = [r for r in rows if r["variant"] == "error"]
+    return {
+        "averages": average_rows(rows),
+        "bd_rate": bd_rates(rows),
+        "errors": [{k: r[k] for k in ("sequence", "codec", "quality", "error")} for r in errors],
+    }

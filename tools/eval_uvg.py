@@ -1,0 +1,100 @@
+"""Evaluate a codec and its enhancer on UVG (or any sequences): bpp, PSNR, MS-SSIM, LPIPS,
+DISTS, temporal consistency, BD-rates, plots, side-by-side crops and an enhanced MP4.
+
+    python tools/eval_uvg.py                      # demo: bundled clips, no downloads, ~2 min
+    python tools/eval_uvg.py --root /data/UVG --codec ssf --quality 1 3 5 \\
+        --checkpoint 'ssf2020-mse-{quality}.pth.tar' --enhancer ssf_q3 --out out/uvg
+    python tools/eval_uvg.py --config configs/eval/uvg.json --codec x264 --quality 22 27 32 37
+
+--root holds UVG files under their standard names (Beauty_1920x1080_120fps_420_8bit_YUV.yuv),
+or .y4m, .mp4/.mkv, or folders of PNG frames. Rerunning with the same --out resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from enhancer.cli import run_cli
+from enhancer.codecs import available_codecs
+from enhancer.eval.demo import run_demo
+from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
+from enhancer.eval.video import evaluate_sequences, load_enhancer_spec, untrained_enhancer
+from enhancer.pipeline.enhancer import read_checkpoint
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` -> ``(H, W)``."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 256x256, got {text!r}") from None
+    return height, width
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_argument_group("sequences (neither: the demo)")
+    source.add_argument("--root", help="folder of sequences (UVG .yuv names, .y4m, .mp4, PNG folders)")
+    source.add_argument("--config", help="JSON sequence list (ours or DCVC's test_classes layout)")
+    source.add_argument("--sequences", nargs="+", help="only these sequence names")
+    source.add_argument("--demo", action="store_true", help="run the demo (also without --root)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames per sequence (default 96, or the list's; demo: 8)")
+    parser.add_argument("--intra-period", type=int, default=32, help="32, or -1 (first frame only)")
+    parser.add_argument("--crop", type=parse_size, default=None, help="centre crop WxH")
+    parser.add_argument("--codec", choices=available_codecs(), default=None,
+                        help="default: the enhancer's codec")
+    parser.add_argument("--quality", type=int, nargs="+", default=None,
+                        help="rate points (default: the enhancer's quality)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="codec weights; '{quality}' is filled in; 'random' for untrained")
+    parser.add_argument("--enhancer", default=None,
+                        help="enhancer checkpoint or bundled name; 'random' for an untrained one; "
+                             "none: codec rows only")
+    parser.add_argument("--steps", type=int, nargs="+", default=[10])
+    parser.add_argument("--residual-scale", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="output folder (default eval_out / eval_demo)")
+    args = parser.parse_args(argv)
+
+    if args.demo or (args.root is None and args.config is None):
+        report = run_demo(args.out or "eval_demo", frames=args.frames or 8, steps=args.steps[0],
+                          device=args.device, residual_scales=args.residual_scale)
+        print(report.format())
+        return 0
+
+    if args.config is not None:
+        sequences = select_sequences(load_sequence_list(args.config, args.root), args.sequences)
+    else:
+        sequences = find_sequences(args.root, args.sequences)
+    codec_name, qualities = args.codec, args.quality
+    spec = None
+    if args.enhancer == "random":
+        if codec_name is None or not qualities:
+            parser.error("--enhancer random needs --codec and --quality")
+        spec = untrained_enhancer(codec_name, qualities[0], args.device)
+        spec.steps, spec.residual_scales = args.steps, args.residual_scale
+    elif args.enhancer is not None:
+        if codec_name is None:  # take codec and quality from the checkpoint
+            trained_for = read_checkpoint(args.enhancer)["enhancer_config"]["codec"]
+            codec_name = trained_for["name"]
+            qualities = qualities or [trained_for["quality"]]
+        spec = load_enhancer_spec(args.enhancer, codec_name, args.steps, args.residual_scale,
+                                  args.device)
+        qualities = qualities or [spec.enhancer.codec.quality]
+    if codec_name is None or not qualities:
+        parser.error("pass --codec and --quality (or an --enhancer to take them from)")
+    report = evaluate_sequences(
+        sequences, codec_name, qualities, spec, frames=args.frames,
+        intra_period=args.intra_period, device=args.device, out_dir=args.out or "eval_out",
+        codec_checkpoint=args.checkpoint, crop=args.crop, seed=args.seed,
+    )
+    print(report.format())
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
