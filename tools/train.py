@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.config or not args.run_dir:
             parser.error("give a CONFIG and --run-dir (or --resume DIR)")
         run_dir, config_path = Path(args.run_dir), Path(args.config)
-        if (run_dir / "last.pt").exists():
-            raise ValueError(f"{run_dir} already holds a run (last.pt); use --resume {run_dir} "
-                             "or another --run-dir")
     cfg = load_train_config(config_path, args.set)
+    if not args.resume and (run_dir / "last.pt").exists():
+        raise ValueError(f"{run_dir} already holds a run (last.pt); use --resume {run_dir} "
+                         "or another --run-dir")
     trainer = train(cfg, run_dir, resume=bool(args.resume))
     print(f"trained to step {trainer.step}; checkpoint {run_dir / 'last.pt'}")
     return 0

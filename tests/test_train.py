@@ -1,0 +1,259 @@
+"""Training: frozen codec stays bit-exact, e2e trains the codec, resume is bit-for-bit, config errors."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, SHARED_DATA, requires_shared_data
+
+from enhancer.codecs import load_codec
+from enhancer.config import ConfigError
+from enhancer.data.sequence import open_sequence
+from enhancer.pipeline import load_enhancer, read_checkpoint
+from enhancer.train import Trainer, load_train_config, plot_log, train
+
+pytestmark = [requires_shared_data, pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::FutureWarning")]
+
+VIDEO = SHARED_DATA / "video" / "vmaf" / "src01_ref_160x90_48f.yuv"  # raw: fast to read
+IMAGES = SHARED_DATA / "images" / "standard"
+VAL_IMAGE = SHARED_DATA / "images" / "stmalo_fracape.png"
+
+# A U-Net far smaller than the "tiny" preset: these tests check plumbing, not quality.
+MICRO_UNET = {"dim": 8, "dim_mults": [1, 2], "res_blocks": 1, "cond_levels": 2,
+              "attn_levels": [1], "pixel_unshuffle": 2, "latent_dim": 8, "stem_kernel": 3,
+              "groups": 4}
+
+
+def video_config(**overrides) -> dict:
+    config = {
+        "model": {"codec": {"name": "ssf", "quality": 3}, "unet": MICRO_UNET, "temporal": True},
+        "mode": "frozen",
+        "data": {"train": [str(VIDEO)], "val": str(VIDEO), "clip_len": 2, "crop_size": 64,
+                 "batch_size": 1, "kind": "video", "samples_per_video": 4, "val_frames": 2,
+                 "val_crop": 64},
+        "steps": 2, "lr": 1e-3, "log_every": 1, "val_every": 100, "ckpt_every": 100,
+        "rollout": "self", "rollout_steps": 1, "val_steps": 1, "device": "cpu",
+    }
+    return _merge(config, overrides)
+
+
+def image_config(**overrides) -> dict:
+    config = {
+        "model": {"codec": {"name": "bmshj2018-hyperprior", "quality": 1}, "unet": MICRO_UNET,
+                  "temporal": False},
+        "mode": "e2e",
+        "data": {"train": [str(IMAGES)], "val": str(VAL_IMAGE), "crop_size": 64,
+                 "batch_size": 2, "kind": "image", "val_crop": 64},
+        "steps": 2, "lr": 1e-3, "codec_lr": 1e-3, "log_every": 1, "val_every": 100,
+        "ckpt_every": 100, "val_steps": 1, "device": "cpu",
+    }
+    return _merge(config, overrides)
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def write_config(path: Path, config: dict, overrides: list[str] | None = None):
+    path.write_text(yaml.safe_dump(config))
+    return load_train_config(path, overrides)
+
+
+def state_hash(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def clip_bytes(codec, frames: list[torch.Tensor]) -> list[bytes]:
+    return [data for data, _ in codec.encode_sequence(frames)]
+
+
+def real_frames(count: int = 2, size: int = 64) -> list[torch.Tensor]:
+    with open_sequence(VIDEO) as video:
+        return [frame[..., :size, :size].contiguous() for frame in video.frames(0, count)]
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+# --- frozen / e2e ---------------------------------------------------------------------------
+def test_frozen_mode_keeps_codec_bit_exact_and_trains_denoiser(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", video_config(val_every=2))
+    trainer = Trainer(cfg, tmp_path / "run")
+    codec = trainer.enhancer.codec
+    frames = real_frames()
+    codec_before, bytes_before = state_hash(codec.state_dict()), clip_bytes(codec, frames)
+    denoiser_before = {k: v.clone() for k, v in trainer.enhancer.diffusion.state_dict().items()}
+    assert not any(p.requires_grad for p in codec.parameters())
+    trainer.run()
+
+    assert state_hash(codec.state_dict()) == codec_before
+    assert clip_bytes(codec, frames) == bytes_before
+    changed = [k for k, v in trainer.enhancer.diffusion.state_dict().items()
+               if not torch.equal(v, denoiser_before[k])]
+    assert len(changed) > 10
+    rows = read_rows(tmp_path / "run")
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in train_rows] == [1, 2]
+    assert all(r["bitrate"] == 0 and r["decoder"] == 0 for r in train_rows)  # not computed
+    assert all(math.isfinite(r["dist"]) and r["perc"] > 0 for r in train_rows)
+    (val,) = [r for r in rows if r["kind"] == "val"]
+    assert val["val_bpp"] > 0 and math.isfinite(val["val_psnr_enhanced"])
+    # The checkpoint restores the same codec (and its bytes) and the EMA denoiser.
+    payload = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert payload["step"] == 2 and set(payload) >= {"ema", "optimizer", "rng", "train_config"}
+    restored = load_enhancer(tmp_path / "run" / "last.pt")
+    assert clip_bytes(restored.codec, frames) == bytes_before
+    assert all(torch.equal(v, payload["ema"][k])
+               for k, v in restored.diffusion.state_dict().items())
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["mode"] == "frozen"
+
+
+def test_e2e_mode_trains_codec_and_aux_loss(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", image_config())
+    trainer = Trainer(cfg, tmp_path / "run")
+    codec = trainer.enhancer.codec
+    before = {k: v.clone() for k, v in codec.state_dict().items()}
+    trainer.run()
+    after = codec.state_dict()
+    changed = {k for k, v in codec.weights().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("model.g_a") for k in changed)  # the encoder trains
+    assert any(k.endswith("quantiles") for k in changed)  # the aux optimizer steps
+    assert after.keys() == before.keys()
+    rows = [r for r in read_rows(tmp_path / "run") if r["kind"] == "train"]
+    for row in rows:
+        assert all(math.isfinite(row[k]) for k in ("loss", "bitrate", "dist", "perc", "decoder"))
+        assert row["bitrate"] > 0 and row["decoder"] > 0 and row["aux"] > 0
+        expected = (cfg.lmbda * row["bitrate"] + (1 - cfg.rho) * row["dist"]
+                    + cfg.rho * row["perc"] + row["decoder"])
+        assert row["loss"] == pytest.approx(expected, rel=1e-5)
+    # codec.pth.tar is a CompressAI-style file a later stage loads as model.codec.checkpoint.
+    reloaded = load_codec("bmshj2018-hyperprior", 1, checkpoint=tmp_path / "run" / "codec.pth.tar")
+    assert state_hash(reloaded.weights()) == state_hash(codec.weights())
+
+
+def test_rho_zero_trains_on_diffusion_loss_alone(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", image_config(mode="frozen", rho=0.0, steps=1))
+    train(cfg, tmp_path / "run")
+    (row,) = [r for r in read_rows(tmp_path / "run") if r["kind"] == "train"]
+    assert row["perc"] == 0 and row["loss"] == pytest.approx(row["dist"])
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    config = image_config(steps=4, data={"val": None})
+    straight = train(write_config(tmp_path / "a.yaml", config), tmp_path / "straight")
+    half = write_config(tmp_path / "b.yaml", config, ["steps=2"])
+    train(half, tmp_path / "resumed")
+    resumed = train(write_config(tmp_path / "b.yaml", config), tmp_path / "resumed", resume=True)
+    assert resumed.step == straight.step == 4
+    for name, part in (("denoiser", "diffusion"), ("codec", "codec")):
+        a = getattr(straight.enhancer, part).state_dict()
+        b = getattr(resumed.enhancer, part).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} weights differ after resume"
+    assert all(torch.equal(straight.ema[k], resumed.ema[k]) for k in straight.ema)
+    steps = [r["step"] for r in read_rows(tmp_path / "resumed") if r["kind"] == "train"]
+    assert steps == [1, 2, 3, 4]
+    losses = [[r["loss"] for r in read_rows(tmp_path / run) if r["kind"] == "train"]
+              for run in ("straight", "resumed")]
+    assert losses[0] == losses[1]
+
+
+# --- bad input: clear errors before any step ------------------------------------------------
+def test_unknown_or_mistyped_key_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="unknown keys.*'lamda'"):
+        write_config(tmp_path / "c.yaml", video_config(lamda=0.1))
+    with pytest.raises(ConfigError, match="unknown keys.*'crop'"):
+        write_config(tmp_path / "c.yaml", video_config(data={"crop": 64}))
+    with pytest.raises(ConfigError, match="rho.*expected float"):
+        write_config(tmp_path / "c.yaml", video_config(rho="high"))
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        write_config(tmp_path / "c.yaml", video_config(mode="finetune"))
+
+
+def test_bad_codec_checkpoint_and_data_fail_before_training(tmp_path):
+    image_codec = tmp_path / "bmshj.pth.tar"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save(load_codec("bmshj2018-hyperprior", 1).model.state_dict(), image_codec)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no videos here")
+    cases = [
+        (video_config(model={"codec": {"checkpoint": str(image_codec)}}), "does not fit codec"),
+        (video_config(data={"train": [str(empty)]}), "holds no usable videos"),
+        (video_config(data={"train": [str(tmp_path / "missing")]}), "does not exist"),
+        (video_config(data={"crop_size": 256}), "smaller than the 256x256 crop"),
+        (video_config(data={"train": [str(SHARED_DATA / "video" / "intel" / "walk.mkv")]}),
+         "held-out test set"),
+        (image_config(data={"train": [str(SHARED_DATA / "images")]}), "held-out test set"),
+        (video_config(model={"codec": {"name": "x264", "quality": 30}}, mode="e2e"),
+         "has no weights"),
+    ]
+    for number, (config, message) in enumerate(cases):
+        cfg = write_config(tmp_path / f"{number}.yaml", config)
+        with pytest.raises(ConfigError, match=message):
+            train(cfg, tmp_path / f"run{number}")
+        assert not (tmp_path / f"run{number}").exists()
+
+
+# --- tools ----------------------------------------------------------------------------------
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plot_log_writes_png(tmp_path):
+    log = tmp_path / "log.jsonl"
+    rows = [{"kind": "train", "step": s, "loss": 1 / s, "dist": 0.5 / s, "perc": 0.3,
+             "bitrate": 0.0, "decoder": 0.0, "psnr_decoded": 30.0, "lpips_onestep": 0.2}
+            for s in range(1, 6)]
+    rows.append({"kind": "val", "step": 5, "val_psnr_enhanced": 29.0, "val_lpips_enhanced": 0.1})
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert _tool("plot_log").main([str(log), str(tmp_path / "curves.png")]) == 0
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    with pytest.raises(FileNotFoundError, match="no training log"):
+        plot_log(tmp_path / "missing.jsonl", tmp_path / "x.png")
+
+
+def test_train_cli_end_to_end_on_tiny_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # configs name the data relative to the repository root
+    tool = _tool("train")
+    run_dir = tmp_path / "run"
+    args = ["configs/image/hyperprior_residual_tiny.yaml", "--run-dir", str(run_dir),
+            "--set", "steps=4", "data.batch_size=2", "val_every=4", "val_steps=1",
+            "data.val_crop=64"]
+    assert tool.main(args) == 0
+    assert "trained to step 4" in capsys.readouterr().out
+    assert read_checkpoint(run_dir / "last.pt")["step"] == 4
+    rows = read_rows(run_dir)
+    assert [r["step"] for r in rows if r["kind"] == "val"] == [4]
+    assert (run_dir / "log.csv").read_text().startswith("kind,step,loss")
+    # A second run into the same folder is refused; --resume continues it.
+    assert tool.run_cli(tool.main, args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert tool.main(["--resume", str(run_dir), "--set", "steps=5"]) == 0
+    assert read_checkpoint(run_dir / "last.pt")["step"] == 5
+    assert tool.run_cli(tool.main, [*args[:3], "--set", "rhoo=1"]) == 2
+    assert "unknown keys ['rhoo']" in capsys.readouterr().err
