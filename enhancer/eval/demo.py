@@ -14,6 +14,7 @@ from pathlib import Path
 
 from enhancer.eval.sequences import demo_clips
 from enhancer.eval.video import (
+    ALL_METRICS,
     EvalReport,
     evaluate_sequences,
     load_enhancer_spec,
@@ -41,7 +42,7 @@ def bundled_enhancers() -> list[Path]:
 
 def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8, steps: int = 10,
              device: str = "cpu", residual_scales: list[float] = (1.0,),
-             log: Callable[[str], None] = print) -> EvalReport:
+             metrics: tuple[str, ...] = ALL_METRICS, log: Callable[[str], None] = print) -> EvalReport:
     """Evaluate the demo clips; prints what it uses and returns the report."""
     sequences = demo_clips()
     log(f"demo clips: {', '.join(str(s.path) for s in sequences)}")
@@ -66,5 +67,5 @@ def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8, steps: int = 10
             "for real results.")
     return evaluate_sequences(
         sequences, codec_name, qualities, spec, frames=frames, intra_period=-1, device=device,
-        out_dir=out_dir, crop=DEMO_CROP, title="demo", log=log,
+        out_dir=out_dir, crop=DEMO_CROP, title="demo", metrics=metrics, log=log,
     )
