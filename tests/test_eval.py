@@ -261,7 +261,7 @@ def test_bad_input_is_reported_before_any_work(uvg_root, x264_enhancer, tmp_path
     bad.mkdir()
     (bad / "Short_160x96_6fps_420_8bit_YUV.yuv").write_bytes(b"\0" * (FRAME_BYTES + 1000))
     assert "23040 bytes per frame" in error_of(["--root", str(bad), *base])
-    message = error_of(["--root", str(uvg_root), *base[:-3], "--frames", "10",
+    message = error_of(["--root", str(uvg_root), *base[:4], "--frames", "10",
                         "--out", str(tmp_path / "o")])
     assert "has only 3 frames, but 10 were asked for" in message
     message = error_of(["--root", str(uvg_root), *base, "--codec", "x265",

@@ -17,7 +17,7 @@ import sys
 
 from enhancer.cli import run_cli
 from enhancer.codecs import available_codecs
-from enhancer.eval.demo import run_demo
+from enhancer.eval.demo import DEMO_METRICS, run_demo
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
 from enhancer.eval.video import (
     ALL_METRICS,
@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                              "none: codec rows only")
     parser.add_argument("--steps", type=int, nargs="+", default=[10])
     parser.add_argument("--residual-scale", type=float, nargs="+", default=[1.0])
-    parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=list(ALL_METRICS),
-                        help="metrics to compute (default: all; lpips_vgg and dists are the slow ones)")
+    parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=None,
+                        help="metrics to compute (default: all; the demo leaves out dists; "
+                             "lpips_vgg and dists are the slow ones)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="output folder (default eval_out / eval_demo)")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo or (args.root is None and args.config is None):
         report = run_demo(args.out or "eval_demo", frames=args.frames or 8, steps=args.steps[0],
                           device=args.device, residual_scales=args.residual_scale,
-                          metrics=tuple(args.metrics))
+                          metrics=tuple(args.metrics or DEMO_METRICS))
         print(report.format())
         return 0
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         sequences, codec_name, qualities, spec, frames=args.frames,
         intra_period=args.intra_period, device=args.device, out_dir=args.out or "eval_out",
         codec_checkpoint=args.checkpoint, crop=args.crop, seed=args.seed,
-        metrics=tuple(args.metrics),
+        metrics=tuple(args.metrics or ALL_METRICS),
     )
     print(report.format())
     return 1 if report.errors else 0

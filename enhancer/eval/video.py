@@ -519,9 +519,6 @@ class _Unit:
         if writer is not None:
             writer.close()
             self.video_paths.append(writer.path)
-        if any(s.untrained for s in self.specs):
-            crop_panels = [(label + (" UNTRAINED" if i >= 2 else ""), frame)
-                           for i, (label, frame) in enumerate(crop_panels)]
         crop_name = _file_label(f"{self.seq.name}_{codec.name}_q{codec.quality}.png")
         self.crop_paths.append(save_side_by_side(crop_panels, self.out_dir / "crops" / crop_name,
                                                  self.crop_size))
