@@ -1,0 +1,116 @@
+"""Samplers: DDIM (Song et al. 2021) in continuous time, over any x0-denoiser.
+
+A denoiser is any callable ``denoise_fn(x_t, t) -> x0`` with ``x_t`` (B, C, H, W)
+and ``t`` (B,) in [0, 1]; bind the conditioning with a closure::
+
+    residual = sample_ddim(lambda x, t: diffusion.denoise(x, t, cond),
+                           decoded.shape, steps=10, gamma=0.8, generator=gen)
+
+The result is the clean signal in the wrapper's units; turn it into a frame with
+``diffusion.decode_target`` (and apply the pipeline's residual scale there, not here).
+
+The number of steps is chosen per call. :class:`DDIMScheduler` is the same
+algorithm step by step, diffusers-style (``set_timesteps(n)`` then ``step(...)``);
+:func:`sample_ddim` is a loop over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from enhancer.diffusion.schedule import alpha_sigma, timesteps
+
+Denoiser = Callable[[Tensor, Tensor], Tensor]
+
+
+class DDIMScheduler:
+    """DDIM update from time ``timesteps[i]`` to ``timesteps[i + 1]`` (1 -> 0).
+
+    ``eta = 0`` is deterministic DDIM; ``eta = 1`` matches the ancestral DDPM
+    variance. The last step (to t = 0) returns the x0 estimate itself.
+    """
+
+    def __init__(self) -> None:
+        self.timesteps: Tensor | None = None
+
+    def set_timesteps(self, steps: int, device: torch.device | str | None = None) -> None:
+        """Use ``steps`` evenly spaced steps; ``self.timesteps`` gets ``steps + 1`` times."""
+        self.timesteps = timesteps(steps, device=device)
+
+    @property
+    def num_steps(self) -> int:
+        if self.timesteps is None:
+            raise RuntimeError("call set_timesteps(steps) before sampling")
+        return len(self.timesteps) - 1
+
+    def step(self, x0_pred: Tensor, step_index: int, sample: Tensor, eta: float = 0.0,
+             generator: torch.Generator | None = None) -> Tensor:
+        """One DDIM step.
+
+        Args:
+            x0_pred:    (B, C, H, W) denoiser output at ``timesteps[step_index]``.
+            step_index: 0 .. num_steps - 1.
+            sample:     (B, C, H, W) the current x_t.
+            eta:        0 deterministic; > 0 adds fresh noise drawn from ``generator``.
+
+        Returns:
+            x at ``timesteps[step_index + 1]``.
+        """
+        if not 0 <= step_index < self.num_steps:
+            raise IndexError(f"step_index {step_index} out of range 0..{self.num_steps - 1}")
+        t, t_next = self.timesteps[step_index], self.timesteps[step_index + 1]
+        if t_next <= 0:
+            return x0_pred
+        alpha, sigma = alpha_sigma(t)
+        alpha_next, sigma_next = alpha_sigma(t_next)
+        eps = (sample - alpha * x0_pred) / sigma
+        # Song et al. (2021) eq. 16 with alpha_bar = alpha^2.
+        noise_std = eta * sigma_next / sigma * (1 - (alpha / alpha_next) ** 2).clamp(min=0).sqrt()
+        x_next = alpha_next * x0_pred + (sigma_next**2 - noise_std**2).clamp(min=0).sqrt() * eps
+        if eta > 0:
+            fresh = torch.randn(sample.shape, generator=generator, device=sample.device,
+                                dtype=sample.dtype)
+            x_next = x_next + noise_std * fresh
+        return x_next
+
+
+@torch.no_grad()
+def sample_ddim(denoise_fn: Denoiser, shape: Sequence[int], steps: int, eta: float = 0.0,
+                gamma: float = 1.0, generator: torch.Generator | None = None,
+                device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                start_noise: Tensor | None = None) -> Tensor:
+    """Run DDIM from noise at t = 1 to the clean signal at t = 0.
+
+    Args:
+        denoise_fn:  ``(x_t, t) -> x0``, ``t`` of shape (B,).
+        shape:       (B, C, H, W) of the sample.
+        steps:       number of denoiser calls (1, 10, 100, ...).
+        eta:         0: deterministic given the start noise; > 0: stochastic (seeded by
+                     ``generator``).
+        gamma:       start-noise scale, ``x_1 = gamma * noise`` (CDC decodes with 0.8).
+        generator:   torch.Generator (on ``device``) for the start noise and eta noise.
+        device, dtype: of the sample (default: ``start_noise``'s, else CPU float32).
+        start_noise: (B, C, H, W) standard normal start noise to use instead of drawing
+                     it, e.g. the same noise for consecutive video frames.
+
+    Returns:
+        (B, C, H, W) the sampled clean signal (wrapper units).
+    """
+    shape = tuple(shape)
+    if start_noise is not None:
+        if tuple(start_noise.shape) != shape:
+            raise ValueError(f"start_noise {tuple(start_noise.shape)} does not match shape {shape}")
+        noise = start_noise.to(device=device or start_noise.device, dtype=dtype or start_noise.dtype)
+    else:
+        noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    scheduler = DDIMScheduler()
+    scheduler.set_timesteps(steps, device=noise.device)
+    x = gamma * noise
+    for i in range(steps):
+        t = scheduler.timesteps[i].expand(shape[0])  # float32 whatever the sample dtype
+        x0_pred = denoise_fn(x, t)
+        x = scheduler.step(x0_pred, i, x, eta=eta, generator=generator)
+    return x
