@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ENHANCER_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -15,8 +14,6 @@ requires_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(),
     reason=f"real test material not found at {SHARED_DATA} (set ENHANCER_SHARED_DATA)",
 )
-
-torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)
