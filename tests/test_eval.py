@@ -28,7 +28,7 @@ from enhancer.eval.sequences import (
     select_sequences,
     sequence_name,
 )
-from enhancer.pipeline import Enhancer, save_enhancer
+from enhancer.pipeline import Enhancer, load_enhancer, save_enhancer
 
 sys.path.insert(0, str(REPO / "tools"))
 import eval_images
@@ -126,12 +126,14 @@ def uvg_root(tmp_path):
 
 
 def save_random_enhancer(path: Path, codec: str, quality: int, temporal: bool = True,
-                         target: str = "residual") -> Path:
+                         target: str = "residual", same_codec_as: Path | None = None) -> Path:
     config = EnhancerConfig(codec=CodecConfig(name=codec, quality=quality), unet="tiny",
                             temporal=temporal, diffusion=DiffusionConfig(target=target))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random codec weights are the point here
         enhancer = Enhancer.from_config(config)
+    if same_codec_as is not None:  # a frozen codec: both enhancers carry the same weights
+        enhancer.codec.load_weights(load_enhancer(same_codec_as).codec.weights())
     save_enhancer(path, enhancer)
     return path
 
@@ -245,6 +247,21 @@ def test_a_failing_sequence_does_not_stop_the_others(uvg_root, tmp_path, capsys)
 
 
 @requires_shared_data
+def test_sequence_list_json_and_selection(uvg_root, tmp_path):
+    listing = {"root": str(uvg_root), "sequences": [
+        {"name": "Talk", "path": "Talk_160x96_6fps_420_8bit_YUV.yuv", "frames": 2},
+        {"name": "Later", "path": "Later_160x96_6fps_420_8bit_YUV.yuv", "frames": 3}]}
+    (tmp_path / "seqs.json").write_text(json.dumps(listing))
+    out = tmp_path / "out"
+    assert run(eval_uvg, ["--config", str(tmp_path / "seqs.json"), "--sequences", "Later",
+                          "--codec", "x264", "--quality", "30", "--out", str(out),
+                          "--metrics", "psnr_rgb", "psnr_yuv"]) == 0
+    (row,) = read_rows(out)
+    assert (row["sequence"], row["frames"], row["width"]) == ("Later", 3, 160)  # the list's count
+    assert row["psnr_yuv"] > row["psnr_rgb"] > 25
+
+
+@requires_shared_data
 def test_bad_input_is_reported_before_any_work(uvg_root, x264_enhancer, tmp_path, capsys):
     base = ["--codec", "x264", "--quality", "30", "--frames", "2", "--out", str(tmp_path / "o")]
 
@@ -322,7 +339,8 @@ def test_eval_images_ours_vs_cdc(tmp_path, capsys):
     shutil.copy(SHARED_DATA / "images" / "standard" / "chelsea.png", div2k)  # 451x300
     codec = "bmshj2018-hyperprior"
     ours = save_random_enhancer(tmp_path / "ours.pt", codec, 1, temporal=False)
-    cdc = save_random_enhancer(tmp_path / "cdc.pt", codec, 1, temporal=False, target="image")
+    cdc = save_random_enhancer(tmp_path / "cdc.pt", codec, 1, temporal=False, target="image",
+                               same_codec_as=ours)
     out = tmp_path / "out"
     argv = ["--kodak", str(kodak), "--div2k", str(div2k), "--codec", codec, "--quality", "1",
             "--ours", str(ours), "--ours-steps", "2", "--cdc", str(cdc), "--cdc-steps", "1", "2",
@@ -338,6 +356,10 @@ def test_eval_images_ours_vs_cdc(tmp_path, capsys):
         assert len(list((out / dataset / "crops").iterdir())) == 1
         assert not (out / dataset / "videos").exists()
     assert "== div2k" in capsys.readouterr().out
+    # Two enhancers whose (learned) codecs differ cannot share one run's bitstreams.
+    other = save_random_enhancer(tmp_path / "other.pt", codec, 1, temporal=False)
+    assert run(eval_images, [*argv[:12], "--cdc", str(other), *argv[14:]]) == 2
+    assert "carry different bmshj2018-hyperprior q1 codec weights" in capsys.readouterr().err
     # An image codec enhancer used with another codec is refused before any work.
     assert run(eval_images, [*argv[:5], "mbt2018-mean", *argv[6:]]) == 2
     assert "trained for codec 'bmshj2018-hyperprior'" in capsys.readouterr().err

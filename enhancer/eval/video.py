@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from enhancer.codecs.base import CodecAdapter, codec_class, load_codec
+from enhancer.codecs.container import weights_fingerprint
 from enhancer.codecs.files import resolve_checkpoint
 from enhancer.data.sequence import open_writer
 from enhancer.eval.plots import plot_curves, save_side_by_side
@@ -289,22 +290,38 @@ def _fmt(value: float | None, digits: int) -> str:
 
 # --- the evaluation -----------------------------------------------------------------------
 def _codecs(codec_name: str, qualities: list[int], checkpoint: str | None,
-            specs: list[EnhancerSpec], device: str) -> dict[int, CodecAdapter]:
-    """One codec per quality. A learned codec stored in an enhancer checkpoint at that quality
-    is reused when no codec checkpoint is given; ``{quality}`` in ``checkpoint`` is filled in."""
+            specs: list[EnhancerSpec], device: str,
+            log: Callable[[str], None] = print) -> dict[int, CodecAdapter]:
+    """One codec per quality, shared by every enhancer of the run.
+
+    At an enhancer's own quality a learned codec comes from the enhancer (the weights it
+    was trained with, possibly finetuned end to end); elsewhere from ``checkpoint``, with
+    ``{quality}`` filled in (``random``: untrained weights).
+    """
     cls = codec_class(codec_name)
     codecs = {}
     for quality in qualities:
-        stored = [s.enhancer.codec for s in specs
-                  if s.enhancer.codec.quality == quality and s.enhancer.codec.name == codec_name]
-        if cls.learned and checkpoint is None and stored:
-            codecs[quality] = stored[0]
+        stored = [s for s in specs if s.enhancer.codec.quality == quality]
+        if cls.learned and stored:
+            prints = {weights_fingerprint(s.enhancer.codec) for s in stored}
+            if len(prints) > 1:
+                raise ValueError(
+                    f"enhancers {', '.join(s.label for s in stored)} carry different {codec_name} "
+                    f"q{quality} codec weights; evaluate them in separate runs"
+                )
+            if checkpoint is not None:
+                log(f"note: {codec_name} q{quality} uses the codec weights inside enhancer "
+                    f"{stored[0].label!r} (what it was trained with), not --checkpoint")
+            codecs[quality] = stored[0].enhancer.codec
             continue
         path = checkpoint.format(quality=quality) if checkpoint else None
         resolved = resolve_checkpoint(codec_name, path)
         if resolved is not None and not Path(resolved).is_file():
             raise FileNotFoundError(f"codec checkpoint {resolved!r} (quality {quality}) not found")
-        codecs[quality] = load_codec(codec_name, quality, checkpoint=resolved, device=device)
+        with warnings.catch_warnings():
+            if path == "random":
+                warnings.simplefilter("ignore")  # asked for explicitly
+            codecs[quality] = load_codec(codec_name, quality, checkpoint=resolved, device=device)
     return codecs
 
 
@@ -358,7 +375,7 @@ def evaluate_sequences(
     for spec in specs:
         _check_spec(spec, codec_name)
     frame_counts = check_sequences(sequences, frames, crop)
-    codecs = _codecs(codec_name, list(qualities), codec_checkpoint, specs, device)
+    codecs = _codecs(codec_name, list(qualities), codec_checkpoint, specs, device, log)
     scorer = FrameScorer(tuple(metrics), device, log)
     torch_device = torch.device(device)
     mp4_quality = mp4_quality if mp4_quality is not None else list(qualities)[len(qualities) // 2]
@@ -494,8 +511,10 @@ class _Unit:
                     dec_state = out.state
                     total_bytes += len(data)
                     decoded_stats.add(out.decoded, truth)
-                    panels = [("ground truth", truth.cpu()), (f"decoded q{codec.quality}",
-                                                              out.decoded.cpu())]
+                    keep_crop = index == crop_index  # the frame shown side by side
+                    if keep_crop:
+                        crop_panels = [("ground truth", truth.cpu()),
+                                       (f"decoded q{codec.quality}", out.decoded.cpu())]
                     for feed, rollout, stats, (spec, steps, scale) in zip(
                             feeds, rollouts, enhanced_stats, variants):
                         feed.item = (out.decoded, out.latent, len(data))
@@ -504,11 +523,11 @@ class _Unit:
                         _sync(device)
                         stats.seconds += time.perf_counter() - start
                         stats.add(enhanced, truth)
-                        panels.append((f"{spec.label} {steps}st s={scale:g}", enhanced.cpu()))
+                        if keep_crop:
+                            crop_panels.append((f"{spec.label} {steps}st s={scale:g}",
+                                                enhanced.cpu()))
                         if writer is not None and stats is enhanced_stats[0]:
                             writer.write(enhanced.cpu())
-                    if index == crop_index:
-                        crop_panels = panels
                     count += 1
             if count != self.frames:
                 raise ValueError(f"{self.seq.path.name} gave only {count} of {self.frames} frames")
