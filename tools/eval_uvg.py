@@ -1,7 +1,7 @@
 """Evaluate a codec and its enhancer on UVG (or any sequences): bpp, PSNR, MS-SSIM, LPIPS,
 DISTS, temporal consistency, BD-rates, plots, side-by-side crops and an enhanced MP4.
 
-    python tools/eval_uvg.py                      # demo: bundled clips, no downloads, ~2 min
+    python tools/eval_uvg.py                      # demo: packaged clips, no downloads, < 1 min
     python tools/eval_uvg.py --root /data/UVG --codec ssf --quality 1 3 5 \\
         --checkpoint 'ssf2020-mse-{quality}.pth.tar' --enhancer ssf_q3 --out out/uvg
     python tools/eval_uvg.py --config configs/eval/uvg.json --codec x264 --quality 22 27 32 37
@@ -17,7 +17,7 @@ import sys
 
 from enhancer.cli import run_cli
 from enhancer.codecs import available_codecs
-from enhancer.eval.demo import DEMO_METRICS, run_demo
+from enhancer.eval.demo import run_demo
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
 from enhancer.eval.video import (
     ALL_METRICS,
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[10])
     parser.add_argument("--residual-scale", type=float, nargs="+", default=[1.0])
     parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=None,
-                        help="metrics to compute (default: all; the demo leaves out dists; "
-                             "lpips_vgg and dists are the slow ones)")
+                        help="metrics to compute (default: all; lpips_vgg and dists are the "
+                             "slow ones)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="output folder (default eval_out / eval_demo)")
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo or (args.root is None and args.config is None):
         report = run_demo(args.out or "eval_demo", frames=args.frames or 8, steps=args.steps[0],
                           device=args.device, residual_scales=args.residual_scale,
-                          metrics=tuple(args.metrics or DEMO_METRICS))
+                          metrics=tuple(args.metrics or ALL_METRICS))
         print(report.format())
         return 0
 
