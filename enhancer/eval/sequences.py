@@ -282,10 +282,20 @@ def _load_image(path: Path, resize: str | None) -> Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
 
 
+@dataclass(frozen=True)
+class SequencePlan:
+    """What will be coded of one sequence: frame count and (cropped) size."""
+
+    frames: int
+    width: int
+    height: int
+    fps: float
+
+
 def check_sequences(sequences: list[Sequence], frames: int | None,
-                    crop: tuple[int, int] | None = None) -> dict[str, int]:
-    """Open every sequence once; return ``name -> frames to code``. Errors name the fix."""
-    counts = {}
+                    crop: tuple[int, int] | None = None) -> dict[str, SequencePlan]:
+    """Open every sequence once; return ``name -> plan``. Errors name the bad value and fix."""
+    plans = {}
     for seq in sequences:
         wanted = frames if frames is not None else seq.frames or DEFAULT_FRAMES
         if seq.kind == "image":
@@ -304,8 +314,8 @@ def check_sequences(sequences: list[Sequence], frames: int | None,
                     f"{seq.name} is {info.width}x{info.height}; YUV 4:2:0 metrics and the MP4 "
                     "need even sizes: pass an even --crop"
                 )
-        counts[seq.name] = wanted
-    return counts
+        plans[seq.name] = SequencePlan(wanted, info.width, info.height, info.fps)
+    return plans
 
 
 # --- demo clips ------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from enhancer.codecs.files import resolve_checkpoint
 from enhancer.data.sequence import open_writer
 from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.results import ResultsStore, average_rows, row_key, summarize
-from enhancer.eval.sequences import FrameSource, Sequence, check_sequences
+from enhancer.eval.sequences import FrameSource, Sequence, SequencePlan, check_sequences
 from enhancer.metrics import (
     TemporalConsistency,
     get_dists_model,
@@ -374,7 +374,7 @@ def evaluate_sequences(
     specs = _as_specs(enhancers, codec_name, steps, residual_scales, device)
     for spec in specs:
         _check_spec(spec, codec_name)
-    frame_counts = check_sequences(sequences, frames, crop)
+    plans = check_sequences(sequences, frames, crop)
     codecs = _codecs(codec_name, list(qualities), codec_checkpoint, specs, device, log)
     scorer = FrameScorer(tuple(metrics), device, log)
     torch_device = torch.device(device)
@@ -385,7 +385,7 @@ def evaluate_sequences(
         "codec_checkpoint": codec_checkpoint, "crop": list(crop) if crop else None, "seed": seed,
         "enhancers": [{"label": s.label, "steps": s.steps, "residual_scales": s.residual_scales,
                        "untrained": s.untrained} for s in specs],
-        "sequences": [{"name": s.name, "path": str(s.path), "frames": frame_counts[s.name]}
+        "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
                       for s in sequences],
     }
     (out_dir / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
@@ -394,7 +394,7 @@ def evaluate_sequences(
     crops, videos, errors, skipped = [], [], [], 0
     for seq in sequences:
         for quality in qualities:
-            unit = _Unit(seq, frame_counts[seq.name], codecs[quality], specs, intra_period,
+            unit = _Unit(seq, plans[seq.name], codecs[quality], specs, intra_period,
                          crop, seed, scorer, torch_device, out_dir, crop_size,
                          write_mp4=write_videos and quality == mp4_quality)
             if all(store.has(key) for key in unit.expected_keys()):
@@ -443,15 +443,14 @@ def _as_specs(enhancers, codec_name: str, steps: int | list[int], residual_scale
 class _Unit:
     """One sequence at one rate point: decoded row + one row per enhanced variant."""
 
-    def __init__(self, seq: Sequence, frames: int, codec: CodecAdapter, specs: list[EnhancerSpec],
+    def __init__(self, seq: Sequence, plan: SequencePlan, codec: CodecAdapter,
+                 specs: list[EnhancerSpec],
                  intra_period: int, crop: tuple[int, int] | None, seed: int, scorer: FrameScorer,
                  device: torch.device, out_dir: Path, crop_size: int, write_mp4: bool):
-        self.seq, self.frames, self.codec, self.specs = seq, frames, codec, specs
+        self.seq, self.frames, self.codec, self.specs = seq, plan.frames, codec, specs
         self.intra_period, self.crop, self.seed, self.scorer = intra_period, crop, seed, scorer
         self.device, self.out_dir, self.crop_size, self.write_mp4 = device, out_dir, crop_size, write_mp4
-        with FrameSource(seq, crop) as source:
-            self.size = (source.info.height, source.info.width)
-            self.fps = source.info.fps
+        self.size, self.fps = (plan.height, plan.width), plan.fps
         self.crop_paths: list[Path] = []
         self.video_paths: list[Path] = []
 
