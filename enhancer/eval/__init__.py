@@ -1,0 +1,50 @@
+"""Evaluation: code sequences for real, enhance, score, and report (JSON/CSV, BD-rate, plots).
+
+Entry points: :func:`evaluate_sequences` (video, ``tools/eval_uvg.py``),
+:func:`evaluate_images` (Kodak/DIV2K, ``tools/eval_images.py``), :func:`run_demo`
+and :func:`bd_rate`.
+"""
+
+from enhancer.eval.bdrate import bd_rate
+from enhancer.eval.demo import run_demo
+from enhancer.eval.images import evaluate_images
+from enhancer.eval.results import COLUMNS, ResultsStore, average_rows, bd_rates, summarize
+from enhancer.eval.sequences import (
+    Sequence,
+    check_sequences,
+    demo_clips,
+    find_images,
+    find_sequences,
+    load_sequence_list,
+)
+from enhancer.eval.video import (
+    ALL_METRICS,
+    EnhancerSpec,
+    EvalReport,
+    evaluate_sequences,
+    load_enhancer_spec,
+    untrained_enhancer,
+)
+
+__all__ = [
+    "ALL_METRICS",
+    "COLUMNS",
+    "EnhancerSpec",
+    "EvalReport",
+    "ResultsStore",
+    "Sequence",
+    "average_rows",
+    "bd_rate",
+    "bd_rates",
+    "check_sequences",
+    "demo_clips",
+    "evaluate_images",
+    "evaluate_sequences",
+    "find_images",
+    "find_sequences",
+    "load_enhancer_spec",
+    "load_sequence_list",
+    "run_demo",
+    "summarize",
+    "untrained_enhancer",
+]
