@@ -290,6 +290,8 @@ def test_bad_input_is_reported_before_any_work(uvg_root, x264_enhancer, tmp_path
                                        str(blocker / "out")])
     assert "no sequence called 'Nope'" in error_of(["--root", str(uvg_root), *base,
                                                     "--sequences", "Nope"])
+    assert "unknown device 'gpu0'" in error_of(["--root", str(uvg_root), *base,
+                                                 "--device", "gpu0"])
     assert not (tmp_path / "o" / "results.json").exists()
 
 

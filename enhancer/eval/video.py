@@ -102,6 +102,7 @@ def load_enhancer_spec(checkpoint: str | Path, codec_name: str, steps: list[int]
                        residual_scales: list[float], device: str = "cpu",
                        label: str | None = None) -> EnhancerSpec:
     """Check, then load an enhancer checkpoint (or bundled name) as an :class:`EnhancerSpec`."""
+    check_device(device)
     check_enhancer_codec(checkpoint, codec_name)
     enhancer = load_enhancer(checkpoint, device=device)
     return EnhancerSpec(enhancer, label or Path(str(checkpoint)).stem, list(steps),
@@ -211,6 +212,18 @@ class _Feed:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch device; a clear error when it does not exist here."""
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}: {err}; use cpu or cuda") from err
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asked for, but no CUDA device is available; "
+                         "use --device cpu")
+    return torch_device
 
 
 def check_out_dir(out_dir: str | Path) -> Path:
@@ -360,6 +373,7 @@ def evaluate_sequences(
     ``crops/*.png`` (ground truth | decoded | enhanced, middle frame) and ``videos/*.mp4``.
     """
     # --- every check before any long work ---
+    torch_device = check_device(device)
     out_dir = check_out_dir(out_dir)
     if not sequences:
         raise ValueError("no sequences to evaluate")
@@ -377,7 +391,6 @@ def evaluate_sequences(
     plans = check_sequences(sequences, frames, crop)
     codecs = _codecs(codec_name, list(qualities), codec_checkpoint, specs, device, log)
     scorer = FrameScorer(tuple(metrics), device, log)
-    torch_device = torch.device(device)
     mp4_quality = mp4_quality if mp4_quality is not None else list(qualities)[len(qualities) // 2]
     untrained = any(s.untrained for s in specs)
     settings = {
@@ -557,6 +570,7 @@ class _Unit:
 def untrained_enhancer(codec_name: str, quality: int, device: str = "cpu",
                        temporal: bool = True) -> EnhancerSpec:
     """A ``tiny`` enhancer with random weights, flagged untrained (demo and tests only)."""
+    check_device(device)
     from enhancer.config import CodecConfig, EnhancerConfig
 
     config = EnhancerConfig(codec=CodecConfig(name=codec_name, quality=quality), unet="tiny",
