@@ -16,9 +16,11 @@ from conftest import REPO, SHARED_DATA, requires_shared_data
 
 from enhancer.codecs import load_codec
 from enhancer.config import ConfigError
+from enhancer.data.datasets import ImageFolderDataset
 from enhancer.data.sequence import open_sequence
 from enhancer.pipeline import load_enhancer, read_checkpoint
-from enhancer.train import Trainer, load_train_config, plot_log, train
+from enhancer.train import Trainer, export_checkpoint, load_train_config, plot_log, train
+from enhancer.train.data import CachedImageDataset
 
 pytestmark = [requires_shared_data, pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -257,3 +259,35 @@ def test_train_cli_end_to_end_on_tiny_config(tmp_path, monkeypatch, capsys):
     assert read_checkpoint(run_dir / "last.pt")["step"] == 5
     assert tool.run_cli(tool.main, [*args[:3], "--set", "rhoo=1"]) == 2
     assert "unknown keys ['rhoo']" in capsys.readouterr().err
+
+
+def test_export_init_from_and_time_limit(tmp_path):
+    config = image_config(mode="frozen", steps=1, data={"val": None})
+    trainer = train(write_config(tmp_path / "a.yaml", config), tmp_path / "run")
+    exported = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "small.pt", half=True)
+    assert exported.stat().st_size < (tmp_path / "run" / "last.pt").stat().st_size / 2
+    payload = read_checkpoint(exported)
+    assert "optimizer" not in payload and payload["codec"]["model.g_a.0.weight"].dtype == torch.half
+    loaded = load_enhancer(exported)
+    for name, value in loaded.diffusion.state_dict().items():
+        assert torch.equal(value, trainer.ema[name].half().float()), name
+    # init_from starts a new run from those weights; time_limit_s=0 stops before any step.
+    cfg = write_config(tmp_path / "b.yaml", config, [f"init_from={exported}", "time_limit_s=0"])
+    second = train(cfg, tmp_path / "second")
+    assert second.step == 0 and read_checkpoint(tmp_path / "second" / "last.pt")["step"] == 0
+    for name, value in second.enhancer.diffusion.state_dict().items():
+        assert torch.equal(value, loaded.diffusion.state_dict()[name]), name
+    other = write_config(tmp_path / "c.yaml", image_config(data={"val": None}),
+                         [f"init_from={exported}", "model.unet=tiny"])
+    with pytest.raises(ConfigError, match="does not fit"):
+        train(other, tmp_path / "third")
+
+
+def test_cached_images_give_the_same_crops():
+    plain = ImageFolderDataset(IMAGES, 48, seed=3)
+    cached = CachedImageDataset(IMAGES, 48, seed=3)
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for index in range(len(plain)):
+            assert torch.equal(plain[index], cached[index])

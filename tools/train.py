@@ -4,6 +4,7 @@
     python tools/train.py configs/video/ssf_frozen_tiny.yaml --run-dir runs/x --set steps=4 rho=0
     python tools/train.py --resume runs/ssf_tiny --set steps=2000      # continue a run
     torchrun --nproc_per_node 4 tools/train.py configs/video/ssf_e2e.yaml --run-dir runs/e2e
+    python tools/train.py --export runs/ssf_tiny/last.pt enhancer/weights/ssf_tiny.pt --half
 
 Overrides are ``key.sub=value`` with YAML values (``data.batch_size=4``, ``model.unet=cdc``).
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from enhancer.cli import run_cli
 from enhancer.train import load_train_config, train
+from enhancer.train.export import export_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +29,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue the run in DIR from DIR/last.pt (uses DIR/config.yaml)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. steps=100 data.batch_size=4")
+    parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"),
+                        help="write an inference checkpoint (EMA weights, no training state)")
+    parser.add_argument("--half", action="store_true", help="with --export: store fp16 weights")
     args = parser.parse_args(argv)
 
+    if args.export:
+        out = export_checkpoint(*args.export, half=args.half)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        return 0
     if args.resume:
         run_dir = Path(args.resume)
         config_path = Path(args.config) if args.config else run_dir / "config.yaml"

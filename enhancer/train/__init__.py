@@ -1,6 +1,7 @@
 """Training: configs, the clip loss, the resumable loop (frozen / end-to-end / codec stage)."""
 
 from enhancer.train.config import DataConfig, TrainConfig, load_train_config
+from enhancer.train.export import export_checkpoint
 from enhancer.train.losses import ClipLoss
 from enhancer.train.plot import plot_log, read_log
 from enhancer.train.trainer import Trainer, train
@@ -10,6 +11,7 @@ __all__ = [
     "DataConfig",
     "TrainConfig",
     "Trainer",
+    "export_checkpoint",
     "load_train_config",
     "plot_log",
     "read_log",

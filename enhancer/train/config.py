@@ -49,6 +49,8 @@ class DataConfig:
     val_frames:     frames of the validation clip that are coded and enhanced.
     val_crop:       centre crop of the validation frames (None: full frame).
     num_workers:    DataLoader worker processes (0: load in the training process).
+    cache_images:   (kind image) decode every image once and crop from memory; the crops
+                    are the same as without the cache.
     """
 
     train: list[str] = field(default_factory=list)
@@ -62,6 +64,7 @@ class DataConfig:
     val_frames: int = 3
     val_crop: int | None = 128
     num_workers: int = 0
+    cache_images: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -91,6 +94,11 @@ class TrainConfig:
     lpips_net:      LPIPS trunk for L_perc and the logged LPIPS ("alex" or "vgg").
     device:         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     amp:            bfloat16 autocast for the denoiser and LPIPS on CUDA (ignored on CPU).
+    time_limit_s:   stop (and save) after this many seconds of training even before
+                    ``steps``; None: no limit. A run stopped so can be resumed.
+    init_from:      an enhancer checkpoint (or bundled model name) whose weights start this
+                    run: its EMA denoiser (else its denoiser) and its codec weights, if
+                    stored. Optimizer, EMA and step start fresh (unlike ``--resume``).
     """
 
     model: EnhancerConfig = field(default_factory=EnhancerConfig)
@@ -116,6 +124,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False
+    time_limit_s: float | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from enhancer.config import ConfigError
-from enhancer.data.datasets import ImageFolderDataset, VideoClipDataset, find_videos
+from enhancer.data.datasets import ImageFolderDataset, VideoClipDataset, _crop_box, find_videos
 from enhancer.data.images import read_image
 from enhancer.data.sequence import open_sequence
 from enhancer.train.config import DataConfig
@@ -90,9 +90,28 @@ def build_train_dataset(data: DataConfig, seed: int) -> Dataset:
                 files, data.clip_len, data.crop_size, max_frames_per_video=data.max_frames_per_video,
                 seed=seed, samples_per_video=data.samples_per_video,
             )
-        return ConcatDataset([ImageFolderDataset(folder, data.crop_size, seed) for folder in files])
+        image_dataset = CachedImageDataset if data.cache_images else ImageFolderDataset
+        return ConcatDataset([image_dataset(folder, data.crop_size, seed) for folder in files])
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
         raise ConfigError(f"data.train: {err}") from err
+
+
+class CachedImageDataset(ImageFolderDataset):
+    """:class:`ImageFolderDataset` that decodes each image once (same crops, from memory)."""
+
+    def __init__(self, root: str | Path, crop_size: int, seed: int = 0) -> None:
+        super().__init__(root, crop_size, seed)
+        self._images: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, index: int) -> Tensor:
+        """A crop ``(3, crop, crop)`` float32 RGB in [0, 1]."""
+        if index not in self._images:
+            self._images[index] = read_image(self.files[index])  # (H, W, 3) uint8
+        rgb = self._images[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        top, left = _crop_box(rng, rgb.shape[0], rgb.shape[1], self.crop_size)
+        patch = rgb[top : top + self.crop_size, left : left + self.crop_size]
+        return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0
 
 
 def _set_epoch(dataset: Dataset, epoch: int) -> None:

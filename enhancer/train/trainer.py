@@ -125,7 +125,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.rank, self.world_size, local_rank = _init_distributed()
+        use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        self.rank, self.world_size, local_rank = _init_distributed(use_cuda)
         self.is_main = self.rank == 0
         self.device = resolve_device(cfg.device, local_rank)
 
@@ -148,6 +149,8 @@ class Trainer:
                 "use mode: frozen"
             )
         self.codec_trains = cfg.mode in ("e2e", "codec")
+        if cfg.init_from is not None and not resume:
+            self._init_weights(cfg.init_from)
 
         # Which parameters train.
         diffusion = self.enhancer.diffusion
@@ -183,6 +186,23 @@ class Trainer:
         self.step = 0
         if resume:
             self._load(self.run_dir / "last.pt")
+
+    def _init_weights(self, checkpoint: str) -> None:
+        """Start from another run's weights (``init_from``): EMA denoiser and codec."""
+        try:
+            payload = read_checkpoint(checkpoint)
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError(f"init_from: {err}") from err
+        denoiser = payload.get("ema") or payload["denoiser"]
+        try:
+            self.enhancer.diffusion.load_state_dict(denoiser)
+            if payload.get("codec") is not None:
+                self.enhancer.codec.load_weights(payload["codec"])
+        except (RuntimeError, CodecError) as err:
+            raise ConfigError(
+                f"init_from {checkpoint!r} does not fit model (its config: "
+                f"{payload['enhancer_config']}): {err}"
+            ) from err
 
     # --- state ------------------------------------------------------------------------------
     def _load(self, path: Path) -> None:
@@ -314,6 +334,25 @@ class Trainer:
             scores["val_lpips_enhanced"] = float(self.perceptual(enhanced, original).mean())
         return scores
 
+    def _out_of_time(self, started: float) -> bool:
+        """Whether ``time_limit_s`` has passed (on any rank: all ranks stop together)."""
+        if self.cfg.time_limit_s is None:
+            return False
+        late = torch.tensor(float(time.time() - started > self.cfg.time_limit_s),
+                            device=self.device)
+        if self.world_size > 1:
+            dist.all_reduce(late, op=dist.ReduceOp.MAX)
+        return bool(late.item())
+
+    def validate_and_save(self, log: RunLog | None, progress: tqdm, save: bool = True) -> None:
+        scores = self.validate()
+        if scores is not None and log is not None:
+            log.write({"kind": "val", "step": self.step} | scores)
+            progress.write(f"step {self.step}: " + ", ".join(
+                f"{k}={v:.4f}" for k, v in scores.items()))
+        if save:
+            self.save()
+
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
         """Train until ``cfg.steps``; returns the last logged row."""
@@ -331,6 +370,10 @@ class Trainer:
         count, last_row, started = 0, {}, time.time()
         batches = iter(loader)
         while self.step < cfg.steps:
+            if self._out_of_time(started):
+                progress.write(f"time limit of {cfg.time_limit_s} s reached at step {self.step}")
+                self.validate_and_save(log, progress)
+                break
             clip = next(batches)
             is_log_step = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
             numbers = self.train_step(clip, with_metrics=is_log_step)
@@ -347,12 +390,9 @@ class Trainer:
                 log.write(row)
                 last_row, sums, count = row, {}, 0
             if self.step % cfg.val_every == 0 or self.step == cfg.steps:
-                scores = self.validate()
-                if scores is not None and log is not None:
-                    log.write({"kind": "val", "step": self.step} | scores)
-                    progress.write(f"step {self.step}: " + ", ".join(
-                        f"{k}={v:.4f}" for k, v in scores.items()))
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                self.validate_and_save(log, progress, save=self.step % cfg.ckpt_every == 0
+                                       or self.step == cfg.steps)
+            elif self.step % cfg.ckpt_every == 0:
                 self.save()
         progress.close()
         if self.world_size > 1:
@@ -360,17 +400,16 @@ class Trainer:
         return last_row
 
 
-def _init_distributed() -> tuple[int, int, int]:
+def _init_distributed(use_cuda: bool) -> tuple[int, int, int]:
     """(rank, world size, local rank); a process group only when torchrun set WORLD_SIZE > 1."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return 0, 1, 0
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
+        if use_cuda:
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 
