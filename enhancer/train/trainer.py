@@ -291,7 +291,7 @@ class Trainer:
                         dist.all_reduce(param.grad)
                         param.grad /= self.world_size
             self.aux_optimizer.step()
-            aux = float(aux_loss)
+            aux = float(aux_loss.detach())
         if self.cfg.mode != "codec":
             self._update_ema()
         self.step += 1
