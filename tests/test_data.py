@@ -498,3 +498,20 @@ def test_vimeo90k_septuplet(tmp_path: Path) -> None:
     (tmp_path / "sep_trainlist.txt").unlink()
     with pytest.raises(FileNotFoundError, match="sep_trainlist.txt not found; expected"):
         Vimeo90kSeptuplet(tmp_path, split="train")
+
+
+def test_video_clip_cache_serves_the_decoded_frames():
+    """cache_frames=True serves the same clips from memory (exactly, for full frames)."""
+    from enhancer.data.datasets import VideoClipDataset
+
+    clip = DATA / "video" / "imageio" / "realshort.mp4"
+    if not clip.is_file():
+        pytest.skip(f"needs {clip}")
+    options = dict(clip_len=2, max_frames_per_video=6, samples_per_video=3)
+    cached = VideoClipDataset([clip], crop_size=None, cache_frames=True, **options)
+    direct = VideoClipDataset([clip], crop_size=None, **options)
+    for index in range(3):
+        assert torch.equal(cached[index], direct[index])
+    assert len(cached._planes) == 1 and len(cached._planes[0]) == 6
+    cropped = VideoClipDataset([clip], crop_size=32, cache_frames=True, **options)
+    assert cropped[0].shape == (2, 3, 32, 32)

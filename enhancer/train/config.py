@@ -49,8 +49,10 @@ class DataConfig:
     val_frames:     frames of the validation clip that are coded and enhanced.
     val_crop:       centre crop of the validation frames (None: full frame).
     num_workers:    DataLoader worker processes (0: load in the training process).
-    cache_images:   (kind image) decode every image once and crop from memory; the crops
-                    are the same as without the cache.
+    cache_images:   decode once and crop from memory: every image (kind image; the crops
+                    are the same as without the cache), or the first
+                    ``max_frames_per_video`` frames of every video as 8-bit YUV (kind
+                    video; crops start on even pixels).
     """
 
     train: list[str] = field(default_factory=list)

@@ -89,6 +89,7 @@ def build_train_dataset(data: DataConfig, seed: int) -> Dataset:
             return VideoClipDataset(
                 files, data.clip_len, data.crop_size, max_frames_per_video=data.max_frames_per_video,
                 seed=seed, samples_per_video=data.samples_per_video,
+                cache_frames=data.cache_images,
             )
         image_dataset = CachedImageDataset if data.cache_images else ImageFolderDataset
         return ConcatDataset([image_dataset(folder, data.crop_size, seed) for folder in files])
