@@ -507,7 +507,7 @@ def test_video_clip_cache_serves_the_decoded_frames():
     clip = DATA / "video" / "imageio" / "realshort.mp4"
     if not clip.is_file():
         pytest.skip(f"needs {clip}")
-    options = dict(clip_len=2, max_frames_per_video=6, samples_per_video=3)
+    options = {"clip_len": 2, "max_frames_per_video": 6, "samples_per_video": 3}
     cached = VideoClipDataset([clip], crop_size=None, cache_frames=True, **options)
     direct = VideoClipDataset([clip], crop_size=None, **options)
     for index in range(3):
