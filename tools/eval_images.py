@@ -14,19 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from enhancer.cli import run_cli
+from enhancer.cli import parse_size, run_cli
 from enhancer.codecs import available_codecs
 from enhancer.eval.images import IMAGE_METRICS, evaluate_images
 from enhancer.eval.video import load_enhancer_spec
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``WxH`` -> ``(H, W)``."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 256x256, got {text!r}") from None
-    return height, width
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from enhancer.cli import run_cli
+from enhancer.cli import parse_size, run_cli
 from enhancer.codecs import available_codecs
 from enhancer.eval.demo import run_demo
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
@@ -26,15 +26,6 @@ from enhancer.eval.video import (
     untrained_enhancer,
 )
 from enhancer.pipeline.enhancer import read_checkpoint
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``WxH`` -> ``(H, W)``."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 256x256, got {text!r}") from None
-    return height, width
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -228,6 +228,32 @@ def bpp_from_likelihoods(likelihoods: dict[str, Tensor], num_pixels: int) -> Ten
     return total_bits / (num_pixels * batch)
 
 
+# --- weights helpers shared by adapters ---------------------------------------------------
+def state_dict_mismatch(
+    own: dict[str, Tensor], loaded: dict[str, Tensor], ignore_suffixes: tuple[str, ...] = ()
+) -> str | None:
+    """Describe how ``loaded`` fails to fit ``own`` (missing, unexpected, mis-shaped keys).
+
+    Returns None when it fits. Keys ending in ``ignore_suffixes`` are not compared.
+    """
+    kept = [k for k in own if not k.endswith(ignore_suffixes)]
+    missing = sorted(set(kept) - set(loaded))
+    unexpected = sorted(k for k in set(loaded) - set(own) if not k.endswith(ignore_suffixes))
+    wrong_shape = [
+        f"{k}: file {tuple(loaded[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(kept) & set(loaded))
+        if loaded[k].shape != own[k].shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+    if wrong_shape:
+        parts.append(f"{len(wrong_shape)} keys of the wrong shape (e.g. {wrong_shape[:2]})")
+    return "; ".join(parts) or None
+
+
 # --- byte helpers shared by adapters ------------------------------------------------------
 def pack_strings(strings: list[bytes]) -> bytes:
     """Concatenate entropy-coder strings with a u32 length before each."""

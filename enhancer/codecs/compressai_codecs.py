@@ -39,6 +39,7 @@ from enhancer.codecs.base import (
     CodecOutput,
     pack_strings,
     register_codec,
+    state_dict_mismatch,
     unpack_strings,
 )
 
@@ -62,29 +63,14 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
 def load_weights_into(model: nn.Module, path: str | Path, codec_name: str) -> None:
     """Load ``path`` into ``model`` strictly; name missing/unexpected/mis-shaped keys on failure."""
     state_dict = load_state_dict_file(path)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
     # Entropy-model CDF buffers change shape after update(); they are rebuilt below.
-    cdf_buffers = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
-    wrong_shape = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state_dict)
-        if state_dict[k].shape != own[k].shape and not k.endswith(cdf_buffers)
-    ]
-    missing = [k for k in missing if not k.endswith(cdf_buffers)]
-    if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-        if wrong_shape:
-            parts.append(f"{len(wrong_shape)} keys of the wrong shape (e.g. {wrong_shape[:2]})")
+    problems = state_dict_mismatch(
+        model.state_dict(), state_dict, ignore_suffixes=CodecAdapter.ENTROPY_TABLES
+    )
+    if problems:
         raise CodecError(
             f"checkpoint {str(path)!r} does not fit codec {codec_name!r} at this quality: "
-            + "; ".join(parts)
-            + ". Pass a checkpoint of the same architecture and quality."
+            f"{problems}. Pass a checkpoint of the same architecture and quality."
         )
     # CompressionModel.load_state_dict resizes the CDF buffers to the file's first.
     model.load_state_dict(state_dict)

@@ -64,7 +64,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, register_codec
+from enhancer.codecs.base import (
+    CodecAdapter,
+    CodecError,
+    CodecOutput,
+    register_codec,
+    state_dict_mismatch,
+)
 from enhancer.data.color import rgb_to_yuv444, yuv444_to_rgb
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -217,24 +223,10 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
 def _load_strict(model: nn.Module, path: Path) -> None:
     """Load ``path`` into ``model``; name missing / unexpected / mis-shaped keys on failure."""
     state_dict = _read_state_dict(path)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    wrong_shape = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state_dict))
-        if state_dict[k].shape != own[k].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-        if wrong_shape:
-            parts.append(f"{len(wrong_shape)} keys of the wrong shape (e.g. {wrong_shape[:2]})")
+    problems = state_dict_mismatch(model.state_dict(), state_dict)
+    if problems:
         raise CodecError(
-            f"{str(path)!r} does not fit DCVC-FM's {type(model).__name__}: " + "; ".join(parts)
+            f"{str(path)!r} does not fit DCVC-FM's {type(model).__name__}: {problems}"
             + f". Use the official DCVC-FM files {IMAGE_CHECKPOINT} (DMCI) and "
             f"{VIDEO_CHECKPOINT} (DMC)."
         )
