@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--enhancer", default=None,
                         help="enhancer checkpoint or bundled name; 'random' for an untrained one; "
                              "none: codec rows only")
-    parser.add_argument("--steps", type=int, nargs="+", default=[10])
+    parser.add_argument("--steps", type=int, nargs="+", default=None,
+                        help="sampling steps (default 10; the demo shows 1 and 10)")
     parser.add_argument("--residual-scale", type=float, nargs="+", default=[1.0])
     parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=None,
                         help="metrics to compute (default: all; lpips_vgg and dists are the "
@@ -60,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.demo or (args.root is None and args.config is None):
-        report = run_demo(args.out or "eval_demo", frames=args.frames or 8, steps=args.steps[0],
+        report = run_demo(args.out or "eval_demo", frames=args.frames or 8,
+                          steps=args.steps or (1, 10),
                           device=args.device, residual_scales=args.residual_scale,
                           metrics=tuple(args.metrics or ALL_METRICS))
         print(report.format())
         return 0
 
+    args.steps = args.steps or [10]
     if args.config is not None:
         sequences = select_sequences(load_sequence_list(args.config, args.root), args.sequences)
     else:

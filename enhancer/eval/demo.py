@@ -9,7 +9,7 @@ plot and printout (the codec rows are real numbers either way).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from enhancer.eval.sequences import demo_clips
@@ -40,10 +40,14 @@ def bundled_enhancers() -> list[Path]:
     return sorted(paths, key=lambda p: codec_of(p) != DEMO_CODEC)
 
 
-def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8, steps: int = 10,
+def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8, steps: Sequence[int] = (1, 10),
              device: str = "cpu", residual_scales: list[float] = (1.0,),
              metrics: tuple[str, ...] = ALL_METRICS, log: Callable[[str], None] = print) -> EvalReport:
-    """Evaluate the demo clips; prints what it uses and returns the report."""
+    """Evaluate the demo clips; prints what it uses and returns the report.
+
+    ``steps``: the sampling step counts to show; by default 1 (the one-step estimate)
+    and 10 (the paper's video setting), so the demo shows what each gives.
+    """
     sequences = demo_clips()
     log(f"demo clips: {', '.join(str(s.path) for s in sequences)}")
     bundled = bundled_enhancers()
@@ -55,12 +59,12 @@ def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8, steps: int = 10
             qualities = sorted({max(0, quality - 4), quality, min(51, quality + 4)})
         else:  # a learned codec: its weights are in the checkpoint, for its quality only
             qualities = [quality]
-        spec = load_enhancer_spec(path, codec_name, [steps], list(residual_scales), device)
+        spec = load_enhancer_spec(path, codec_name, list(steps), list(residual_scales), device)
         log(f"enhancer: bundled model {path} ({codec_name} q{quality})")
     else:
         codec_name, qualities = DEMO_CODEC, DEMO_QUALITIES
         spec = untrained_enhancer(codec_name, qualities[0], device)
-        spec.steps, spec.residual_scales = [steps], list(residual_scales)
+        spec.steps, spec.residual_scales = list(steps), list(residual_scales)
         log(f"!! no bundled enhancer in {BUNDLED_DIR} (none is trained yet): the demo runs the "
             f"real {codec_name} rows plus an enhancer with RANDOM WEIGHTS, marked 'untrained' in "
             "every row and plot. Its enhanced numbers mean nothing. Pass --enhancer CHECKPOINT "
