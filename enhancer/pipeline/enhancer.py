@@ -312,6 +312,14 @@ def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema:
     payload = read_checkpoint(path)
     config = from_dict(EnhancerConfig, payload["enhancer_config"], where="checkpoint config")
     stored_codec = payload.get("codec")
+    if stored_codec is None and payload.get("codec_from"):
+        # Bundled models that share a codec store it once: "codec_from" names the
+        # checkpoint (bundled name, or a file beside this one) that holds it.
+        source = payload["codec_from"]
+        sibling = resolve_enhancer_path(path).parent / f"{source}.pt"
+        stored_codec = read_checkpoint(sibling if sibling.is_file() else source).get("codec")
+        if stored_codec is None:
+            raise ValueError(f"{str(path)!r} takes its codec from {source!r}, which holds none")
     with warnings.catch_warnings():
         if stored_codec is not None:  # weights follow right below: no random-weights warning
             warnings.simplefilter("ignore")

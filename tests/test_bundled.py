@@ -1,0 +1,58 @@
+"""The bundled models: they load, share what they should, and beat the decoded output on LPIPS
+on held-out images they were never trained on (Kodak)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import SHARED_DATA, requires_shared_data
+
+from enhancer.data.images import read_image
+from enhancer.metrics import lpips
+from enhancer.pipeline import load_enhancer, read_checkpoint
+from enhancer.pipeline.enhancer import BUNDLED_DIR
+
+BUNDLED = sorted(path.stem for path in BUNDLED_DIR.glob("*.pt"))
+
+
+def test_bundled_models_fit_the_size_budget():
+    total = sum(path.stat().st_size for path in BUNDLED_DIR.glob("*.pt"))
+    assert total <= 25 * 2**20, f"bundled models take {total / 2**20:.1f} MB, budget 25 MB"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_loads_with_its_config(name):
+    enhancer = load_enhancer(name)
+    payload = read_checkpoint(name)
+    assert "train_config" in payload  # how it was made travels with it
+    assert enhancer.codec.name == payload["enhancer_config"]["codec"]["name"]
+
+
+def test_cdc_baseline_shares_the_residual_models_codec():
+    residual, cdc = load_enhancer("hyperprior_residual_q1"), load_enhancer("cdc_baseline_q1")
+    for key, value in residual.codec.state_dict().items():
+        assert torch.equal(cdc.codec.state_dict()[key], value), key
+    assert cdc.diffusion.target == "image" and residual.diffusion.target == "residual"
+
+
+def _kodak_crops() -> torch.Tensor:
+    crops = []
+    for name in ("kodim04.png", "kodim15.png", "kodim23.png"):
+        rgb = torch.from_numpy(read_image(SHARED_DATA / "images/kodak" / name)).permute(2, 0, 1)
+        crops.append(rgb[:, 128:256, 256:384].float() / 255)
+    return torch.stack(crops)  # (3, 3, 128, 128)
+
+
+@requires_shared_data
+@pytest.mark.parametrize("name", ["hyperprior_residual_q1", "cdc_baseline_q1"])
+def test_image_models_lower_lpips_on_held_out_kodak(name):
+    enhancer = load_enhancer(name)
+    decoded, enhanced = [], []
+    for crop in _kodak_crops():
+        out = next(enhancer.enhance([crop[None]], steps=4, seed=0))
+        decoded.append(out.decoded)
+        enhanced.append(out.enhanced)
+    reference = _kodak_crops()
+    lpips_decoded = lpips(torch.cat(decoded), reference).mean()
+    lpips_enhanced = lpips(torch.cat(enhanced), reference).mean()
+    assert lpips_enhanced < lpips_decoded, (lpips_enhanced.item(), lpips_decoded.item())
