@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 class CodecConfig:
     name: str = "ssf"
     quality: int = 3
-    checkpoint: str | None = None  # path, "bundled:<name>", or None for random weights
+    checkpoint: str | None = None  # a weights file in the codec's layout, or None: random weights
     intra_period: int = -1
 
 
