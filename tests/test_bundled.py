@@ -56,3 +56,21 @@ def test_image_models_lower_lpips_on_held_out_kodak(name):
     lpips_decoded = lpips(torch.cat(decoded), reference).mean()
     lpips_enhanced = lpips(torch.cat(enhanced), reference).mean()
     assert lpips_enhanced < lpips_decoded, (lpips_enhanced.item(), lpips_decoded.item())
+
+
+@requires_shared_data
+def test_video_model_lowers_lpips_on_a_held_out_clip():
+    """x264 CRF 36 on a held-out camera clip: the one-step enhanced frames have lower LPIPS."""
+    from enhancer.codecs import load_codec
+    from enhancer.data.sequence import open_sequence
+
+    enhancer = load_enhancer("x264_temporal_tiny")
+    assert enhancer.temporal
+    enhancer.codec = load_codec("x264", 36)  # frozen conventional codec: any rate point
+    with open_sequence(SHARED_DATA / "video/openh264/CiscoVT2people_320x192_12fps.yuv") as reader:
+        frames = list(reader.frames(count=3))
+    outputs = list(enhancer.enhance(frames, steps=1, seed=0))
+    truth = torch.cat(frames)
+    decoded = torch.cat([out.decoded for out in outputs])
+    enhanced = torch.cat([out.enhanced for out in outputs])
+    assert lpips(enhanced, truth).mean() < lpips(decoded, truth).mean()
