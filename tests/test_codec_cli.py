@@ -113,3 +113,15 @@ def test_container_damage_is_detected(tmp_path):
     (tmp_path / "damaged.bin").write_bytes(bytes(flipped))
     assert run(["decode", str(tmp_path / "damaged.bin"), str(tmp_path / "out.y4m")]) == 2
     assert not (tmp_path / "out.y4m").exists()
+
+
+@requires_shared_data
+def test_ssf_round_trip_with_random_weights(tmp_path, capsys):
+    """--checkpoint random draws fixed-seed weights: a later decode process gets the same."""
+    bitstream = tmp_path / "ssf.bin"
+    assert run(["encode", "--codec", "ssf", "--quality", "3", "--frames", "2",
+                "--checkpoint", "random", str(CLIP), str(bitstream)]) == 0
+    assert "bpp" in capsys.readouterr().out
+    assert run(["decode", "--checkpoint", "random", str(bitstream), str(tmp_path / "d.y4m")]) == 0
+    with open_sequence(tmp_path / "d.y4m") as reader:
+        assert reader.info.num_frames == 2

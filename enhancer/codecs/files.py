@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from enhancer.codecs.base import CodecError, codec_class, load_codec
+from enhancer.codecs.base import CodecAdapter, CodecError, codec_class, load_codec
 from enhancer.codecs.container import Container, weights_fingerprint
 from enhancer.data.sequence import open_sequence, open_writer
 
@@ -43,6 +44,9 @@ def _mse_to_psnr(mse: float) -> float:
     return float("inf") if mse == 0 else -10 * math.log10(mse)
 
 
+RANDOM_WEIGHTS_SEED = 0
+
+
 def resolve_checkpoint(codec_name: str, checkpoint: str | None) -> str | None:
     """Learned codecs need weights: a path, or the explicit word ``random`` (untrained)."""
     cls = codec_class(codec_name)
@@ -54,6 +58,20 @@ def resolve_checkpoint(codec_name: str, checkpoint: str | None) -> str | None:
             f"file) or --checkpoint random for untrained weights"
         )
     return None if checkpoint == "random" else checkpoint
+
+
+def load_codec_for_files(
+    codec_name: str, quality: int, checkpoint: str | None, device: str = "cpu"
+) -> CodecAdapter:
+    """:func:`load_codec` for the tools: ``checkpoint="random"`` gives untrained weights drawn
+    from a fixed seed, so an encoder and a later decoder process get the same ones."""
+    resolved = resolve_checkpoint(codec_name, checkpoint)
+    if checkpoint != "random":
+        return load_codec(codec_name, quality, checkpoint=resolved, device=device)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # asked for explicitly
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        return load_codec(codec_name, quality, checkpoint=None, device=device)
 
 
 def encode_file(
@@ -71,9 +89,7 @@ def encode_file(
     progress: bool = True,
 ) -> CodingReport:
     """Code ``frames`` frames of any readable video into one container file."""
-    codec = load_codec(
-        codec_name, quality, checkpoint=resolve_checkpoint(codec_name, checkpoint), device=device
-    )
+    codec = load_codec_for_files(codec_name, quality, checkpoint, device)
     codec.is_intra(0, intra_period)  # validates the period before any work
     with open_sequence(input_path, width=width, height=height) as reader:
         info = reader.info
@@ -117,10 +133,7 @@ def decode_file(
 ) -> CodingReport:
     """Decode a container to ``.y4m``, ``.yuv``, ``.mp4`` or a PNG folder (by the extension)."""
     container = Container.load(input_path)
-    codec = load_codec(
-        container.codec, container.quality,
-        checkpoint=resolve_checkpoint(container.codec, checkpoint), device=device,
-    )
+    codec = load_codec_for_files(container.codec, container.quality, checkpoint, device)
     if weights_fingerprint(codec) != container.weights_fingerprint:
         raise CodecError(
             f"{input_path} was encoded with other {container.codec} weights than "

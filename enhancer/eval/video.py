@@ -41,9 +41,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from enhancer.codecs.base import CodecAdapter, codec_class, load_codec
+from enhancer.codecs.base import CodecAdapter, codec_class
 from enhancer.codecs.container import weights_fingerprint
-from enhancer.codecs.files import resolve_checkpoint
+from enhancer.codecs.files import load_codec_for_files, resolve_checkpoint
 from enhancer.data.sequence import open_writer
 from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.results import ResultsStore, average_rows, row_key, summarize
@@ -331,10 +331,7 @@ def _codecs(codec_name: str, qualities: list[int], checkpoint: str | None,
         resolved = resolve_checkpoint(codec_name, path)
         if resolved is not None and not Path(resolved).is_file():
             raise FileNotFoundError(f"codec checkpoint {resolved!r} (quality {quality}) not found")
-        with warnings.catch_warnings():
-            if path == "random":
-                warnings.simplefilter("ignore")  # asked for explicitly
-            codecs[quality] = load_codec(codec_name, quality, checkpoint=resolved, device=device)
+        codecs[quality] = load_codec_for_files(codec_name, quality, path, device)
     return codecs
 
 
