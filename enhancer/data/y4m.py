@@ -11,17 +11,12 @@ reads), then reads any frame by seeking to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from enhancer.data.yuv import check_even_size, check_planes, frame_bytes
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from enhancer.data.yuv import PlanarFile, PlanarReader, check_even_size, check_planes, frame_bytes
 
 MAGIC = b"YUV4MPEG2"
 _COLORSPACE_BIT_DEPTH = {
@@ -47,7 +42,7 @@ def _read_line(file, path: Path) -> bytes:
     return line[:-1]
 
 
-class Y4mReader:
+class Y4mReader(PlanarReader):
     """Streams frames of a 4:2:0 Y4M file as planes ``Y (H, W)``, ``U, V (H/2, W/2)``."""
 
     def __init__(self, path: str | Path) -> None:
@@ -113,37 +108,11 @@ class Y4mReader:
 
     def read_frame(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frame ``index`` (0-based) as planes ``Y (H, W)``, ``U (H/2, W/2)``, ``V (H/2, W/2)``."""
-        if not 0 <= index < self.num_frames:
-            raise IndexError(
-                f"frame {index} out of range: {self.path.name} has {self.num_frames} frames"
-            )
-        luma = self.width * self.height
-        self._file.seek(self._offsets[index])
-        samples = np.fromfile(self._file, dtype=self.dtype, count=luma * 3 // 2)
-        y = samples[:luma].reshape(self.height, self.width)
-        u = samples[luma : luma * 5 // 4].reshape(self.height // 2, self.width // 2)
-        v = samples[luma * 5 // 4 :].reshape(self.height // 2, self.width // 2)
-        return y, u, v
-
-    def frames(
-        self, start: int = 0, count: int | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Frames ``start .. start+count-1`` (to the end when ``count`` is None)."""
-        stop = self.num_frames if count is None else start + count
-        for index in range(start, stop):
-            yield self.read_frame(index)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        in_range = 0 <= index < self.num_frames  # else _read_planes raises a clear IndexError
+        return self._read_planes(index, self._offsets[index] if in_range else 0)
 
 
-class Y4mWriter:
+class Y4mWriter(PlanarFile):
     """Writes 4:2:0 frames to a Y4M file (``C420jpeg``, or ``C420p10`` etc. above 8 bits)."""
 
     def __init__(
@@ -170,12 +139,3 @@ class Y4mWriter:
         for plane in (y, u, v):
             self._file.write(np.ascontiguousarray(plane, dtype=self.dtype).tobytes())
         self.num_frames += 1
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

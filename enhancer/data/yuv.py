@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -95,7 +95,59 @@ def _sample_dtype(bit_depth: int) -> np.dtype:
     raise ValueError(f"unsupported bit depth {bit_depth}; use 8, 10, 12 or 16")
 
 
-class YuvReader:
+class PlanarFile:
+    """Owns ``self._file``: ``close()`` and the context-manager protocol for readers/writers."""
+
+    _file: BinaryIO
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PlanarReader(PlanarFile):
+    """A 4:2:0 file of ``num_frames`` frames read by index (:meth:`read_frame`)."""
+
+    path: Path
+    width: int
+    height: int
+    dtype: np.dtype
+    num_frames: int
+
+    def read_frame(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _read_planes(self, index: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frame ``index`` stored at byte ``offset`` as planes ``Y (H, W)``, ``U, V (H/2, W/2)``."""
+        if not 0 <= index < self.num_frames:
+            raise IndexError(
+                f"frame {index} out of range: {self.path.name} has {self.num_frames} frames"
+            )
+        luma = self.width * self.height
+        self._file.seek(offset)
+        samples = np.fromfile(self._file, dtype=self.dtype, count=luma * 3 // 2)
+        if samples.size != luma * 3 // 2:
+            raise OSError(f"{self.path}: short read at frame {index} (file changed on disk?)")
+        y = samples[:luma].reshape(self.height, self.width)
+        u = samples[luma : luma * 5 // 4].reshape(self.height // 2, self.width // 2)
+        v = samples[luma * 5 // 4 :].reshape(self.height // 2, self.width // 2)
+        return y, u, v
+
+    def frames(
+        self, start: int = 0, count: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Frames ``start .. start+count-1`` (to the end when ``count`` is None)."""
+        stop = self.num_frames if count is None else start + count
+        for index in range(start, stop):
+            yield self.read_frame(index)
+
+
+class YuvReader(PlanarReader):
     """Streams frames of a raw 4:2:0 file: ``Y (H, W)``, ``U, V (H/2, W/2)`` per frame.
 
     >>> with YuvReader("CiscoVT2people_160x96_6fps.yuv") as reader:
@@ -141,36 +193,7 @@ class YuvReader:
 
     def read_frame(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frame ``index`` (0-based) as planes ``Y (H, W)``, ``U (H/2, W/2)``, ``V (H/2, W/2)``."""
-        if not 0 <= index < self.num_frames:
-            raise IndexError(
-                f"frame {index} out of range: {self.path.name} has {self.num_frames} frames"
-            )
-        luma = self.width * self.height
-        self._file.seek(index * self.frame_bytes)
-        samples = np.fromfile(self._file, dtype=self.dtype, count=luma * 3 // 2)
-        if samples.size != luma * 3 // 2:
-            raise OSError(f"{self.path}: short read at frame {index} (file changed on disk?)")
-        y = samples[:luma].reshape(self.height, self.width)
-        u = samples[luma : luma * 5 // 4].reshape(self.height // 2, self.width // 2)
-        v = samples[luma * 5 // 4 :].reshape(self.height // 2, self.width // 2)
-        return y, u, v
-
-    def frames(
-        self, start: int = 0, count: int | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Frames ``start .. start+count-1`` (to the end when ``count`` is None)."""
-        stop = self.num_frames if count is None else start + count
-        for index in range(start, stop):
-            yield self.read_frame(index)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self._read_planes(index, index * self.frame_bytes)
 
 
 def check_planes(
@@ -187,7 +210,7 @@ def check_planes(
             raise ValueError(f"expected {np.dtype(dtype).name} planes, got {plane.dtype}")
 
 
-class YuvWriter:
+class YuvWriter(PlanarFile):
     """Appends 4:2:0 frames to a raw ``.yuv`` file (8-bit: uint8; deeper: uint16 LE)."""
 
     def __init__(self, path: str | Path, width: int, height: int, bit_depth: int = 8) -> None:
@@ -204,12 +227,3 @@ class YuvWriter:
         for plane in (y, u, v):
             self._file.write(np.ascontiguousarray(plane, dtype=self.dtype).tobytes())
         self.num_frames += 1
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
