@@ -214,13 +214,6 @@ class Enhancer(torch.nn.Module):
         for data, out in self.codec.encode_sequence(frames, intra_period):
             yield out.decoded, out.latent, len(data)
 
-    def state_dict_for_checkpoint(self) -> dict:
-        """What an enhancer checkpoint holds besides training state."""
-        return {
-            "config": to_dict(self.config) if self.config is not None else None,
-            "denoiser": self.diffusion.state_dict(),
-        }
-
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     if size <= tile:
