@@ -15,17 +15,32 @@ from enhancer.data.color import (
     yuv420_to_rgb,
     yuv444_to_rgb,
 )
-from enhancer.data.datasets import ImageFolderDataset, VideoClipDataset, Vimeo90kSeptuplet
-from enhancer.data.images import read_image, write_image
 from enhancer.data.padding import crop, pad_to_multiple, padded_size
-from enhancer.data.sequence import (
-    SequenceInfo,
-    VideoReader,
-    VideoWriter,
-    open_sequence,
-    open_writer,
-)
-from enhancer.data.yuv import parse_yuv_name
+
+# Readers, writers and datasets import PyAV and Pillow: load them on first use, so that
+# the networks (which only pad and crop) import without them.
+_LAZY = {
+    "ImageFolderDataset": "enhancer.data.datasets",
+    "VideoClipDataset": "enhancer.data.datasets",
+    "Vimeo90kSeptuplet": "enhancer.data.datasets",
+    "read_image": "enhancer.data.images",
+    "write_image": "enhancer.data.images",
+    "SequenceInfo": "enhancer.data.sequence",
+    "VideoReader": "enhancer.data.sequence",
+    "VideoWriter": "enhancer.data.sequence",
+    "open_sequence": "enhancer.data.sequence",
+    "open_writer": "enhancer.data.sequence",
+    "parse_yuv_name": "enhancer.data.yuv",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'enhancer.data' has no attribute {name!r}")
+
 
 __all__ = [
     "ImageFolderDataset",
