@@ -112,15 +112,13 @@ class Enhancer(torch.nn.Module):
             cond["prev_enhanced"] = pad_to_multiple(prev_enhanced, multiple)
         if self.codec.latent_channels is not None:
             cond["latent"] = latent
-        canvas_shape = cond["decoded"].shape
-        noise = torch.randn(canvas_shape, generator=generator, device=decoded.device,
-                            dtype=decoded.dtype)
 
         def denoise(x_t: Tensor, t: Tensor) -> Tensor:
             return self._denoise_tiled(x_t, t, cond)
 
-        clean = sample_ddim(denoise, canvas_shape, steps, eta=eta, gamma=gamma,
-                            generator=generator, start_noise=noise)
+        # One noise sample for the whole canvas (tiles share it), drawn by the sampler.
+        clean = sample_ddim(denoise, cond["decoded"].shape, steps, eta=eta, gamma=gamma,
+                            generator=generator, device=decoded.device, dtype=decoded.dtype)
         sample = self.diffusion.decode_target(clean, cond["decoded"])
         residual = crop(sample, height, width) - decoded
         return (decoded + residual_scale * residual).clamp(0, 1)
