@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 from torch import Tensor
 
 from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, register_codec
 from enhancer.data.color import planes_to_rgb, rgb_to_planes
+from enhancer.data.video import pyav
 
 
 @dataclass
@@ -52,19 +52,19 @@ class _PyAVCodec(CodecAdapter):
         super().__init__(quality)
         if checkpoint is not None:
             raise CodecError(f"codec {self.name!r} has no weights; do not pass a checkpoint")
-        if self.encoder_name not in av.codecs_available:
+        if self.encoder_name not in pyav().codecs_available:
             raise CodecError(f"this PyAV build has no {self.encoder_name} encoder")
 
     def _encoder_options(self) -> dict[str, str]:
         return {"preset": self.preset, "tune": "zerolatency", "crf": str(self.quality)}
 
     def _open_stream(self, height: int, width: int, with_encoder: bool) -> _StreamState:
-        decoder = av.CodecContext.create(self.decoder_name, "r")
+        decoder = pyav().CodecContext.create(self.decoder_name, "r")
         decoder.thread_count = 1
         decoder.options = {"err_detect": "explode"}  # fail on damaged data, do not conceal
         encoder = None
         if with_encoder:
-            encoder = av.CodecContext.create(self.encoder_name, "w")
+            encoder = pyav().CodecContext.create(self.encoder_name, "w")
             encoder.width, encoder.height = width, height
             encoder.pix_fmt = "yuv420p"
             encoder.time_base = fractions.Fraction(1, 25)
@@ -74,8 +74,8 @@ class _PyAVCodec(CodecAdapter):
 
     def _decode_packet(self, data: bytes, state: _StreamState) -> Tensor:
         try:
-            frames = state.decoder.decode(av.Packet(data))
-        except av.error.FFmpegError as err:
+            frames = state.decoder.decode(pyav().Packet(data))
+        except pyav().error.FFmpegError as err:
             raise CodecError(f"{self.decoder_name} could not decode {len(data)} bytes: {err}") from err
         if any(frame.is_corrupt for frame in frames):
             raise CodecError(f"{self.decoder_name} found {len(data)} bytes damaged")
@@ -98,10 +98,10 @@ class _PyAVCodec(CodecAdapter):
             raise CodecError("a decoder-side state cannot be used to encode; start with state=None")
         y, u, v = rgb_to_planes(frame)
         planes = np.concatenate([y, u.reshape(-1, width), v.reshape(-1, width)], axis=0)
-        av_frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        av_frame = pyav().VideoFrame.from_ndarray(planes, format="yuv420p")
         av_frame.pts = state.frame_index
         if state.frame_index == 0:
-            av_frame.pict_type = av.video.frame.PictureType.I
+            av_frame.pict_type = pyav().video.frame.PictureType.I
         packets = state.encoder.encode(av_frame)
         if len(packets) != 1:
             raise CodecError(f"{self.encoder_name} gave {len(packets)} packets for one frame")

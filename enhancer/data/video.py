@@ -17,13 +17,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from enhancer.data.y4m import fps_to_fraction
 from enhancer.data.yuv import check_even_size, check_planes
 
 if TYPE_CHECKING:
+    import av
     from typing_extensions import Self
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -32,6 +32,17 @@ READ_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".264", ".h264", ".265", ".he
 WRITE_FORMATS = {".mp4": "mp4", ".mkv": "matroska"}
 _NATIVE_420 = ("yuv420p", "yuvj420p")
 _NATIVE_444 = ("yuv444p", "yuvj444p")
+
+
+def pyav():
+    """PyAV, imported on first use, so that raw .yuv/.y4m/PNG input works without it."""
+    try:
+        import av
+    except ImportError as err:
+        raise ImportError(
+            "MP4/MKV/H.264 files need PyAV: pip install av (raw .yuv, .y4m and PNG folders do not)"
+        ) from err
+    return av
 
 
 def _average_chroma(plane: np.ndarray) -> np.ndarray:
@@ -52,7 +63,7 @@ class PyAVReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no such video file: {self.path}")
-        with av.open(str(self.path)) as container:
+        with pyav().open(str(self.path)) as container:
             if not container.streams.video:
                 raise ValueError(f"{self.path} has no video stream")
             stream = container.streams.video[0]
@@ -85,7 +96,7 @@ class PyAVReader:
         from frame 0 and count instead. Both ways give identical pictures (tested).
         """
         if start > 0 and self._can_seek:
-            with av.open(str(self.path)) as container:
+            with pyav().open(str(self.path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 first_pts = stream.start_time or 0
@@ -108,7 +119,7 @@ class PyAVReader:
                 else:
                     return  # the seek path ran to the end of the stream
                 # a `break` above happens only at the first picture, before any yield
-        with av.open(str(self.path)) as container:
+        with pyav().open(str(self.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for index, frame in enumerate(container.decode(stream)):
@@ -194,7 +205,7 @@ class PyAVWriter:
         options = {"preset": preset}
         if crf is not None:
             options["crf"] = str(crf)
-        self._container = av.open(str(self.path), mode="w", format=container_format)
+        self._container = pyav().open(str(self.path), mode="w", format=container_format)
         try:
             self._stream = self._container.add_stream("libx264", rate=rate, options=options)
             self._stream.width, self._stream.height = width, height
@@ -209,7 +220,7 @@ class PyAVWriter:
         check_planes(y, u, v, self.width, self.height, np.dtype(np.uint8))
         # (H*3/2, W): the layout PyAV's yuv420p from_ndarray expects
         stacked = np.concatenate((y.ravel(), u.ravel(), v.ravel())).reshape(-1, self.width)
-        frame = av.VideoFrame.from_ndarray(stacked, format="yuv420p")
+        frame = pyav().VideoFrame.from_ndarray(stacked, format="yuv420p")
         frame.pts = self.num_frames
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
