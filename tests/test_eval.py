@@ -218,6 +218,37 @@ def test_eval_uvg_end_to_end_then_resume(uvg_root, x264_enhancer, tmp_path, caps
 
 
 @requires_shared_data
+def test_one_enhancer_per_rate_with_its_own_codec(uvg_root, tmp_path, capsys):
+    """'{quality}' in --enhancer: each rate point uses the enhancer (and codec) made for it."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for quality in (1, 2):
+        save_random_enhancer(ckpt / f"small_q{quality}.pt", "ssf-small", quality)
+    out = tmp_path / "out"
+    argv = ["--root", str(uvg_root), "--sequences", "Talk", "--codec", "ssf-small",
+            "--quality", "1", "2", "--enhancer", str(ckpt / "small_q{quality}.pt"),
+            "--frames", "2", "--intra-period", "-1", "--steps", "1", "--out", str(out),
+            "--metrics", "psnr_rgb"]
+    assert run(eval_uvg, argv) == 0
+    rows = read_rows(out)
+    assert sorted((r["quality"], r["variant"]) for r in rows) == [
+        (1, "decoded"), (1, "enhanced"), (2, "decoded"), (2, "enhanced")]
+    assert {r["enhancer"] for r in rows if r["variant"] == "enhanced"} == {"small_q{quality}"}
+    # Same random seed, different weights per file: the two rate points decode differently.
+    assert rows[0]["bpp"] != rows[2]["bpp"] or rows[0]["psnr_rgb"] != rows[2]["psnr_rgb"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert any(b["enhancer"] == "small_q{quality}" for b in summary["bd_rate"])
+
+    # A file trained for another quality is refused before any work.
+    (ckpt / "small_q2.pt").unlink()
+    shutil.copy(ckpt / "small_q1.pt", ckpt / "small_q2.pt")
+    assert run(eval_uvg, [*argv[:-2], "--out", str(tmp_path / "o2")]) == 2
+    assert "trained for ssf-small quality 1, not 2" in capsys.readouterr().err
+    assert run(eval_uvg, ["--root", str(uvg_root), "--enhancer", str(ckpt / "small_q{quality}.pt")]) == 2
+    assert "has one model per quality: pass --quality" in capsys.readouterr().err
+
+
+@requires_shared_data
 def test_a_failing_sequence_does_not_stop_the_others(uvg_root, tmp_path, capsys):
     # A PNG-folder sequence whose second frame has another size: it passes the checks made
     # before the run (they read the first frame's header) and fails while being coded.

@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=None,
                         help="codec weights; '{quality}' is filled in; 'random' for untrained")
     parser.add_argument("--enhancer", default=None,
-                        help="enhancer checkpoint or bundled name; 'random' for an untrained one; "
-                             "none: codec rows only")
+                        help="enhancer checkpoint or bundled name ('{quality}' is filled in: one "
+                        "model per rate, e.g. ssf_small_q{quality}); 'random' for an untrained one; "
+                        "none: codec rows only")
     parser.add_argument("--steps", type=int, nargs="+", default=None,
                         help="sampling steps (default 10; the demo shows 1 and 10)")
     parser.add_argument("--residual-scale", type=float, nargs="+", default=[1.0])
@@ -81,12 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         spec = untrained_enhancer(codec_name, qualities[0], args.device)
         spec.steps, spec.residual_scales = args.steps, args.residual_scale
     elif args.enhancer is not None:
+        per_quality = "{quality}" in args.enhancer
+        if per_quality and not qualities:
+            raise ValueError(f"--enhancer {args.enhancer!r} has one model per quality: pass --quality")
         if codec_name is None:  # take codec and quality from the checkpoint
-            trained_for = read_checkpoint(args.enhancer)["enhancer_config"]["codec"]
+            first = args.enhancer.format(quality=qualities[0]) if per_quality else args.enhancer
+            trained_for = read_checkpoint(first)["enhancer_config"]["codec"]
             codec_name = trained_for["name"]
             qualities = qualities or [trained_for["quality"]]
         spec = load_enhancer_spec(args.enhancer, codec_name, args.steps, args.residual_scale,
-                                  args.device)
+                                  args.device, qualities=qualities)
         qualities = qualities or [spec.enhancer.codec.quality]
     if codec_name is None or not qualities:
         parser.error("pass --codec and --quality (or an --enhancer to take them from)")

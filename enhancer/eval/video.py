@@ -34,7 +34,7 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,9 @@ class EnhancerSpec:
     """One enhancer to evaluate, with the step counts and residual scales to try.
 
     ``label`` names it in rows and plots; ``untrained`` marks random weights (the
-    rows, plots and printout then say so loudly).
+    rows, plots and printout then say so loudly). ``by_quality`` holds one enhancer per
+    rate point when each was trained on its own codec (``ssf_small_q{quality}``);
+    ``enhancer`` is then the first of them.
     """
 
     enhancer: Enhancer
@@ -80,9 +82,16 @@ class EnhancerSpec:
     steps: list[int] = field(default_factory=lambda: [10])
     residual_scales: list[float] = field(default_factory=lambda: [1.0])
     untrained: bool = False
+    by_quality: dict[int, Enhancer] | None = None
 
     def variants(self) -> list[tuple[int, float]]:
         return [(steps, scale) for steps in self.steps for scale in self.residual_scales]
+
+    def at(self, quality: int) -> EnhancerSpec:
+        """The spec to run at rate point ``quality`` (itself unless it has one per quality)."""
+        if self.by_quality is None:
+            return self
+        return replace(self, enhancer=self.by_quality[quality], by_quality=None)
 
 
 def check_enhancer_codec(checkpoint: str | Path, codec_name: str) -> dict:
@@ -100,13 +109,31 @@ def check_enhancer_codec(checkpoint: str | Path, codec_name: str) -> dict:
 
 def load_enhancer_spec(checkpoint: str | Path, codec_name: str, steps: list[int],
                        residual_scales: list[float], device: str = "cpu",
-                       label: str | None = None) -> EnhancerSpec:
-    """Check, then load an enhancer checkpoint (or bundled name) as an :class:`EnhancerSpec`."""
+                       label: str | None = None,
+                       qualities: list[int] | None = None) -> EnhancerSpec:
+    """Check, then load an enhancer checkpoint (or bundled name) as an :class:`EnhancerSpec`.
+
+    A name with ``{quality}`` (``ssf_small_q{quality}``) loads one enhancer per quality in
+    ``qualities``; each must have been trained for that quality.
+    """
     check_device(device)
-    check_enhancer_codec(checkpoint, codec_name)
-    enhancer = load_enhancer(checkpoint, device=device)
-    return EnhancerSpec(enhancer, label or Path(str(checkpoint)).stem, list(steps),
-                        list(residual_scales))
+    label = label or Path(str(checkpoint)).stem
+    if "{quality}" not in str(checkpoint):
+        check_enhancer_codec(checkpoint, codec_name)
+        return EnhancerSpec(load_enhancer(checkpoint, device=device), label, list(steps),
+                            list(residual_scales))
+    if not qualities:
+        raise ValueError(f"enhancer {str(checkpoint)!r} has '{{quality}}' in it: pass --quality")
+    by_quality = {}
+    for quality in qualities:
+        path = str(checkpoint).format(quality=quality)
+        trained_for = check_enhancer_codec(path, codec_name)["enhancer_config"]["codec"]
+        if trained_for["quality"] != quality:
+            raise ValueError(f"enhancer {path!r} was trained for {codec_name} quality "
+                             f"{trained_for['quality']}, not {quality}")
+        by_quality[quality] = load_enhancer(path, device=device)
+    return EnhancerSpec(by_quality[qualities[0]], label, list(steps), list(residual_scales),
+                        by_quality=by_quality)
 
 
 def _check_spec(spec: EnhancerSpec, codec_name: str) -> None:
@@ -314,7 +341,7 @@ def _codecs(codec_name: str, qualities: list[int], checkpoint: str | None,
     cls = codec_class(codec_name)
     codecs = {}
     for quality in qualities:
-        stored = [s for s in specs if s.enhancer.codec.quality == quality]
+        stored = [s.at(quality) for s in specs if s.at(quality).enhancer.codec.quality == quality]
         if cls.learned and stored:
             prints = {weights_fingerprint(s.enhancer.codec) for s in stored}
             if len(prints) > 1:
@@ -382,7 +409,7 @@ def evaluate_sequences(
             raise ValueError(f"codec {codec_name!r} has no quality {quality}; choose from "
                              f"{cls.qualities[0]}..{cls.qualities[-1]}")
     CodecAdapter.is_intra(0, intra_period)
-    specs = _as_specs(enhancers, codec_name, steps, residual_scales, device)
+    specs = _as_specs(enhancers, codec_name, steps, residual_scales, device, list(qualities))
     for spec in specs:
         _check_spec(spec, codec_name)
     plans = check_sequences(sequences, frames, crop)
@@ -404,8 +431,8 @@ def evaluate_sequences(
     crops, videos, errors, skipped = [], [], [], 0
     for seq in sequences:
         for quality in qualities:
-            unit = _Unit(seq, plans[seq.name], codecs[quality], specs, intra_period,
-                         crop, seed, scorer, torch_device, out_dir, crop_size,
+            unit = _Unit(seq, plans[seq.name], codecs[quality], [s.at(quality) for s in specs],
+                         intra_period, crop, seed, scorer, torch_device, out_dir, crop_size,
                          write_mp4=write_videos and quality == mp4_quality)
             if all(store.has(key) for key in unit.expected_keys()):
                 skipped += 1
@@ -436,7 +463,7 @@ def evaluate_sequences(
 
 
 def _as_specs(enhancers, codec_name: str, steps: int | list[int], residual_scales: list[float],
-              device: str) -> list[EnhancerSpec]:
+              device: str, qualities: list[int]) -> list[EnhancerSpec]:
     steps_list = [steps] if isinstance(steps, int) else list(steps)
     if enhancers is None:
         return []
@@ -446,7 +473,7 @@ def _as_specs(enhancers, codec_name: str, steps: int | list[int], residual_scale
         return [EnhancerSpec(enhancers, "enhancer", steps_list, list(residual_scales))]
     if isinstance(enhancers, (str, Path)):
         return [load_enhancer_spec(enhancers, codec_name, steps_list, list(residual_scales),
-                                   device)]
+                                   device, qualities=qualities)]
     return list(enhancers)
 
 
