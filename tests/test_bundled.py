@@ -1,5 +1,5 @@
 """The bundled models: they load, share what they should, and beat the decoded output on LPIPS
-on held-out images they were never trained on (Kodak)."""
+on held-out images and clips they were never trained on (Kodak, CiscoVT2people)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,50 @@ def test_video_model_lowers_lpips_on_a_held_out_clip():
     enhancer = load_enhancer("x264_temporal_tiny")
     assert enhancer.temporal
     enhancer.codec = load_codec("x264", 36)  # frozen conventional codec: any rate point
+    with open_sequence(SHARED_DATA / "video/openh264/CiscoVT2people_320x192_12fps.yuv") as reader:
+        frames = list(reader.frames(count=3))
+    outputs = list(enhancer.enhance(frames, steps=1, seed=0))
+    truth = torch.cat(frames)
+    decoded = torch.cat([out.decoded for out in outputs])
+    enhanced = torch.cat([out.enhanced for out in outputs])
+    assert lpips(enhanced, truth).mean() < lpips(decoded, truth).mean()
+
+
+@pytest.mark.parametrize("quality", [1, 2, 3])
+def test_small_ssf_models_hold_their_own_rate(quality):
+    """ssf_small_q{1,2,3}: one tiny temporal enhancer per rate, each with its frozen codec."""
+    enhancer = load_enhancer(f"ssf_small_q{quality}")
+    assert (enhancer.codec.name, enhancer.codec.quality) == ("ssf-small", quality)
+    assert enhancer.temporal and enhancer.diffusion.target == "residual"
+    assert read_checkpoint(f"ssf_small_q{quality}")["train_config"]["mode"] == "frozen"
+
+
+@requires_shared_data
+def test_small_ssf_rates_are_ordered_on_a_held_out_clip():
+    """Real bytes: q1 < q2 < q3 in bits and q1 < q3 in PSNR on a clip none of them saw."""
+    from enhancer.data.sequence import open_sequence
+    from enhancer.metrics import psnr
+
+    with open_sequence(SHARED_DATA / "video/openh264/CiscoVT2people_320x192_12fps.yuv") as reader:
+        frames = list(reader.frames(count=2))
+    sizes, quality_db = [], []
+    for quality in (1, 2, 3):
+        codec = load_enhancer(f"ssf_small_q{quality}").codec
+        with torch.no_grad():
+            coded = list(codec.encode_sequence(frames))
+        sizes.append(sum(len(data) for data, _ in coded))
+        quality_db.append(psnr(torch.cat([out.decoded for _, out in coded]), torch.cat(frames)).mean())
+    assert sizes[0] < sizes[1] < sizes[2], sizes
+    assert quality_db[0] < quality_db[2], quality_db
+
+
+@requires_shared_data
+@pytest.mark.parametrize("quality", [1, 2, 3])
+def test_small_ssf_enhancers_lower_lpips_on_a_held_out_clip(quality):
+    """Real ssf-small bytes of a held-out camera clip: one-step enhanced frames have lower LPIPS."""
+    from enhancer.data.sequence import open_sequence
+
+    enhancer = load_enhancer(f"ssf_small_q{quality}")
     with open_sequence(SHARED_DATA / "video/openh264/CiscoVT2people_320x192_12fps.yuv") as reader:
         frames = list(reader.frames(count=3))
     outputs = list(enhancer.enhance(frames, steps=1, seed=0))
