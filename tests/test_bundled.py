@@ -62,13 +62,22 @@ def test_image_models_lower_lpips_on_held_out_kodak(name):
 def test_video_model_lowers_lpips_on_a_held_out_clip():
     """x264 CRF 36 on a held-out camera clip: the one-step enhanced frames have lower LPIPS."""
     from enhancer.codecs import load_codec
-    from enhancer.data.sequence import open_sequence
 
     enhancer = load_enhancer("x264_temporal_tiny")
     assert enhancer.temporal
     enhancer.codec = load_codec("x264", 36)  # frozen conventional codec: any rate point
+    _assert_one_step_lowers_lpips_on_held_out_clip(enhancer)
+
+
+def _held_out_frames(count: int) -> list[torch.Tensor]:
+    from enhancer.data.sequence import open_sequence
+
     with open_sequence(SHARED_DATA / "video/openh264/CiscoVT2people_320x192_12fps.yuv") as reader:
-        frames = list(reader.frames(count=3))
+        return list(reader.frames(count=count))
+
+
+def _assert_one_step_lowers_lpips_on_held_out_clip(enhancer) -> None:
+    frames = _held_out_frames(3)
     outputs = list(enhancer.enhance(frames, steps=1, seed=0))
     truth = torch.cat(frames)
     decoded = torch.cat([out.decoded for out in outputs])
@@ -88,11 +97,9 @@ def test_small_ssf_models_hold_their_own_rate(quality):
 @requires_shared_data
 def test_small_ssf_rates_are_ordered_on_a_held_out_clip():
     """Real bytes: q1 < q2 < q3 in bits and q1 < q3 in PSNR on a clip none of them saw."""
-    from enhancer.data.sequence import open_sequence
     from enhancer.metrics import psnr
 
-    with open_sequence(SHARED_DATA / "video/openh264/CiscoVT2people_320x192_12fps.yuv") as reader:
-        frames = list(reader.frames(count=2))
+    frames = _held_out_frames(2)
     sizes, quality_db = [], []
     for quality in (1, 2, 3):
         codec = load_enhancer(f"ssf_small_q{quality}").codec
@@ -108,13 +115,4 @@ def test_small_ssf_rates_are_ordered_on_a_held_out_clip():
 @pytest.mark.parametrize("quality", [1, 2, 3])
 def test_small_ssf_enhancers_lower_lpips_on_a_held_out_clip(quality):
     """Real ssf-small bytes of a held-out camera clip: one-step enhanced frames have lower LPIPS."""
-    from enhancer.data.sequence import open_sequence
-
-    enhancer = load_enhancer(f"ssf_small_q{quality}")
-    with open_sequence(SHARED_DATA / "video/openh264/CiscoVT2people_320x192_12fps.yuv") as reader:
-        frames = list(reader.frames(count=3))
-    outputs = list(enhancer.enhance(frames, steps=1, seed=0))
-    truth = torch.cat(frames)
-    decoded = torch.cat([out.decoded for out in outputs])
-    enhanced = torch.cat([out.enhanced for out in outputs])
-    assert lpips(enhanced, truth).mean() < lpips(decoded, truth).mean()
+    _assert_one_step_lowers_lpips_on_held_out_clip(load_enhancer(f"ssf_small_q{quality}"))

@@ -23,6 +23,7 @@ renaming (``load_pretrained``).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -275,24 +276,17 @@ class SSF(_CompressAIAdapter):
 
 
 # --- a small ScaleSpaceFlow -----------------------------------------------------------
-def _analysis(in_planes: int, mid_planes: int, out_planes: int) -> nn.Sequential:
-    """SSF's encoder: four 5x5 stride-2 convolutions (to 1/16)."""
-    return nn.Sequential(
-        conv(in_planes, mid_planes, kernel_size=5, stride=2), nn.ReLU(inplace=True),
-        conv(mid_planes, mid_planes, kernel_size=5, stride=2), nn.ReLU(inplace=True),
-        conv(mid_planes, mid_planes, kernel_size=5, stride=2), nn.ReLU(inplace=True),
-        conv(mid_planes, out_planes, kernel_size=5, stride=2),
-    )
-
-
-def _synthesis(in_planes: int, mid_planes: int, out_planes: int) -> nn.Sequential:
-    """SSF's decoder: four 5x5 stride-2 transposed convolutions (from 1/16)."""
-    return nn.Sequential(
-        deconv(in_planes, mid_planes, kernel_size=5, stride=2), nn.ReLU(inplace=True),
-        deconv(mid_planes, mid_planes, kernel_size=5, stride=2), nn.ReLU(inplace=True),
-        deconv(mid_planes, mid_planes, kernel_size=5, stride=2), nn.ReLU(inplace=True),
-        deconv(mid_planes, out_planes, kernel_size=5, stride=2),
-    )
+def _four_strided(layer: Callable[..., nn.Module], in_planes: int, mid_planes: int,
+                  out_planes: int) -> nn.Sequential:
+    """SSF's encoder (``layer=conv``, to 1/16) or decoder (``deconv``, from 1/16):
+    four 5x5 stride-2 layers with ReLUs between them."""
+    planes = [in_planes, mid_planes, mid_planes, mid_planes, out_planes]
+    layers: list[nn.Module] = []
+    for index, (c_in, c_out) in enumerate(zip(planes, planes[1:])):
+        if index:
+            layers.append(nn.ReLU(inplace=True))
+        layers.append(layer(c_in, c_out, kernel_size=5, stride=2))
+    return nn.Sequential(*layers)
 
 
 class _QReLUSynthesis(nn.Module):
@@ -374,14 +368,14 @@ class SmallScaleSpaceFlow(ScaleSpaceFlow):
     def __init__(self, latent_planes: int = 48, mid_planes: int = 24, hyper_planes: int = 16,
                  num_levels: int = 5, sigma0: float = 1.5, scale_field_shift: float = 1.0):
         CompressionModel.__init__(self)  # ScaleSpaceFlow.__init__ would build the full model
-        self.img_encoder = _analysis(3, mid_planes, latent_planes)
-        self.img_decoder = _synthesis(latent_planes, mid_planes, 3)
+        self.img_encoder = _four_strided(conv, 3, mid_planes, latent_planes)
+        self.img_decoder = _four_strided(deconv, latent_planes, mid_planes, 3)
         self.img_hyperprior = SmallHyperprior(latent_planes, hyper_planes)
-        self.res_encoder = _analysis(3, mid_planes, latent_planes)
-        self.res_decoder = _synthesis(2 * latent_planes, mid_planes, 3)
+        self.res_encoder = _four_strided(conv, 3, mid_planes, latent_planes)
+        self.res_decoder = _four_strided(deconv, 2 * latent_planes, mid_planes, 3)
         self.res_hyperprior = SmallHyperprior(latent_planes, hyper_planes)
-        self.motion_encoder = _analysis(2 * 3, mid_planes, latent_planes)
-        self.motion_decoder = _synthesis(latent_planes, mid_planes, 2 + 1)
+        self.motion_encoder = _four_strided(conv, 2 * 3, mid_planes, latent_planes)
+        self.motion_decoder = _four_strided(deconv, latent_planes, mid_planes, 2 + 1)
         self.motion_hyperprior = SmallHyperprior(latent_planes, hyper_planes)
         self.sigma0 = sigma0
         self.num_levels = num_levels
