@@ -341,7 +341,8 @@ def _codecs(codec_name: str, qualities: list[int], checkpoint: str | None,
     cls = codec_class(codec_name)
     codecs = {}
     for quality in qualities:
-        stored = [s.at(quality) for s in specs if s.at(quality).enhancer.codec.quality == quality]
+        at_quality = [spec.at(quality) for spec in specs]
+        stored = [spec for spec in at_quality if spec.enhancer.codec.quality == quality]
         if cls.learned and stored:
             prints = {weights_fingerprint(s.enhancer.codec) for s in stored}
             if len(prints) > 1:
