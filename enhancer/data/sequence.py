@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
-READ_SUFFIXES = (".yuv", ".y4m", *VIDEO_EXTENSIONS)
+RAW_SUFFIXES = (".yuv", ".i420")  # headerless 4:2:0 planes
+READ_SUFFIXES = (".yuv", ".y4m", *VIDEO_EXTENSIONS, ".i420")
 WRITE_SUFFIXES = (".yuv", ".y4m", *WRITE_FORMATS)
 
 
@@ -189,7 +190,7 @@ def open_sequence(
     suffix = path.suffix.lower()
     if path.is_dir():
         source = ImageFolderReader(path, fps=fps or 30.0)
-    elif suffix == ".yuv":
+    elif suffix in RAW_SUFFIXES:
         source = YuvReader(path, width=width, height=height, fps=fps)
     elif suffix == ".y4m":
         source = Y4mReader(path)

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
-READ_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".264", ".h264", ".265", ".hevc")
+READ_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".264", ".h264", ".265",
+                   ".hevc")
 WRITE_FORMATS = {".mp4": "mp4", ".mkv": "matroska"}
 _NATIVE_420 = ("yuv420p", "yuvj420p")
 _NATIVE_444 = ("yuv444p", "yuvj444p")
