@@ -20,3 +20,19 @@ requires_shared_data = pytest.mark.skipif(
 def _no_network_weights(tmp_path_factory, monkeypatch):
     """Any accidental hub download would land here (and fail offline), never in ~/.cache."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
+
+
+def forward_clip(codec, clip, intra_period: int = -1) -> list:
+    """The codec's training path over a clip ``(B, T, 3, H, W)``: one output per frame."""
+    from enhancer.codecs import CodecStream
+
+    stream = CodecStream(codec, intra_period)
+    return [stream(clip[:, index]) for index in range(clip.shape[1])]
+
+
+def decode_chunks(codec, chunks, size, intra_period: int = -1) -> list:
+    """Decode each frame's bytes in order (the decoder side of a sequence)."""
+    from enhancer.codecs import CodecStream
+
+    stream = CodecStream(codec, intra_period)
+    return [stream.decompress(data, size) for data in chunks]

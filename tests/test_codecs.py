@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import SHARED_DATA, requires_shared_data
+from conftest import decode_chunks, forward_clip, SHARED_DATA, requires_shared_data
 
 from enhancer.codecs import (
     CodecError,
@@ -58,7 +58,7 @@ def test_registry_has_every_adapter():
 class TestContract:
     def test_shapes_and_ranges(self, name, clip):
         codec = shared_codec(name)
-        outputs = codec.forward_sequence(torch.stack(clip, dim=1))
+        outputs = forward_clip(codec, torch.stack(clip, dim=1))
         assert len(outputs) == len(clip)
         for out in outputs:
             assert out.decoded.shape == (1, 3, HEIGHT, WIDTH)
@@ -77,9 +77,9 @@ class TestContract:
     def test_bytes_decode_to_training_path(self, name, clip):
         codec = shared_codec(name)
         with torch.no_grad():
-            trained = codec.forward_sequence(torch.stack(clip, dim=1))
+            trained = forward_clip(codec, torch.stack(clip, dim=1))
         encoded = list(codec.encode_sequence(clip))
-        decoded = list(codec.decode_sequence([data for data, _ in encoded], (HEIGHT, WIDTH)))
+        decoded = list(decode_chunks(codec, [data for data, _ in encoded], (HEIGHT, WIDTH)))
         for train_out, (data, enc_out), dec_out in zip(trained, encoded, decoded):
             assert isinstance(data, bytes) and len(data) > 0
             assert torch.equal(enc_out.decoded, dec_out.decoded)
@@ -90,8 +90,8 @@ class TestContract:
     def test_decoding_is_deterministic(self, name, clip):
         codec = shared_codec(name)
         chunks = [data for data, _ in codec.encode_sequence(clip)]
-        first = [out.decoded for out in codec.decode_sequence(chunks, (HEIGHT, WIDTH))]
-        second = [out.decoded for out in codec.decode_sequence(chunks, (HEIGHT, WIDTH))]
+        first = [out.decoded for out in decode_chunks(codec, chunks, (HEIGHT, WIDTH))]
+        second = [out.decoded for out in decode_chunks(codec, chunks, (HEIGHT, WIDTH))]
         for a, b in zip(first, second):
             assert torch.equal(a, b)
         again = [data for data, _ in codec.encode_sequence(clip)]
@@ -110,7 +110,7 @@ class TestContract:
         if not codec.learned:
             pytest.skip("conventional codecs have no likelihoods")
         with torch.no_grad():
-            trained = codec.forward_sequence(torch.stack(clip, dim=1))
+            trained = forward_clip(codec, torch.stack(clip, dim=1))
         encoded = list(codec.encode_sequence(clip))
         pixels = HEIGHT * WIDTH
         for out, (data, _) in zip(trained, encoded):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import decode_chunks, forward_clip
 
 from enhancer.codecs import dcvc
 from enhancer.codecs.base import CodecError, available_codecs, bpp_from_likelihoods, load_codec
@@ -71,14 +72,14 @@ def coded(codec: dcvc.DCVCFM) -> dict:
     """Training path, encoder and decoder outputs of the same 3-frame clip, with timings."""
     clip = real_clip(3)
     with torch.no_grad():
-        forward = codec.forward_sequence(torch.stack(clip, 1))
+        forward = forward_clip(codec, torch.stack(clip, 1))
     codec.update()
     start = time.perf_counter()
     encoded = list(codec.encode_sequence(clip))
     encode_s = time.perf_counter() - start
     chunks = [data for data, _ in encoded]
     start = time.perf_counter()
-    decoded = list(codec.decode_sequence(chunks, (HEIGHT, WIDTH)))
+    decoded = list(decode_chunks(codec, chunks, (HEIGHT, WIDTH)))
     decode_s = time.perf_counter() - start
     print(f"dcvc {WIDTH}x{HEIGHT} x3 on random weights: encode {encode_s:.2f} s, "
           f"decode {decode_s:.2f} s, bytes {[len(c) for c in chunks]}")
@@ -127,7 +128,7 @@ def test_decoded_bytes_equal_training_path(coded: dict, index: int):
 @needs_dcvc
 def test_decoding_twice_is_identical(codec: dcvc.DCVCFM, coded: dict):
     chunks = [data for data, _ in coded["encoded"]]
-    again = list(codec.decode_sequence(chunks, (HEIGHT, WIDTH)))
+    again = list(decode_chunks(codec, chunks, (HEIGHT, WIDTH)))
     for old, new in zip(coded["decoded"], again):
         assert torch.equal(old.decoded, new.decoded)
         assert torch.equal(old.latent, new.latent)
@@ -175,7 +176,7 @@ def test_training_path_has_gradients():
     with pytest.warns(UserWarning, match="random weights"):
         codec = dcvc.DCVCFM(quality=QUALITY).train()
     clip = torch.rand(1, 2, 3, 32, 32)
-    outputs = codec.forward_sequence(clip)
+    outputs = forward_clip(codec, clip)
     loss = sum(
         torch.mean((out.decoded - clip[:, t]) ** 2)
         + 0.01 * bpp_from_likelihoods(out.likelihoods, 32 * 32)

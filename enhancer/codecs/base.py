@@ -21,9 +21,9 @@ opaque value returned with every output and passed back for the next frame:
 nothing is stored on the module, so two sequences can never leak into each
 other. ``state=None`` codes the frame as intra.
 
-Sequence helpers (:meth:`CodecAdapter.encode_sequence`,
-:meth:`CodecAdapter.decode_sequence`) apply an intra period: ``-1`` codes only
-the first frame as intra, ``32`` every 32nd.
+:class:`CodecStream` carries one sequence through a codec (encoder, decoder or
+training path) and applies an intra period: ``-1`` codes only the first frame as
+intra, ``32`` every 32nd. :meth:`CodecAdapter.encode_sequence` is the one helper over it.
 """
 
 from __future__ import annotations
@@ -175,40 +175,54 @@ class CodecAdapter(nn.Module):
         self, frames: Iterable[Tensor], intra_period: int = -1
     ) -> Iterator[tuple[bytes, CodecOutput]]:
         """Yield (bytes, decoder-side output) per frame; frames are (1, 3, H, W)."""
-        state = None
-        for index, frame in enumerate(frames):
-            if self.is_intra(index, intra_period) or not self.is_video:
-                state = None
-            data, out = self.compress(frame, state)
-            state = out.state
-            yield data, out
-
-    def decode_sequence(
-        self, chunks: Iterable[bytes], size: tuple[int, int], intra_period: int = -1
-    ) -> Iterator[CodecOutput]:
-        """Yield the decoded output of each frame's bytes."""
-        state = None
-        for index, data in enumerate(chunks):
-            if self.is_intra(index, intra_period) or not self.is_video:
-                state = None
-            out = self.decompress(data, size, state)
-            state = out.state
-            yield out
-
-    def forward_sequence(self, frames: Tensor, intra_period: int = -1) -> list[CodecOutput]:
-        """Training path over a clip ``(B, T, 3, H, W)``; returns one output per frame."""
-        state = None
-        outputs = []
-        for index in range(frames.shape[1]):
-            if self.is_intra(index, intra_period) or not self.is_video:
-                state = None
-            out = self(frames[:, index], state)
-            state = out.state
-            outputs.append(out)
-        return outputs
+        stream = CodecStream(self, intra_period)
+        for frame in frames:
+            yield stream.compress(frame)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, quality={self.quality}"
+
+
+class CodecStream:
+    """One sequence through a codec, frame by frame: the intra decision and the reference
+    state live here and nowhere else.
+
+    ::
+
+        stream = CodecStream(codec, intra_period=32)
+        data, out = stream.compress(frame)        # encoder side (real bytes)
+        out = stream.decompress(data, (H, W))     # decoder side
+        out = stream(frame)                       # training path (differentiable)
+
+    Each call codes the next frame: intra when the period says so (or the codec is an
+    image codec), else predicted from the state the previous call left.
+    """
+
+    def __init__(self, codec: CodecAdapter, intra_period: int = -1):
+        CodecAdapter.is_intra(0, intra_period)  # validates the period
+        self.codec, self.intra_period = codec, intra_period
+        self.index, self.state = 0, None
+
+    @property
+    def next_is_intra(self) -> bool:
+        return not self.codec.is_video or self.codec.is_intra(self.index, self.intra_period)
+
+    def _reference(self) -> Any:
+        return None if self.next_is_intra else self.state
+
+    def _advance(self, out: CodecOutput) -> CodecOutput:
+        self.state, self.index = out.state, self.index + 1
+        return out
+
+    def __call__(self, frame: Tensor) -> CodecOutput:
+        return self._advance(self.codec(frame, self._reference()))
+
+    def compress(self, frame: Tensor) -> tuple[bytes, CodecOutput]:
+        data, out = self.codec.compress(frame, self._reference())
+        return data, self._advance(out)
+
+    def decompress(self, data: bytes, size: tuple[int, int]) -> CodecOutput:
+        return self._advance(self.codec.decompress(data, size, self._reference()))
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import torch
 
-from enhancer.codecs.base import CodecError
+from collections.abc import Iterator
+
+from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, CodecStream
 
 MAGIC = b"ENHC"
 FORMAT_VERSION = 1
@@ -143,3 +145,29 @@ def weights_fingerprint(module: torch.nn.Module) -> bytes:
         digest.update(key.encode())
         digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
     return digest.digest()[:8]
+
+
+def decode_container(codec: CodecAdapter, container: Container,
+                     weights_hint: str = "the weights used to encode it"
+                     ) -> Iterator[tuple[bytes, CodecOutput]]:
+    """Check that ``container`` was written by ``codec`` (name, quality, weights
+    fingerprint), then decode its frames in order: yields (frame bytes, output).
+
+    The one check behind ``tools/codec.py decode`` and ``Enhancer.enhance(path)``;
+    ``weights_hint`` says in the error how to get the right weights.
+    """
+    if container.codec != codec.name or container.quality != codec.quality:
+        raise CodecError(
+            f"the bitstream is {container.codec} q{container.quality}, "
+            f"but the decoder is {codec.name} q{codec.quality}; use the matching codec"
+        )
+    if weights_fingerprint(codec) != container.weights_fingerprint:
+        raise CodecError(
+            f"the bitstream was encoded with other {container.codec} "
+            f"weights (q{container.quality}, fingerprint {container.weights_fingerprint.hex()}, "
+            f"decoder {weights_fingerprint(codec).hex()}); decode it with {weights_hint}"
+        )
+    stream = CodecStream(codec, container.intra_period)
+    size = (container.height, container.width)
+    for data in container.frames:
+        yield data, stream.decompress(data, size)

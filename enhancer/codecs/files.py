@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
@@ -12,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecError, codec_class, load_codec
-from enhancer.codecs.container import Container, weights_fingerprint
+from enhancer.codecs.container import Container, decode_container, weights_fingerprint
 from enhancer.data.sequence import open_sequence, open_writer
 
 
@@ -134,19 +135,19 @@ def decode_file(
     """Decode a container to ``.y4m``, ``.yuv``, ``.mp4`` or a PNG folder (by the extension)."""
     container = Container.load(input_path)
     codec = load_codec_for_files(container.codec, container.quality, checkpoint, device)
-    if weights_fingerprint(codec) != container.weights_fingerprint:
-        raise CodecError(
-            f"{input_path} was encoded with other {container.codec} weights than "
-            f"{checkpoint!r}; pass the --checkpoint used to encode it"
-        )
+    hint = f"the --checkpoint used to encode it (not {checkpoint!r})"
     start = time.perf_counter()
-    size = (container.height, container.width)
+    try:
+        outputs = decode_container(codec, container, weights_hint=hint)
+        first = next(outputs, None)  # the checks run before any output file exists
+    except CodecError as err:
+        raise CodecError(f"{input_path}: {err}") from err
     with open_writer(
         output_path, width=container.width, height=container.height, fps=container.fps
     ) as writer:
-        outputs = codec.decode_sequence(container.frames, size, container.intra_period)
-        for out in tqdm(outputs, total=len(container.frames), disable=not progress,
-                        desc=f"decode {container.codec}", unit="frame"):
+        frames = itertools.chain([first] if first is not None else [], outputs)
+        for _, out in tqdm(frames, total=len(container.frames), disable=not progress,
+                           desc=f"decode {container.codec}", unit="frame"):
             writer.write(out.decoded.cpu())
     count = len(container.frames)
     return CodingReport(
