@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import SHARED_DATA, requires_shared_data
 
-from enhancer.codecs.container import Container
+from enhancer.codecs.container import Container, weights_fingerprint
 from enhancer.config import EnhancerConfig, from_dict
 from enhancer.data.sequence import open_sequence
 from enhancer.pipeline import Enhancer, load_enhancer, save_enhancer
@@ -127,16 +127,22 @@ def test_tiled_and_untiled_agree_away_from_the_seams(frames):
 
 
 def test_enhances_a_bitstream_like_the_frames(hyperprior_enhancer, frames, tmp_path):
-    container = Container("bmshj2018-hyperprior", 1, 160, 96, intra_period=-1)
-    container.frames = [data for data, _ in hyperprior_enhancer.codec.encode_sequence(frames)]
+    codec = hyperprior_enhancer.codec
+    container = Container("bmshj2018-hyperprior", 1, 160, 96, intra_period=-1,
+                          weights_fingerprint=weights_fingerprint(codec))
+    container.frames = [data for data, _ in codec.encode_sequence(frames)]
     container.save(tmp_path / "clip.bin")
     from_bytes = list(hyperprior_enhancer.enhance(tmp_path / "clip.bin", steps=2, seed=1))
     from_frames = list(hyperprior_enhancer.enhance(frames, steps=2, seed=1))
     for a, b in zip(from_bytes, from_frames):
         assert torch.equal(a.enhanced, b.enhanced)
     wrong = Container("x264", 30, 160, 96, intra_period=-1, frames=[b"x"])
-    with pytest.raises(ValueError, match="bitstream is x264 q30 but this enhancer wraps"):
+    with pytest.raises(ValueError, match="the bitstream is x264 q30, but the decoder is"):
         next(hyperprior_enhancer.enhance(wrong))
+    # Bytes made with other codec weights are refused, as tools/codec.py decode does.
+    container.weights_fingerprint = bytes(8)
+    with pytest.raises(ValueError, match="encoded with other bmshj2018-hyperprior weights"):
+        next(hyperprior_enhancer.enhance(container))
 
 
 def test_checkpoint_round_trip(hyperprior_enhancer, frames, tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from enhancer.cli import parse_size, run_cli
+from enhancer.cli import add_sampling_arguments, sampling_overrides, parse_size, run_cli
 from enhancer.codecs import available_codecs
 from enhancer.eval.images import IMAGE_METRICS, evaluate_images
 from enhancer.eval.video import load_enhancer_spec
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=parse_size, default=None, help="centre crop WxH")
     parser.add_argument("--metrics", nargs="+", choices=IMAGE_METRICS, default=list(IMAGE_METRICS),
                         help="metrics to compute (default: all)")
+    add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="eval_images")
@@ -51,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     specs = []
     if args.ours:
         specs.append(load_enhancer_spec(args.ours, args.codec, args.ours_steps, args.residual_scale,
-                                        args.device, label="ours"))
+                                        args.device, label="ours",
+                                        sampling_overrides=sampling_overrides(args)))
     if args.cdc:
         specs.append(load_enhancer_spec(args.cdc, args.codec, args.cdc_steps, [1.0], args.device,
-                                        label="cdc"))
+                                        label="cdc", sampling_overrides=sampling_overrides(args)))
     if not specs:
         print("note: no --ours/--cdc checkpoint given: only the codec's own rows are computed")
     reports = evaluate_images(

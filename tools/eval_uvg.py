@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from enhancer.cli import parse_size, run_cli
+from enhancer.cli import add_sampling_arguments, parse_size, run_cli, sampling_overrides
 from enhancer.codecs import available_codecs
 from enhancer.eval.demo import run_demo
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
@@ -51,11 +51,13 @@ def main(argv: list[str] | None = None) -> int:
                         "model per rate, e.g. ssf_small_q{quality}); 'random' for an untrained one; "
                         "none: codec rows only")
     parser.add_argument("--steps", type=int, nargs="+", default=None,
-                        help="sampling steps (default 10; the demo shows 1 and 10)")
+                        help="sampling steps (default: the checkpoint's; the demo shows the "
+                        "default and 10)")
     parser.add_argument("--residual-scale", type=float, nargs="+", default=[1.0])
     parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=None,
                         help="metrics to compute (default: all; lpips_vgg and dists are the "
                              "slow ones)")
+    add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="output folder (default eval_out / eval_demo)")
@@ -63,13 +65,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.demo or (args.root is None and args.config is None):
         report = run_demo(args.out or "eval_demo", frames=args.frames or 8,
-                          steps=args.steps or (1, 10),
+                          steps=args.steps or (None, 10), sampling=sampling_overrides(args),
                           device=args.device, residual_scales=args.residual_scale,
                           metrics=tuple(args.metrics or ALL_METRICS))
         print(report.format())
         return 0
 
-    args.steps = args.steps or [10]
+    args.steps = args.steps or [None]  # None: the checkpoint's default
     if args.config is not None:
         sequences = select_sequences(load_sequence_list(args.config, args.root), args.sequences)
     else:
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--enhancer random needs --codec and --quality")
         spec = untrained_enhancer(codec_name, qualities[0], args.device)
         spec.steps, spec.residual_scales = args.steps, args.residual_scale
+        spec.sampling_overrides = {k: v for k, v in sampling_overrides(args).items() if v is not None}
     elif args.enhancer is not None:
         per_quality = "{quality}" in args.enhancer
         if per_quality and not qualities:
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             codec_name = trained_for["name"]
             qualities = qualities or [trained_for["quality"]]
         spec = load_enhancer_spec(args.enhancer, codec_name, args.steps, args.residual_scale,
-                                  args.device, qualities=qualities)
+                                  args.device, qualities=qualities,
+                                  sampling_overrides=sampling_overrides(args))
         qualities = qualities or [spec.enhancer.codec.quality]
     if codec_name is None or not qualities:
         parser.error("pass --codec and --quality (or an --enhancer to take them from)")

@@ -124,6 +124,22 @@ class ResidualDiffusion(nn.Module):
         self.residual_scale_factor = float(residual_scale_factor)
         self.clamp = clamp
 
+    # -- conditioning -----------------------------------------------------------------------
+
+    def condition(self, decoded: Tensor, latent: Tensor | None = None,
+                  prev_enhanced: Tensor | None = None) -> dict[str, Tensor]:
+        """The network's conditioning dict, the one way it is built (inference and training).
+
+        ``latent`` is kept only when the network takes one; ``prev_enhanced`` only when it
+        is temporal, and defaults to ``decoded`` there (the first frame of a sequence).
+        """
+        cond = {"decoded": decoded}
+        if getattr(self.network, "latent_channels", None) is not None:
+            cond["latent"] = latent
+        if getattr(self.network, "temporal", False):
+            cond["prev_enhanced"] = decoded if prev_enhanced is None else prev_enhanced
+        return cond
+
     # -- clean signal <-> frame ------------------------------------------------------------
 
     def encode_target(self, x: Tensor, decoded: Tensor) -> Tensor:

@@ -36,9 +36,10 @@ class DDIMScheduler:
     def __init__(self) -> None:
         self.timesteps: Tensor | None = None
 
-    def set_timesteps(self, steps: int, device: torch.device | str | None = None) -> None:
-        """Use ``steps`` evenly spaced steps; ``self.timesteps`` gets ``steps + 1`` times."""
-        self.timesteps = timesteps(steps, device=device)
+    def set_timesteps(self, steps: int, device: torch.device | str | None = None,
+                      t_start: float = 1.0) -> None:
+        """Use ``steps`` evenly spaced steps from ``t_start`` to 0 (``steps + 1`` times)."""
+        self.timesteps = timesteps(steps, device=device, t_start=t_start)
 
     @property
     def num_steps(self) -> int:
@@ -81,8 +82,9 @@ class DDIMScheduler:
 def sample_ddim(denoise_fn: Denoiser, shape: Sequence[int], steps: int, eta: float = 0.0,
                 gamma: float = 1.0, generator: torch.Generator | None = None,
                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                start_noise: Tensor | None = None) -> Tensor:
-    """Run DDIM from noise at t = 1 to the clean signal at t = 0.
+                start_noise: Tensor | None = None, t_start: float = 1.0,
+                start_mean: Tensor | None = None) -> Tensor:
+    """Run DDIM from noise at ``t_start`` (default 1) to the clean signal at t = 0.
 
     Args:
         denoise_fn:  ``(x_t, t) -> x0``, ``t`` of shape (B,).
@@ -95,6 +97,12 @@ def sample_ddim(denoise_fn: Denoiser, shape: Sequence[int], steps: int, eta: flo
         device, dtype: of the sample (default: ``start_noise``'s, else CPU float32).
         start_noise: (B, C, H, W) standard normal start noise to use instead of drawing
                      it, e.g. the same noise for consecutive video frames.
+        t_start:     where the reverse process begins. 1: pure noise, ``x_1 = gamma *
+                     noise``. < 1 (DIRAC-style late start): ``x = alpha(t_start) *
+                     start_mean + gamma * sigma(t_start) * noise``, then ``steps`` steps
+                     from ``t_start`` to 0: the sample stays closer to ``start_mean``.
+        start_mean:  (B, C, H, W) the clean-signal guess a late start diffuses from
+                     (zero residual = the decoded frame); None: zeros.
 
     Returns:
         (B, C, H, W) the sampled clean signal (wrapper units).
@@ -107,8 +115,14 @@ def sample_ddim(denoise_fn: Denoiser, shape: Sequence[int], steps: int, eta: flo
     else:
         noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     scheduler = DDIMScheduler()
-    scheduler.set_timesteps(steps, device=noise.device)
-    x = gamma * noise
+    scheduler.set_timesteps(steps, device=noise.device, t_start=t_start)
+    if t_start >= 1.0:
+        x = gamma * noise
+    else:
+        alpha, sigma = alpha_sigma(torch.tensor(t_start))
+        x = gamma * sigma.item() * noise
+        if start_mean is not None:
+            x = x + alpha.item() * start_mean.to(x)
     for i in range(steps):
         t = scheduler.timesteps[i].expand(shape[0])  # float32 whatever the sample dtype
         x0_pred = denoise_fn(x, t)

@@ -55,11 +55,15 @@ def alpha_sigma(t: Tensor | float) -> tuple[Tensor, Tensor]:
     return torch.sigmoid(value).sqrt(), torch.sigmoid(-value).sqrt()
 
 
-def timesteps(steps: int, device: torch.device | str | None = None) -> Tensor:
-    """``steps + 1`` sampling times, evenly spaced from 1 (noise) down to 0 (clean).
+def timesteps(steps: int, device: torch.device | str | None = None,
+              t_start: float = 1.0) -> Tensor:
+    """``steps + 1`` sampling times, evenly spaced from ``t_start`` down to 0 (clean).
 
     A sampler takes ``steps`` denoising steps, from ``times[i]`` to ``times[i + 1]``.
+    ``t_start = 1`` starts from pure noise; ``t_start < 1`` starts part-way (DIRAC-style).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    return torch.linspace(1.0, 0.0, steps + 1, device=device)
+    if not 0.0 < t_start <= 1.0:
+        raise ValueError(f"t_start must be in (0, 1], got {t_start}")
+    return torch.linspace(t_start, 0.0, steps + 1, device=device)

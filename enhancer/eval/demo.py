@@ -40,13 +40,15 @@ def bundled_enhancers() -> list[Path]:
     return sorted(paths, key=lambda p: codec_of(p) != DEMO_CODEC)
 
 
-def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8, steps: Sequence[int] = (1, 10),
-             device: str = "cpu", residual_scales: list[float] = (1.0,),
+def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
+             steps: Sequence[int | None] = (None, 10), device: str = "cpu",
+             residual_scales: list[float] = (1.0,), sampling: dict | None = None,
              metrics: tuple[str, ...] = ALL_METRICS, log: Callable[[str], None] = print) -> EvalReport:
     """Evaluate the demo clips; prints what it uses and returns the report.
 
-    ``steps``: the sampling step counts to show; by default 1 (the one-step estimate)
-    and 10 (the paper's video setting), so the demo shows what each gives.
+    ``steps``: the sampling step counts to show; by default the checkpoint's own
+    (None) and 10 (the paper's video setting), so the demo shows what each gives.
+    ``sampling``: overrides of the checkpoint's sampling settings (gamma, eta, ...).
     """
     sequences = demo_clips()
     log(f"demo clips: {', '.join(str(s.path) for s in sequences)}")
@@ -59,7 +61,8 @@ def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8, steps: Sequence
             qualities = sorted({max(0, quality - 4), quality, min(51, quality + 4)})
         else:  # a learned codec: its weights are in the checkpoint, for its quality only
             qualities = [quality]
-        spec = load_enhancer_spec(path, codec_name, list(steps), list(residual_scales), device)
+        spec = load_enhancer_spec(path, codec_name, list(steps), list(residual_scales), device,
+                                  sampling_overrides=sampling)
         log(f"enhancer: bundled model {path} ({codec_name} q{quality})")
     else:
         codec_name, qualities = DEMO_CODEC, DEMO_QUALITIES

@@ -22,16 +22,16 @@ from typing import Any
 from enhancer.eval.bdrate import bd_rate
 
 COLUMNS = (
-    "sequence", "codec", "quality", "variant", "enhancer", "steps", "residual_scale", "frames",
-    "bpp", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
+    "sequence", "codec", "quality", "variant", "enhancer", "steps", "sampling", "residual_scale",
+    "frames", "bpp", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
     "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame",
     "width", "height", "intra_period", "untrained", "error",
 )
 METRICS = ("bpp", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
            "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame")
 # What identifies a row: a rerun with the same out dir skips rows with these values.
-KEY = ("sequence", "codec", "quality", "variant", "enhancer", "steps", "residual_scale", "frames",
-       "width", "height", "intra_period")
+KEY = ("sequence", "codec", "quality", "variant", "enhancer", "steps", "sampling", "residual_scale",
+       "frames", "width", "height", "intra_period")
 # BD-rate is reported on these (name -> lower is better).
 BD_METRICS = {"psnr_rgb": False, "psnr_yuv": False, "lpips_alex": True, "lpips_vgg": True,
               "dists": True}
@@ -110,14 +110,14 @@ def curve_label(row: dict[str, Any]) -> str:
     """How a variant is named in plots and tables."""
     if row["variant"] == "decoded":
         return "decoded"
-    label = f"{row['enhancer']} {row['steps']} steps"
+    label = f"{row['enhancer']} {row.get('sampling') or str(row['steps']) + ' steps'}"
     return label if row["residual_scale"] == 1.0 else f"{label} s={row['residual_scale']}"
 
 
 def _setting(row: dict[str, Any]) -> tuple:
     """Rows that form one curve across rate points: everything but sequence and quality."""
     return (row["codec"], row["frames"], row["intra_period"], row["variant"], row["enhancer"],
-            row["steps"], row["residual_scale"])
+            row["steps"], row.get("sampling"), row["residual_scale"])
 
 
 def average_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -132,8 +132,9 @@ def average_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     averages = []
     for members in groups.values():
         first = members[0]
-        average = {k: first[k] for k in ("codec", "quality", "variant", "enhancer", "steps",
-                                          "residual_scale", "frames", "intra_period", "untrained")}
+        average = {k: first.get(k) for k in ("codec", "quality", "variant", "enhancer", "steps",
+                                              "sampling", "residual_scale", "frames",
+                                              "intra_period", "untrained")}
         average["sequences"] = len(members)
         average["sequence_names"] = sorted(m["sequence"] for m in members)
         for metric in METRICS:
@@ -160,7 +161,7 @@ def bd_rates(rows: list[dict[str, Any]], method: str = "pchip") -> list[dict[str
     for setting, per_sequence in curves.items():
         if setting[3] != "enhanced":
             continue
-        anchor_setting = (*setting[:3], "decoded", None, None, None)
+        anchor_setting = (*setting[:3], "decoded", None, None, None, None)
         anchors = curves.get(anchor_setting, {})
         for metric in BD_METRICS:
             values = {}
@@ -172,7 +173,8 @@ def bd_rates(rows: list[dict[str, Any]], method: str = "pchip") -> list[dict[str
             for sequence, value in [*sorted(values.items()), ("average", average)]:
                 results.append({
                     "codec": setting[0], "frames": setting[1], "intra_period": setting[2],
-                    "enhancer": setting[4], "steps": setting[5], "residual_scale": setting[6],
+                    "enhancer": setting[4], "steps": setting[5], "sampling": setting[6],
+                    "residual_scale": setting[7],
                     "untrained": first.get("untrained"), "metric": metric,
                     "sequence": sequence, "bd_rate_percent": clean_number(value),
                 })

@@ -4,7 +4,7 @@ For every sequence x rate point::
 
     frames ──codec.compress──▶ bytes (bpp) ──codec.decompress──▶ decoded, latent ──▶ "decoded" row
                                                                     │
-                        enhancer.enhance_decoded(steps, residual_scale) ──▶ "enhanced" row(s)
+                     Rollout(enhancer, sampling, residual_scale) ──▶ "enhanced" row(s)
 
 Frames are read, coded, enhanced and scored one at a time; only running sums (and
 the previous frame, for temporal consistency) are kept, so a 1080p sequence never
@@ -33,7 +33,7 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from enhancer.codecs.base import CodecAdapter, codec_class
+from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
 from enhancer.codecs.files import load_codec_for_files, resolve_checkpoint
 from enhancer.data.sequence import open_writer
@@ -60,6 +60,7 @@ from enhancer.metrics import (
 from enhancer.metrics.bpp import bpp_from_bytes
 from enhancer.metrics.msssim import MS_SSIM_MIN_SIDE
 from enhancer.pipeline.enhancer import Enhancer, load_enhancer, read_checkpoint
+from enhancer.pipeline.rollout import Rollout, Sampling
 
 ALL_METRICS = ("psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
                "temporal")
@@ -79,13 +80,17 @@ class EnhancerSpec:
 
     enhancer: Enhancer
     label: str
-    steps: list[int] = field(default_factory=lambda: [10])
+    steps: list[int | None] = field(default_factory=lambda: [None])
     residual_scales: list[float] = field(default_factory=lambda: [1.0])
     untrained: bool = False
     by_quality: dict[int, Enhancer] | None = None
+    sampling_overrides: dict[str, Any] = field(default_factory=dict)
 
-    def variants(self) -> list[tuple[int, float]]:
-        return [(steps, scale) for steps in self.steps for scale in self.residual_scales]
+    def variants(self) -> list[tuple[Sampling, float]]:
+        """(sampling, residual scale) pairs: the enhancer's own sampling defaults with
+        ``steps`` (None: its default count) and ``sampling_overrides`` applied."""
+        return [(self.enhancer.sampling.override(steps=steps, **self.sampling_overrides), scale)
+                for steps in self.steps for scale in self.residual_scales]
 
     def at(self, quality: int) -> EnhancerSpec:
         """The spec to run at rate point ``quality`` (itself unless it has one per quality)."""
@@ -107,10 +112,11 @@ def check_enhancer_codec(checkpoint: str | Path, codec_name: str) -> dict:
     return payload
 
 
-def load_enhancer_spec(checkpoint: str | Path, codec_name: str, steps: list[int],
+def load_enhancer_spec(checkpoint: str | Path, codec_name: str, steps: list[int | None],
                        residual_scales: list[float], device: str = "cpu",
                        label: str | None = None,
-                       qualities: list[int] | None = None) -> EnhancerSpec:
+                       qualities: list[int] | None = None,
+                       sampling_overrides: dict[str, Any] | None = None) -> EnhancerSpec:
     """Check, then load an enhancer checkpoint (or bundled name) as an :class:`EnhancerSpec`.
 
     A name with ``{quality}`` (``ssf_small_q{quality}``) loads one enhancer per quality in
@@ -118,10 +124,11 @@ def load_enhancer_spec(checkpoint: str | Path, codec_name: str, steps: list[int]
     """
     check_device(device)
     label = label or Path(str(checkpoint)).stem
+    overrides = {k: v for k, v in (sampling_overrides or {}).items() if v is not None}
     if "{quality}" not in str(checkpoint):
         check_enhancer_codec(checkpoint, codec_name)
         return EnhancerSpec(load_enhancer(checkpoint, device=device), label, list(steps),
-                            list(residual_scales))
+                            list(residual_scales), sampling_overrides=overrides)
     if not qualities:
         raise ValueError(f"enhancer {str(checkpoint)!r} has '{{quality}}' in it: pass --quality")
     by_quality = {}
@@ -133,7 +140,7 @@ def load_enhancer_spec(checkpoint: str | Path, codec_name: str, steps: list[int]
                              f"{trained_for['quality']}, not {quality}")
         by_quality[quality] = load_enhancer(path, device=device)
     return EnhancerSpec(by_quality[qualities[0]], label, list(steps), list(residual_scales),
-                        by_quality=by_quality)
+                        by_quality=by_quality, sampling_overrides=overrides)
 
 
 def _check_spec(spec: EnhancerSpec, codec_name: str) -> None:
@@ -142,9 +149,9 @@ def _check_spec(spec: EnhancerSpec, codec_name: str) -> None:
             f"enhancer {spec.label!r} wraps codec {spec.enhancer.codec.name!r}, but the "
             f"evaluation codes with {codec_name!r}; use an enhancer trained for {codec_name}"
         )
-    for steps, scale in spec.variants():
-        if steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {steps}")
+    for quality_spec in [spec.at(q) for q in (spec.by_quality or [None])]:
+        variants = quality_spec.variants()  # invalid sampling settings fail here
+    for _, scale in variants:
         if not 0.0 <= scale <= 1.0:
             raise ValueError(f"--residual-scale must be in [0, 1], got {scale}")
 
@@ -216,26 +223,6 @@ class StreamStats:
 
 
 # --- helpers ----------------------------------------------------------------------------
-class _Feed:
-    """An iterator that hands out whatever was put in last, once.
-
-    Lets several streaming enhancer roll-outs (one per steps/scale) share one decoded
-    stream without keeping it: put a frame in, pull one enhanced frame from each.
-    """
-
-    def __init__(self) -> None:
-        self.item: Any = None
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        if self.item is None:
-            raise StopIteration
-        item, self.item = self.item, None
-        return item
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -294,20 +281,21 @@ class EvalReport:
         if self.untrained:
             lines.append("!! UNTRAINED ENHANCER (random weights): enhanced numbers are plumbing "
                          "only, not results !!")
-        lines.append(f"{'codec':<8}{'q':>4}  {'variant':<34}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
-                     f"{'seqs':>6}")
+        lines.append(f"{'codec':<8}{'q':>4}  {'variant':<44}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
+                     f"{'DISTS':>8}{'temporal':>9}{'seqs':>6}")
         for avg in self.summary["averages"]:
             name = "decoded" if avg["variant"] == "decoded" else (
-                f"{avg['enhancer']} {avg['steps']}st s={avg['residual_scale']}")
+                f"{avg['enhancer']} {avg.get('sampling') or avg['steps']} s={avg['residual_scale']}")
             lines.append(
-                f"{avg['codec']:<8}{avg['quality']:>4}  {name[:33]:<34}{_fmt(avg['bpp'], 4):>8}"
+                f"{avg['codec']:<8}{avg['quality']:>4}  {name[:43]:<44}{_fmt(avg['bpp'], 4):>8}"
                 f"{_fmt(avg['psnr_rgb'], 2):>8}{_fmt(avg['lpips_alex'], 4):>8}"
+                f"{_fmt(avg.get('dists'), 4):>8}{_fmt(avg.get('temporal'), 4):>9}"
                 f"{avg['sequences']:>6}"
             )
         for bd in self.summary["bd_rate"]:
             if bd["sequence"] == "average" and bd["metric"] in ("psnr_rgb", "lpips_alex"):
                 lines.append(
-                    f"BD-rate {bd['metric']:<10} {bd['enhancer']} {bd['steps']} steps "
+                    f"BD-rate {bd['metric']:<10} {bd['enhancer']} {bd.get('sampling') or bd['steps']} "
                     f"s={bd['residual_scale']} vs decoded: {_fmt(bd['bd_rate_percent'], 2)} %"
                 )
         lines.append(f"results: {self.out_dir / 'results.json'} (and .csv, summary.json)")
@@ -371,7 +359,7 @@ def evaluate_sequences(
     *,
     frames: int | None = 96,
     intra_period: int = 32,
-    steps: int | list[int] = 10,
+    steps: int | list[int | None] | None = None,
     residual_scales: list[float] = (1.0,),
     device: str = "cpu",
     out_dir: str | Path = "eval_out",
@@ -422,6 +410,7 @@ def evaluate_sequences(
         "codec": codec_name, "qualities": list(qualities), "intra_period": intra_period,
         "codec_checkpoint": codec_checkpoint, "crop": list(crop) if crop else None, "seed": seed,
         "enhancers": [{"label": s.label, "steps": s.steps, "residual_scales": s.residual_scales,
+                       "sampling": [v.to_dict() for v, _ in s.variants()],
                        "untrained": s.untrained} for s in specs],
         "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
                       for s in sequences],
@@ -465,7 +454,7 @@ def evaluate_sequences(
 
 def _as_specs(enhancers, codec_name: str, steps: int | list[int], residual_scales: list[float],
               device: str, qualities: list[int]) -> list[EnhancerSpec]:
-    steps_list = [steps] if isinstance(steps, int) else list(steps)
+    steps_list = [steps] if steps is None or isinstance(steps, int) else list(steps)
     if enhancers is None:
         return []
     if isinstance(enhancers, EnhancerSpec):
@@ -492,11 +481,14 @@ class _Unit:
         self.crop_paths: list[Path] = []
         self.video_paths: list[Path] = []
 
-    def row(self, variant: str, spec: EnhancerSpec | None = None, steps: int | None = None,
-            scale: float | None = None, **values: Any) -> dict[str, Any]:
+    def row(self, variant: str, spec: EnhancerSpec | None = None,
+            sampling: Sampling | None = None, scale: float | None = None,
+            **values: Any) -> dict[str, Any]:
         return {
             "sequence": self.seq.name, "codec": self.codec.name, "quality": self.codec.quality,
-            "variant": variant, "enhancer": spec.label if spec else None, "steps": steps,
+            "variant": variant, "enhancer": spec.label if spec else None,
+            "steps": sampling.steps if sampling else None,
+            "sampling": sampling.label() if sampling else None,
             "residual_scale": float(scale) if scale is not None else None, "frames": self.frames,
             "width": self.size[1], "height": self.size[0], "intra_period": self.intra_period,
             "untrained": spec.untrained if spec else None, **values,
@@ -504,29 +496,31 @@ class _Unit:
 
     def expected_keys(self) -> list[tuple]:
         rows = [self.row("decoded")] + [
-            self.row("enhanced", spec, steps, scale)
-            for spec in self.specs for steps, scale in spec.variants()
+            self.row("enhanced", spec, sampling, scale)
+            for spec in self.specs for sampling, scale in spec.variants()
         ]
         return [row_key(r) for r in rows]
 
     @torch.no_grad()
     def run(self, log: Callable[[str], None]) -> list[dict[str, Any]]:
         codec, device = self.codec, self.device
-        variants = [(spec, steps, scale) for spec in self.specs for steps, scale in spec.variants()]
-        feeds = [_Feed() for _ in variants]
-        rollouts = [spec.enhancer.enhance_decoded(feed, steps, scale, self.seed)
-                    for feed, (spec, steps, scale) in zip(feeds, variants)]
+        variants = [(spec, sampling, scale) for spec in self.specs
+                    for sampling, scale in spec.variants()]
+        # The encoder and the decoder each carry their own reference state, as they would
+        # on two machines; every variant rolls out its own enhanced sequence.
+        encoder, decoder = CodecStream(codec, self.intra_period), CodecStream(codec, self.intra_period)
+        rollouts = [Rollout(spec.enhancer, sampling, scale, self.seed)
+                    for spec, sampling, scale in variants]
         decoded_stats = StreamStats(self.scorer)
         enhanced_stats = [StreamStats(self.scorer) for _ in variants]
         crop_index = self.frames // 2
         crop_panels: list[tuple[str, Tensor]] = []
         total_bytes, encode_s, decode_s = 0, 0.0, 0.0
-        enc_state = dec_state = None
         writer = None
         if self.write_mp4 and variants:
-            spec, steps, scale = variants[0]
+            spec, sampling, scale = variants[0]
             name = _file_label(f"{self.seq.name}_{codec.name}_q{codec.quality}_{spec.label}"
-                               f"_{steps}steps_s{scale:g}.mp4")
+                               f"_{sampling.steps}steps_s{scale:g}.mp4")
             writer = open_writer(self.out_dir / "videos" / name, width=self.size[1],
                                  height=self.size[0], fps=self.fps, crf=12)
         count = 0
@@ -534,34 +528,30 @@ class _Unit:
             with FrameSource(self.seq, self.crop) as source:
                 for index, truth in enumerate(source.frames(self.frames)):
                     truth = truth.to(device)  # (1, 3, H, W) in [0, 1]
-                    intra = codec.is_intra(index, self.intra_period) or not codec.is_video
                     _sync(device)
                     start = time.perf_counter()
-                    data, encoded = codec.compress(truth, None if intra else enc_state)
+                    data, _ = encoder.compress(truth)
                     _sync(device)
                     encode_s += time.perf_counter() - start
-                    enc_state = encoded.state
                     start = time.perf_counter()
-                    out = codec.decompress(data, self.size, None if intra else dec_state)
+                    out = decoder.decompress(data, self.size)
                     _sync(device)
                     decode_s += time.perf_counter() - start
-                    dec_state = out.state
                     total_bytes += len(data)
                     decoded_stats.add(out.decoded, truth)
                     keep_crop = index == crop_index  # the frame shown side by side
                     if keep_crop:
                         crop_panels = [("ground truth", truth.cpu()),
                                        (f"decoded q{codec.quality}", out.decoded.cpu())]
-                    for feed, rollout, stats, (spec, steps, scale) in zip(
-                            feeds, rollouts, enhanced_stats, variants):
-                        feed.item = (out.decoded, out.latent, len(data))
+                    for rollout, stats, (spec, sampling, scale) in zip(
+                            rollouts, enhanced_stats, variants):
                         start = time.perf_counter()
-                        enhanced = next(rollout).enhanced
+                        enhanced = rollout.enhance(out.decoded, out.latent)
                         _sync(device)
                         stats.seconds += time.perf_counter() - start
                         stats.add(enhanced, truth)
                         if keep_crop:
-                            crop_panels.append((f"{spec.label} {steps}st s={scale:g}",
+                            crop_panels.append((f"{spec.label} {sampling.label()} s={scale:g}",
                                                 enhanced.cpu()))
                         if writer is not None and stats is enhanced_stats[0]:
                             writer.write(enhanced.cpu())
@@ -586,8 +576,8 @@ class _Unit:
             "decode_s_per_frame": decode_s / count,
         }
         rows = [self.row("decoded", **shared, **decoded_stats.means())]
-        for stats, (spec, steps, scale) in zip(enhanced_stats, variants):
-            rows.append(self.row("enhanced", spec, steps, scale, **shared, **stats.means(),
+        for stats, (spec, sampling, scale) in zip(enhanced_stats, variants):
+            rows.append(self.row("enhanced", spec, sampling, scale, **shared, **stats.means(),
                                  enhance_s_per_frame=stats.seconds / count))
         return rows
 

@@ -1,4 +1,4 @@
-"""Enhancer = CodecAdapter + ResidualDiffusion, rolled out over a sequence."""
+"""Enhancer = CodecAdapter + ResidualDiffusion, rolled out over a sequence (:class:`Rollout`)."""
 
 from enhancer.pipeline.enhancer import (
     EnhancedFrame,
@@ -8,5 +8,7 @@ from enhancer.pipeline.enhancer import (
     read_checkpoint,
     save_enhancer,
 )
+from enhancer.pipeline.rollout import Rollout, Sampling
 
-__all__ = ["EnhancedFrame", "Enhancer", "build_diffusion", "load_enhancer", "read_checkpoint", "save_enhancer"]
+__all__ = ["EnhancedFrame", "Enhancer", "Rollout", "Sampling", "build_diffusion", "load_enhancer",
+           "read_checkpoint", "save_enhancer"]

@@ -28,11 +28,12 @@ import torch
 from torch import Tensor
 
 from enhancer.codecs.base import CodecAdapter, load_codec
-from enhancer.codecs.container import Container, write_atomic
+from enhancer.codecs.container import Container, decode_container, write_atomic
 from enhancer.config import EnhancerConfig, to_dict
 from enhancer.data.padding import crop, pad_to_multiple
 from enhancer.diffusion import ResidualDiffusion, sample_ddim
 from enhancer.models import build_unet
+from enhancer.pipeline.rollout import Rollout, Sampling
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Enhancer(torch.nn.Module):
         self.diffusion = diffusion
         self.config = config
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
+        self.sampling = Sampling()  # load_enhancer sets the checkpoint's defaults
         self.max_tile_pixels = max_tile_pixels
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
@@ -84,6 +86,17 @@ class Enhancer(torch.nn.Module):
         )
         return cls(codec, build_diffusion(config, codec), config).to(device).eval()
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.diffusion.parameters()).device
+
+    def canvas_shape(self, decoded: Tensor) -> tuple[int, ...]:
+        """Shape of the padded canvas a decoded frame ``(B, 3, H, W)`` is denoised on."""
+        multiple = self._canvas_multiple()
+        height, width = decoded.shape[-2:]
+        return (*decoded.shape[:-2], -(-height // multiple) * multiple,
+                -(-width // multiple) * multiple)
+
     # --- one frame ----------------------------------------------------------------------
     @torch.no_grad()
     def enhance_frame(
@@ -91,35 +104,44 @@ class Enhancer(torch.nn.Module):
         decoded: Tensor,
         latent: Tensor | None,
         prev_enhanced: Tensor | None = None,
-        steps: int = 10,
+        steps: int | None = None,
         residual_scale: float = 1.0,
         generator: torch.Generator | None = None,
-        eta: float = 0.0,
-        gamma: float = 1.0,
+        eta: float | None = None,
+        gamma: float | None = None,
+        t_start: float | None = None,
+        start_noise: Tensor | None = None,
     ) -> Tensor:
-        """Enhance one decoded frame ``(B, 3, H, W)``; returns ``(B, 3, H, W)`` in [0, 1]."""
+        """Enhance one decoded frame ``(B, 3, H, W)``; returns ``(B, 3, H, W)`` in [0, 1].
+
+        ``steps``, ``eta``, ``gamma``, ``t_start``: None takes :attr:`sampling`'s value.
+        ``start_noise``: standard normal noise of :meth:`canvas_shape` (None: drawn from
+        ``generator``). Sequences go through :class:`enhancer.pipeline.Rollout`.
+        """
         if not 0.0 <= residual_scale <= 1.0:
             raise ValueError(f"residual_scale must be in [0, 1], got {residual_scale}")
+        sampling = self.sampling.override(steps=steps, eta=eta, gamma=gamma, t_start=t_start)
         if residual_scale == 0.0:
             return decoded.clone()  # the codec's own MSE decode, bit for bit
-        if self.temporal and prev_enhanced is None:
-            prev_enhanced = decoded
         height, width = decoded.shape[-2:]
         # Work on the codec's padded canvas: the latent covers exactly that area.
         multiple = self._canvas_multiple()
-        cond = {"decoded": pad_to_multiple(decoded, multiple)}
-        if self.temporal:
-            cond["prev_enhanced"] = pad_to_multiple(prev_enhanced, multiple)
-        if self.codec.latent_channels is not None:
-            cond["latent"] = latent
+        padded = pad_to_multiple(decoded, multiple)
+        prev = pad_to_multiple(prev_enhanced, multiple) if prev_enhanced is not None else None
+        cond = self.diffusion.condition(padded, latent, prev)
 
         def denoise(x_t: Tensor, t: Tensor) -> Tensor:
             return self._denoise_tiled(x_t, t, cond)
 
-        # One noise sample for the whole canvas (tiles share it), drawn by the sampler.
-        clean = sample_ddim(denoise, cond["decoded"].shape, steps, eta=eta, gamma=gamma,
-                            generator=generator, device=decoded.device, dtype=decoded.dtype)
-        sample = self.diffusion.decode_target(clean, cond["decoded"])
+        start_mean = None
+        if sampling.t_start < 1:  # a late start diffuses from "no residual" (the decode)
+            start_mean = self.diffusion.encode_target(padded, padded)
+        # One noise sample for the whole canvas (tiles share it).
+        clean = sample_ddim(denoise, padded.shape, sampling.steps, eta=sampling.eta,
+                            gamma=sampling.gamma, generator=generator, device=decoded.device,
+                            dtype=decoded.dtype, start_noise=start_noise,
+                            t_start=sampling.t_start, start_mean=start_mean)
+        sample = self.diffusion.decode_target(clean, padded)
         residual = crop(sample, height, width) - decoded
         return (decoded + residual_scale * residual).clamp(0, 1)
 
@@ -153,64 +175,50 @@ class Enhancer(torch.nn.Module):
         return output / weight_sum
 
     # --- sequences ----------------------------------------------------------------------
-    def enhance_decoded(
-        self,
-        decoded_frames: Iterable[tuple[Tensor, Tensor | None, int | None]],
-        steps: int = 10,
-        residual_scale: float = 1.0,
-        seed: int = 0,
-        eta: float = 0.0,
-        gamma: float = 1.0,
-    ) -> Iterator[EnhancedFrame]:
-        """Enhance (decoded, latent, num_bytes) triples in order, streaming."""
-        device = next(self.diffusion.parameters()).device
-        generator = torch.Generator(device=device).manual_seed(seed)
-        prev_enhanced = None
-        for index, (decoded, latent, num_bytes) in enumerate(decoded_frames):
-            enhanced = self.enhance_frame(
-                decoded, latent, prev_enhanced if self.temporal else None, steps, residual_scale,
-                generator, eta, gamma,
-            )
-            prev_enhanced = enhanced
-            yield EnhancedFrame(index, decoded, enhanced, num_bytes)
-
     def enhance(
         self,
         source: Container | str | Path | Iterable[Tensor],
-        steps: int = 10,
+        steps: int | None = None,
         residual_scale: float = 1.0,
         seed: int = 0,
         intra_period: int = -1,
-        **sampler_options,
+        *,
+        gamma: float | None = None,
+        eta: float | None = None,
+        t_start: float | None = None,
+        noise: str | None = None,
     ) -> Iterator[EnhancedFrame]:
-        """Decode a bitstream (a :class:`Container` or its path) or code+decode frames, then enhance.
+        """Decode a bitstream (a :class:`Container` or its path) or code+decode frames, then
+        enhance, streaming one :class:`EnhancedFrame` per frame.
 
-        Frames are ``(1, 3, H, W)`` tensors in [0, 1]; they are coded for real
-        with the codec (``intra_period`` applies), so the result is what a
-        receiver of the bytes would see.
+        Frames are ``(1, 3, H, W)`` tensors in [0, 1]; they are coded for real with the
+        codec (``intra_period`` applies), so the result is what a receiver of the bytes
+        would see. Sampling settings left at None take the checkpoint's defaults
+        (:attr:`sampling`).
         """
-        return self.enhance_decoded(
-            self._decoded_stream(source, intra_period), steps, residual_scale, seed, **sampler_options
-        )
-
-    def _decoded_stream(self, source, intra_period: int):
+        sampling = self.sampling.override(steps=steps, gamma=gamma, eta=eta, t_start=t_start,
+                                          noise=noise)
         if isinstance(source, (str, Path)):
             source = Container.load(source)
         if isinstance(source, Container):
-            if source.codec != self.codec.name or source.quality != self.codec.quality:
-                raise ValueError(
-                    f"bitstream is {source.codec} q{source.quality} but this enhancer wraps "
-                    f"{self.codec.name} q{self.codec.quality}; load the matching enhancer"
-                )
-            size = (source.height, source.width)
-            outputs = self.codec.decode_sequence(source.frames, size, source.intra_period)
-            for data, out in zip(source.frames, outputs):
-                yield out.decoded, out.latent, len(data)
-            return
-        device = next(self.diffusion.parameters()).device
-        frames = (frame.to(device) for frame in source)
-        for data, out in self.codec.encode_sequence(frames, intra_period):
-            yield out.decoded, out.latent, len(data)
+            return self._enhance_container(source, sampling, residual_scale, seed)
+        return self._enhance_frames(source, sampling, residual_scale, seed, intra_period)
+
+    def _enhance_container(self, container: Container, sampling: Sampling,
+                           residual_scale: float, seed: int) -> Iterator[EnhancedFrame]:
+        rollout = Rollout(self, sampling, residual_scale, seed, container.intra_period)
+        frames = decode_container(self.codec, container,
+                                  weights_hint="the enhancer whose codec encoded it")
+        for index, (data, coded) in enumerate(frames):  # decoded (and checked) there
+            enhanced = rollout.enhance(coded.decoded, coded.latent)
+            yield EnhancedFrame(index, coded.decoded, enhanced, len(data))
+
+    def _enhance_frames(self, frames: Iterable[Tensor], sampling: Sampling,
+                        residual_scale: float, seed: int,
+                        intra_period: int) -> Iterator[EnhancedFrame]:
+        rollout = Rollout(self, sampling, residual_scale, seed, intra_period)
+        for frame in frames:
+            yield rollout.step(frame)
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -252,6 +260,7 @@ def save_enhancer(path: str | Path, enhancer: Enhancer, extra: dict | None = Non
         "enhancer_config": to_dict(enhancer.config),
         "denoiser": enhancer.diffusion.state_dict(),
         "codec": enhancer.codec.weights() if store_codec and enhancer.codec.learned else None,
+        "sampling": enhancer.sampling.to_dict(),
     }
     payload.update(extra or {})
     buffer = io.BytesIO()
@@ -321,9 +330,29 @@ def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema:
     if stored_codec is not None:
         codec.load_weights(stored_codec)
     enhancer = Enhancer(codec, build_diffusion(config, codec), config)
+    try:
+        enhancer.sampling = Sampling.from_dict(payload.get("sampling"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"sampling settings in {str(path)!r} are invalid: {err}") from err
     denoiser_state = payload.get("ema") if use_ema and payload.get("ema") else payload["denoiser"]
     try:
         enhancer.diffusion.load_state_dict(denoiser_state)
     except RuntimeError as err:
         raise ValueError(f"denoiser weights in {str(path)!r} do not fit its config: {err}") from err
     return enhancer.to(device).eval()
+
+
+def store_sampling(path: str | Path, sampling: Sampling, provenance: dict | None = None) -> Path:
+    """Write ``sampling`` (and how it was chosen) into the checkpoint at ``path``, atomically.
+
+    Everything else in the file stays as it is; returns the file written.
+    """
+    path = resolve_enhancer_path(path)
+    payload = read_checkpoint(path)
+    payload["sampling"] = sampling.to_dict()
+    if provenance is not None:
+        payload["sampling_provenance"] = provenance
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, buffer.getvalue())
+    return path

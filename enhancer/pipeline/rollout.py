@@ -1,0 +1,166 @@
+"""Sampling settings, and the one per-frame roll-out of a sequence through codec and enhancer.
+
+::
+
+    rollout = Rollout(enhancer, seed=0, intra_period=32)      # the checkpoint's sampling
+    for frame in frames:                                       # encoder side: frames in
+        result = rollout.step(frame)                           # EnhancedFrame
+    rollout = Rollout(enhancer, Sampling(steps=1), intra_period=container.intra_period)
+    for data in container.frames:                              # decoder side: bytes in
+        result = rollout.step(data=data, size=(H, W))
+    enhanced = rollout.enhance(decoded, latent)                # a decode made elsewhere
+
+A roll-out owns everything that carries from one frame to the next: the codec's
+reference state and intra decision (:class:`enhancer.codecs.CodecStream`), the previous
+enhanced frame, the seeded generator and the start noise. The conditioning dict is built
+by :meth:`enhancer.diffusion.ResidualDiffusion.condition`, as in training.
+
+Start noise (``Sampling.noise``): ``shared`` draws one noise field per sequence (seeded)
+and starts every frame from it, so a static region gets the same sample in every frame;
+``fresh`` draws new start noise for every frame (the behaviour before sampling defaults
+were stored in checkpoints).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from enhancer.codecs.base import CodecStream
+
+if TYPE_CHECKING:
+    from enhancer.pipeline.enhancer import EnhancedFrame, Enhancer
+
+NOISE_MODES = ("shared", "fresh")
+GAMMA_RANGE = (0.0, 1.5)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the residual is sampled; stored in checkpoints as ``sampling``.
+
+    steps:   denoiser calls per frame (DDIM).
+    gamma:   start-noise scale in [0, 1.5] (1: the model's prior; CDC decodes with 0.8;
+             0: deterministic from the late-start mean).
+    eta:     DDIM stochasticity in [0, 1] (0: deterministic given the start noise).
+    t_start: diffusion time the reverse process starts from, in (0, 1] (1: pure noise;
+             < 1: a DIRAC-style late start near the decoded frame).
+    noise:   ``shared`` (one start-noise field per sequence) or ``fresh`` (per frame).
+
+    The defaults are what every checkpoint without stored settings gets: the sampling
+    of the first bundled models (10 steps from pure noise, fresh noise per frame).
+    """
+
+    steps: int = 10
+    gamma: float = 1.0
+    eta: float = 0.0
+    t_start: float = 1.0
+    noise: str = "fresh"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"sampling steps must be an integer >= 1, got {self.steps!r}")
+        low, high = GAMMA_RANGE
+        if not low <= self.gamma <= high:
+            raise ValueError(f"gamma (start-noise scale) must be in [{low}, {high}], got "
+                             f"{self.gamma}; 1 is the model's prior, 0 starts without noise")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        if not 0.0 < self.t_start <= 1.0:
+            raise ValueError(f"t_start must be in (0, 1], got {self.t_start}; 1 starts from "
+                             "pure noise, smaller values start part-way")
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
+
+    def override(self, **values: Any) -> Sampling:
+        """A copy with the given fields replaced; ``None`` keeps a field as it is."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> Sampling:
+        """From a checkpoint's ``sampling`` entry (None: the defaults); unknown keys fail."""
+        if values is None:
+            return cls()
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown sampling settings {unknown}; known: "
+                             f"{sorted(cls.__dataclass_fields__)}")
+        return cls(**values)
+
+    def label(self) -> str:
+        """Short text for rows and plots, e.g. ``4st g0.5 t0.6 shared``."""
+        text = f"{self.steps}st g{self.gamma:g}"
+        if self.t_start < 1:
+            text += f" t{self.t_start:g}"
+        if self.eta > 0:
+            text += f" eta{self.eta:g}"
+        return f"{text} {self.noise}"
+
+
+class Rollout:
+    """One sequence, frame by frame, through the codec and the enhancer (push-style).
+
+    Args:
+        enhancer:       the :class:`enhancer.pipeline.Enhancer`.
+        sampling:       None: the enhancer's own defaults (``enhancer.sampling``).
+        residual_scale: the output blend ``s`` in [0, 1] (0: the codec's decode).
+        seed:           seeds this sequence's generator (start noise, eta noise).
+        intra_period:   the codec's intra period (for :meth:`step` with frames or bytes).
+    """
+
+    def __init__(self, enhancer: Enhancer, sampling: Sampling | None = None,
+                 residual_scale: float = 1.0, seed: int = 0, intra_period: int = -1):
+        if not 0.0 <= residual_scale <= 1.0:
+            raise ValueError(f"residual_scale must be in [0, 1], got {residual_scale}")
+        self.enhancer = enhancer
+        self.sampling = sampling or enhancer.sampling
+        self.residual_scale = residual_scale
+        self.codec = CodecStream(enhancer.codec, intra_period)
+        self.generator = torch.Generator(device=enhancer.device).manual_seed(seed)
+        self.prev_enhanced: Tensor | None = None
+        self.start_noise: Tensor | None = None
+        self.index = 0
+
+    def step(self, frame: Tensor | None = None, *, data: bytes | None = None,
+             size: tuple[int, int] | None = None) -> EnhancedFrame:
+        """Code ``frame`` (1, 3, H, W) for real, or decode ``data`` of ``size = (H, W)``;
+        then enhance the decode. Returns the frame's :class:`EnhancedFrame`."""
+        from enhancer.pipeline.enhancer import EnhancedFrame
+
+        if (frame is None) == (data is None):
+            raise ValueError("pass exactly one of a frame (encoder side) or data= (decoder side)")
+        if frame is not None:
+            data, coded = self.codec.compress(frame.to(self.enhancer.device))
+        else:
+            if size is None:
+                raise ValueError("decoding bytes needs size=(H, W)")
+            coded = self.codec.decompress(data, size)
+        index = self.index
+        enhanced = self.enhance(coded.decoded, coded.latent)
+        return EnhancedFrame(index, coded.decoded, enhanced, len(data))
+
+    def enhance(self, decoded: Tensor, latent: Tensor | None) -> Tensor:
+        """Enhance the next frame's decode ``(1, 3, H, W)`` (and latent); advances the roll-out."""
+        enhancer = self.enhancer
+        start_noise = None
+        if self.sampling.noise == "shared" and self.residual_scale > 0:
+            shape = enhancer.canvas_shape(decoded)
+            if self.start_noise is None or tuple(self.start_noise.shape) != shape:
+                self.start_noise = torch.randn(shape, generator=self.generator,
+                                               device=decoded.device, dtype=decoded.dtype)
+            start_noise = self.start_noise
+        prev = self.prev_enhanced if enhancer.temporal else None
+        enhanced = enhancer.enhance_frame(
+            decoded, latent, prev, residual_scale=self.residual_scale, generator=self.generator,
+            start_noise=start_noise, steps=self.sampling.steps, eta=self.sampling.eta,
+            gamma=self.sampling.gamma, t_start=self.sampling.t_start,
+        )
+        self.prev_enhanced = enhanced
+        self.index += 1
+        return enhanced
