@@ -53,6 +53,11 @@ class DataConfig:
                     are the same as without the cache), or the first
                     ``max_frames_per_video`` frames of every video as 8-bit YUV (kind
                     video; crops start on even pixels).
+    codec_cache:    a folder for the frozen codec's outputs (kind video, mode frozen):
+                    the first ``max_frames_per_video`` frames of every training video are
+                    coded once, at full size, and training crops them from disk with no
+                    codec in the loop (:mod:`enhancer.train.cache`). None: code every
+                    training crop on the fly.
     """
 
     train: list[str] = field(default_factory=list)
@@ -67,6 +72,7 @@ class DataConfig:
     val_crop: int | None = 128
     num_workers: int = 0
     cache_images: bool = False
+    codec_cache: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -98,6 +104,8 @@ class TrainConfig:
     amp:            bfloat16 autocast for the denoiser and LPIPS on CUDA (ignored on CPU).
     time_limit_s:   stop (and save) after this many seconds of training even before
                     ``steps``; None: no limit. A run stopped so can be resumed.
+    temporal_weight: weight of the temporal term (consecutive enhanced frames change as the
+                    ground truth does; :class:`enhancer.train.losses.ClipLoss`). 0: off.
     init_from:      an enhancer checkpoint (or bundled model name) whose weights start this
                     run: its EMA denoiser (else its denoiser) and its codec weights, if
                     stored. Optimizer, EMA and step start fresh (unlike ``--resume``).
@@ -127,6 +135,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     time_limit_s: float | None = None
+    temporal_weight: float = 0.0
     init_from: str | None = None
 
     def __post_init__(self) -> None:
@@ -145,6 +154,13 @@ class TrainConfig:
         for name in ("steps", "log_every", "val_every", "ckpt_every", "rollout_steps", "val_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.temporal_weight < 0:
+            raise ConfigError(f"temporal_weight must be >= 0, got {self.temporal_weight}")
+        if self.data.codec_cache is not None and (self.mode != "frozen" or self.data.kind != "video"):
+            raise ConfigError(
+                f"data.codec_cache caches a frozen codec's video decodes; it does not fit mode "
+                f"{self.mode!r} with data.kind {self.data.kind!r} (set it to null)"
+            )
         if self.lpips_net not in ("alex", "vgg"):
             raise ConfigError(f"lpips_net must be 'alex' or 'vgg', got {self.lpips_net!r}")
         if not self.data.train:

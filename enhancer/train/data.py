@@ -24,21 +24,30 @@ from enhancer.data.sequence import open_sequence
 from enhancer.train.config import DataConfig
 
 # The held-out test set: never trained on (tools/eval and the bundled-model numbers use it).
-HELD_OUT = (
+TEST_SET = (
     "images/kodak",
     "video/intel/walk.mkv",
     "video/intel/sister.mkv",
     "video/imageio/realshort.mp4",
     "video/openh264/CiscoVT2people_320x192_12fps.yuv",
+    "video/openh264/CiscoVT2people_160x96_6fps.yuv",  # the same scene, smaller
 )
+# Validation clips of the bundled video models (data.val, tools/tune_sampling.py): never
+# trained on either, but allowed as data.val.
+VALIDATION_SET = (
+    "video/mdn/friday.mp4",
+    "video/sam2/04_coffee.mp4",
+)
+HELD_OUT = TEST_SET + VALIDATION_SET
 
 
-def _check_not_held_out(path: Path) -> None:
+def _check_not_held_out(path: Path, held_out_set: tuple[str, ...] = HELD_OUT) -> None:
     text = path.resolve().as_posix()
-    for held_out in HELD_OUT:
+    for held_out in held_out_set:
         if text.endswith("/" + held_out) or f"/{held_out}/" in text:
+            kind = "validation" if held_out in VALIDATION_SET else "held-out test"
             raise ConfigError(
-                f"training data {str(path)!r} is in the held-out test set ({held_out}); "
+                f"training data {str(path)!r} is in the {kind} set ({held_out}); "
                 "remove it from data.train"
             )
 
@@ -79,6 +88,16 @@ def training_files(data: DataConfig) -> list[Path]:
                     _check_not_held_out(image)
         files.extend(found)
     return files
+
+
+def build_cached_dataset(data: DataConfig, seed: int, codec, intra_period: int) -> Dataset:
+    """Clips with the frozen codec's outputs from ``data.codec_cache`` (coded once)."""
+    from enhancer.train.cache import CachedClipDataset, cache_videos
+
+    videos = cache_videos(codec, training_files(data), data.codec_cache,
+                          data.max_frames_per_video, intra_period)
+    return CachedClipDataset(videos, data.clip_len, data.crop_size, data.samples_per_video,
+                             seed, latent_stride=codec.latent_stride)
 
 
 def build_train_dataset(data: DataConfig, seed: int) -> Dataset:
@@ -139,6 +158,8 @@ class EpochStream(Dataset):
             self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
             _set_epoch(self.dataset, epoch)
         item = self.dataset[int(self._perm[position])]
+        if isinstance(item, dict):  # cached codec outputs: already clips
+            return item
         return item if item.ndim == 4 else item.unsqueeze(0)  # (T, 3, c, c)
 
 
@@ -176,7 +197,7 @@ def load_val_clip(data: DataConfig) -> Tensor | None:
     path = Path(data.val)
     if not path.is_file():
         raise ConfigError(f"data.val {data.val!r} is not a file")
-    _check_not_held_out(path)
+    _check_not_held_out(path, TEST_SET)
     if data.kind == "image":
         rgb = read_image(path)  # (H, W, 3) uint8
         frames = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255).unsqueeze(0)

@@ -9,6 +9,8 @@
 - ``L_perc``:    LPIPS between the frame and the one-step estimate
                  ``decode_target(x0_pred, decoded)``.
 - ``L_decoder``: MSE of the codec's own decode, so ``decoded`` stays distortion-optimal.
+- ``L_temporal`` (optional, ``temporal_weight``): consecutive enhanced frames should change
+  as the ground truth does (no flicker); added as ``temporal_weight * L_temporal``.
 
 With a frozen codec ``L_bitrate`` and ``L_decoder`` are constants and are not
 computed (reported as 0); in the ``codec`` pretraining mode only
@@ -29,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecAdapter, bpp_from_likelihoods
+from enhancer.codecs.base import CodecAdapter, CodecOutput, CodecStream, bpp_from_likelihoods
 from enhancer.diffusion import ResidualDiffusion, sample_ddim
 from enhancer.metrics.psnr import psnr
 
-TERMS = ("loss", "bitrate", "dist", "perc", "decoder")
+TERMS = ("loss", "bitrate", "dist", "perc", "decoder", "temporal")
 METRICS = ("bpp", "psnr_decoded", "psnr_onestep", "lpips_decoded", "lpips_onestep")
 
 
@@ -50,12 +52,16 @@ class ClipLoss(nn.Module):
         intra_period: the codec's intra period inside a clip.
         min_snr_gamma: the diffusion loss weighting.
         amp:        run the denoiser and LPIPS under bfloat16 autocast (CUDA).
+        temporal_weight: weight of ``L_temporal``, the MSE between the change from the
+                    previous enhanced frame to this frame's one-step estimate and the
+                    ground truth's change (image units; against flicker). 0: off.
     """
 
     def __init__(self, codec: CodecAdapter, diffusion: ResidualDiffusion, mode: str,
                  lmbda: float, rho: float, perceptual: Callable[[Tensor, Tensor], Tensor] | None,
                  rollout: str = "self", rollout_steps: int = 1, intra_period: int = -1,
-                 min_snr_gamma: float | None = 5.0, amp: bool = False):
+                 min_snr_gamma: float | None = 5.0, amp: bool = False,
+                 temporal_weight: float = 0.0):
         super().__init__()
         if rho > 0 and perceptual is None and mode != "codec":
             raise ValueError(f"rho={rho} needs a perceptual loss; pass perceptual=LPIPS")
@@ -66,44 +72,51 @@ class ClipLoss(nn.Module):
         self.rollout, self.rollout_steps = rollout, rollout_steps
         self.intra_period, self.min_snr_gamma, self.amp = intra_period, min_snr_gamma, amp
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
+        self.temporal_weight = temporal_weight
 
     def _autocast(self, device: torch.device):
         if self.amp and device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def forward(self, clip: Tensor, with_metrics: bool = False) -> dict[str, Tensor]:
+    def forward(self, clip: Tensor, with_metrics: bool = False,
+                coded: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """``clip`` (B, T, 3, H, W) in [0, 1] -> ``{"loss", "bitrate", "dist", "perc",
-        "decoder"}`` (and :data:`METRICS` when ``with_metrics``), each a scalar."""
+        "decoder", "temporal"}`` (and :data:`METRICS` when ``with_metrics``), each a scalar.
+
+        ``coded``: the frozen codec's outputs for ``clip``, precomputed
+        (:mod:`enhancer.train.cache`): ``{"decoded": (B, T, 3, H, W), "latent": (B, T, C,
+        h, w)}`` (no latent for codecs without one). The codec is then not run.
+        """
         if clip.ndim != 5 or clip.shape[2] != 3:
             raise ValueError(f"expected a clip (B, T, 3, H, W), got {tuple(clip.shape)}")
+        if coded is not None and self.mode != "frozen":
+            raise ValueError(f"cached codec outputs only fit mode 'frozen', not {self.mode!r}")
         num_frames = clip.shape[1]
         num_pixels = clip.shape[-2] * clip.shape[-1]
         codec_trains = self.mode in ("e2e", "codec")
         zero = clip.new_zeros(())
         sums = {name: zero for name in TERMS + (METRICS if with_metrics else ())}
-        state, prev_enhanced = None, None
+        stream = CodecStream(self.codec, self.intra_period) if coded is None else None
+        prev_enhanced = None
         for index in range(num_frames):
             frame = clip[:, index]  # (B, 3, H, W)
-            if self.codec.is_intra(index, self.intra_period) or not self.codec.is_video:
-                state = None
-            with torch.set_grad_enabled(codec_trains and torch.is_grad_enabled()):
-                out = self.codec(frame, state)
-            state = out.state
+            if coded is not None:
+                latent = coded["latent"][:, index] if "latent" in coded else None
+                out = CodecOutput(coded["decoded"][:, index], latent, None, None)
+            else:
+                with torch.set_grad_enabled(codec_trains and torch.is_grad_enabled()):
+                    out = stream(frame)
             decoded = out.decoded  # (B, 3, H, W) in [0, 1]
             bitrate, decoder_mse = zero, zero
             if codec_trains:
                 bitrate = bpp_from_likelihoods(out.likelihoods, num_pixels)
                 decoder_mse = F.mse_loss(decoded, frame)
-            dist, perc, onestep = zero, zero, None
+            dist, perc, temporal, onestep = zero, zero, zero, None
             if self.mode != "codec":
                 if self.temporal and prev_enhanced is None:
                     prev_enhanced = decoded.detach()  # frame 0: the decode, as at inference
-                cond = {"decoded": decoded}
-                if self.codec.latent_channels is not None:
-                    cond["latent"] = out.latent
-                if self.temporal:
-                    cond["prev_enhanced"] = prev_enhanced
+                cond = self.diffusion.condition(decoded, out.latent, prev_enhanced)
                 with self._autocast(frame.device):
                     # The target does not pull the codec: gradients reach it via the conditioning.
                     clean = self.diffusion.encode_target(frame, decoded.detach())
@@ -113,12 +126,15 @@ class ClipLoss(nn.Module):
                     if self.rho > 0:
                         perc = self.perceptual(onestep, frame).float().mean()
                 dist = result["loss"].float()
+                if self.temporal_weight > 0 and self.temporal and index > 0:
+                    temporal = F.mse_loss(onestep - prev_enhanced, frame - clip[:, index - 1])
                 if self.temporal and index + 1 < num_frames:
                     prev_enhanced = self._next_prev(frame, cond)
-            loss = self.lmbda * bitrate + (1 - self.rho) * dist + self.rho * perc + decoder_mse
+            loss = (self.lmbda * bitrate + (1 - self.rho) * dist + self.rho * perc + decoder_mse
+                    + self.temporal_weight * temporal)
             if self.mode == "codec":
                 loss = self.lmbda * bitrate + decoder_mse
-            for name, value in zip(TERMS, (loss, bitrate, dist, perc, decoder_mse)):
+            for name, value in zip(TERMS, (loss, bitrate, dist, perc, decoder_mse, temporal)):
                 sums[name] = sums[name] + value
             if with_metrics:
                 self._add_metrics(sums, frame, decoded, onestep, out.likelihoods, num_pixels)

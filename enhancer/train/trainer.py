@@ -42,7 +42,8 @@ from enhancer.metrics.lpips import get_lpips_model
 from enhancer.metrics.psnr import psnr
 from enhancer.pipeline.enhancer import Enhancer, read_checkpoint, save_enhancer
 from enhancer.train.config import TrainConfig
-from enhancer.train.data import build_train_dataset, load_val_clip, train_loader
+from enhancer.train.data import (build_cached_dataset, build_train_dataset, load_val_clip,
+                                 train_loader, training_files)
 from enhancer.train.losses import METRICS, TERMS, ClipLoss
 
 LOG_COLUMNS = ("kind", "step", *TERMS, "aux", *METRICS, "lr", "seconds",
@@ -131,7 +132,10 @@ class Trainer:
         self.device = resolve_device(cfg.device, local_rank)
 
         # Everything that can be wrong with the config fails here, before any step.
-        self.dataset = build_train_dataset(cfg.data, cfg.seed)
+        if cfg.data.codec_cache is None:
+            self.dataset = build_train_dataset(cfg.data, cfg.seed)
+        else:
+            training_files(cfg.data)  # bad paths fail before the codec is built
         self.val_clip = load_val_clip(cfg.data)
         perceptual = None
         try:  # before seeding: building LPIPS draws random numbers (only on the first call)
@@ -151,6 +155,10 @@ class Trainer:
         self.codec_trains = cfg.mode in ("e2e", "codec")
         if cfg.init_from is not None and not resume:
             self._init_weights(cfg.init_from)
+        if cfg.data.codec_cache is not None:  # needs the (frozen) codec's final weights
+            with torch.random.fork_rng():  # coding must not shift the seeded run
+                self.dataset = build_cached_dataset(cfg.data, cfg.seed, codec,
+                                                    cfg.model.codec.intra_period)
 
         # Which parameters train.
         diffusion = self.enhancer.diffusion
@@ -174,7 +182,7 @@ class Trainer:
         self.loss_fn = ClipLoss(
             codec, diffusion, cfg.mode, cfg.lmbda, cfg.rho, perceptual, cfg.rollout,
             cfg.rollout_steps, cfg.model.codec.intra_period, cfg.model.diffusion.min_snr_gamma,
-            cfg.amp,
+            cfg.amp, cfg.temporal_weight,
         )
         self.model = self.loss_fn
         if self.world_size > 1:
@@ -265,10 +273,17 @@ class Trainer:
             else:
                 self.ema[name].copy_(value)
 
-    def train_step(self, clip: Tensor, with_metrics: bool) -> dict[str, float]:
-        """One optimisation step on ``clip`` (B, T, 3, H, W); returns the logged numbers."""
+    def train_step(self, clip: Tensor | dict[str, Tensor], with_metrics: bool) -> dict[str, float]:
+        """One optimisation step on ``clip`` (B, T, 3, H, W), or a batch of cached codec
+        outputs ``{"frames", "decoded"[, "latent"]}``; returns the logged numbers."""
         lr = self._set_lr()
-        terms = self.model(clip.to(self.device, non_blocking=True), with_metrics=with_metrics)
+        coded = None
+        if isinstance(clip, dict):
+            coded = {k: v.to(self.device, non_blocking=True) for k, v in clip.items()
+                     if k != "frames"}
+            clip = clip["frames"]
+        terms = self.model(clip.to(self.device, non_blocking=True), with_metrics=with_metrics,
+                           coded=coded)
         loss = terms["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(

@@ -1,0 +1,155 @@
+"""The codec-output cache: what it stores is the codec's real decode, it is reused, it is
+rebuilt for other weights or damaged files, and training from it is the same computation."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import SHARED_DATA, requires_shared_data
+
+from enhancer.codecs import CodecStream, load_codec
+from enhancer.config import ConfigError
+from enhancer.data.sequence import open_sequence
+from enhancer.pipeline.enhancer import build_diffusion
+from enhancer.train import Trainer, load_train_config
+from enhancer.train import cache as cache_module
+from enhancer.train.cache import CacheError, CachedClipDataset, cache_videos
+from enhancer.train.losses import ClipLoss
+
+pytestmark = [requires_shared_data, pytest.mark.filterwarnings("ignore::UserWarning")]
+
+CLIP = SHARED_DATA / "video" / "vmaf" / "src01_ref_160x90_48f.yuv"  # raw, 160x90, 48 frames
+MICRO_UNET = {"dim": 8, "dim_mults": [1, 2], "res_blocks": 1, "cond_levels": 2,
+              "attn_levels": [1], "pixel_unshuffle": 2, "latent_dim": 8, "stem_kernel": 3,
+              "groups": 4}
+
+
+def _random_codec(name: str, quality: int):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        return load_codec(name, quality).eval()
+
+
+def test_cache_holds_the_real_decode_and_is_reused(tmp_path, monkeypatch):
+    codec = load_codec("x264", 32)
+    (entry,) = cache_videos(codec, [CLIP], tmp_path, max_frames=5, show_progress=False)
+    assert entry.original.shape == entry.decoded.shape == (5, 90, 160, 3)
+    with open_sequence(CLIP) as video:
+        frames = list(video.frames(0, 5))
+    coded = list(codec.encode_sequence(frames))
+    assert entry.frame_bytes == [len(data) for data, _ in coded]
+    for index, (_, out) in enumerate(coded):
+        expected = (out.decoded[0] * 255).round().byte().permute(1, 2, 0).numpy()
+        assert np.array_equal(entry.decoded[index], expected)
+        truth = (frames[index][0] * 255).round().byte().permute(1, 2, 0).numpy()
+        assert np.array_equal(entry.original[index], truth)
+    assert 0 < entry.bpp < 24
+    # A second call reuses the entry: no coding at all.
+    monkeypatch.setattr(cache_module, "_code_video", lambda *a, **k: pytest.fail("re-coded"))
+    (again,) = cache_videos(codec, [CLIP], tmp_path, max_frames=5, show_progress=False)
+    assert again.folder == entry.folder and np.array_equal(again.decoded, entry.decoded)
+
+
+def test_other_settings_get_their_own_entry_and_damage_is_rebuilt(tmp_path):
+    (crf32,) = cache_videos(load_codec("x264", 32), [CLIP], tmp_path, 3, show_progress=False)
+    (crf40,) = cache_videos(load_codec("x264", 40), [CLIP], tmp_path, 3, show_progress=False)
+    assert crf32.folder != crf40.folder
+    assert sum(crf40.frame_bytes) < sum(crf32.frame_bytes)
+    # Other codec weights (same codec, same quality): another entry, never the stale one.
+    first = _random_codec("bmshj2018-hyperprior", 1)
+    (a,) = cache_videos(first, [CLIP], tmp_path, 2, show_progress=False)
+    with torch.no_grad():
+        next(first.parameters()).add_(0.01)
+    (b,) = cache_videos(first, [CLIP], tmp_path, 2, show_progress=False)
+    assert a.folder != b.folder
+    # A damaged array is detected by its checksum and the entry is coded again.
+    decoded_path = crf32.folder / "decoded.npy"
+    before = decoded_path.read_bytes()
+    damaged = bytearray(before)
+    damaged[-1] ^= 0xFF
+    decoded_path.write_bytes(bytes(damaged))
+    (rebuilt,) = cache_videos(load_codec("x264", 32), [CLIP], tmp_path, 3, show_progress=False)
+    assert (rebuilt.folder / "decoded.npy").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_unwritable_cache_path_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CacheError, match="not a writable folder"):
+        cache_videos(load_codec("x264", 32), [CLIP], blocker / "cache", 2, show_progress=False)
+
+
+def test_crops_align_with_the_latent(tmp_path):
+    codec = _random_codec("bmshj2018-hyperprior", 1)
+    with torch.no_grad():
+        (entry,) = cache_videos(codec, [CLIP], tmp_path, 3, show_progress=False)
+    assert entry.latent.shape == (3, 192, 128 // 16, 192 // 16)  # the padded canvas / 16
+    dataset = CachedClipDataset([entry], clip_len=2, crop_size=32, samples_per_video=8,
+                                latent_stride=16)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        assert item["frames"].shape == item["decoded"].shape == (2, 3, 32, 32)
+        assert item["latent"].shape == (2, 192, 2, 2)
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        CachedClipDataset([entry], clip_len=2, crop_size=40, latent_stride=16)
+
+
+def test_cached_loss_equals_the_loss_through_the_codec():
+    """The cached path feeds the network exactly what the codec path would."""
+    codec = _random_codec("bmshj2018-hyperprior", 1)
+    from enhancer.config import CodecConfig, EnhancerConfig
+
+    config = EnhancerConfig(codec=CodecConfig(name="bmshj2018-hyperprior", quality=1),
+                            unet="tiny", temporal=True)
+    torch.manual_seed(1)
+    diffusion = build_diffusion(config, codec)
+    with open_sequence(CLIP) as video:
+        clip = torch.cat([f[..., :64, :64] for f in video.frames(0, 2)])[None]  # (1, 2, 3, 64, 64)
+    stream = CodecStream(codec)
+    with torch.no_grad():
+        outs = [stream(clip[:, i]) for i in range(2)]
+    coded = {"decoded": torch.stack([o.decoded for o in outs], 1),
+             "latent": torch.stack([o.latent for o in outs], 1)}
+    loss = ClipLoss(codec, diffusion, "frozen", 0.0, 0.0, None, temporal_weight=1.0)
+    torch.manual_seed(2)
+    through_codec = loss(clip)
+    torch.manual_seed(2)
+    from_cache = loss(clip, coded=coded)
+    for name in ("loss", "dist", "temporal"):
+        torch.testing.assert_close(from_cache[name], through_codec[name])
+    assert from_cache["temporal"] > 0
+    with pytest.raises(ValueError, match="only fit mode 'frozen'"):
+        ClipLoss(codec, diffusion, "e2e", 0.0, 0.0, None)(clip, coded=coded)
+
+
+def test_frozen_training_from_the_cache(tmp_path):
+    config = {
+        "model": {"codec": {"name": "x264", "quality": 32}, "unet": MICRO_UNET, "temporal": True},
+        "mode": "frozen", "rho": 0.0, "temporal_weight": 1.0,
+        "data": {"train": [str(CLIP)], "val": None, "clip_len": 2, "crop_size": 64,
+                 "batch_size": 2, "kind": "video", "samples_per_video": 4,
+                 "max_frames_per_video": 6, "codec_cache": str(tmp_path / "cache")},
+        "steps": 3, "lr": 1e-3, "log_every": 1, "val_every": 100, "ckpt_every": 100,
+        "device": "cpu",
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    trainer = Trainer(load_train_config(path), tmp_path / "run")
+    assert isinstance(trainer.dataset, CachedClipDataset)
+    before = {k: v.clone() for k, v in trainer.enhancer.diffusion.state_dict().items()}
+    row = trainer.run()
+    assert trainer.step == 3 and np.isfinite(row["loss"]) and row["temporal"] > 0
+    after = trainer.enhancer.diffusion.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # The cache only fits a frozen codec.
+    config["mode"] = "e2e"
+    config["model"]["codec"] = {"name": "bmshj2018-hyperprior", "quality": 1}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="codec_cache"):
+        load_train_config(path)
