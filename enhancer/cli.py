@@ -3,22 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+# ValueError covers CodecError, ConfigError and every reworded input error; OSError covers
+# the file system (missing, folder, exists, permission, disk full), always with a path.
+USER_ERRORS = (ValueError, OSError)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every open writer takes its abort path."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run ``main``; report a user error as ``error: ...`` on stderr and return 2."""
+    """Run ``main``; report a user error as ``error: ...`` on stderr and return 2.
+
+    SIGTERM is handled as SIGINT (a :class:`Terminated` is raised), so partial outputs
+    are removed the same way; the exit status is then 128 + 15.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return main(argv)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from enhancer.data.padding import crop, pad_to_multiple
+from enhancer.data.padding import crop, pad_to_multiple, padded_size
 
 
 @dataclass
@@ -150,7 +150,7 @@ class CodecAdapter(nn.Module):
     def decompress(self, data: bytes, size: tuple[int, int], state: Any = None) -> CodecOutput:
         """Decode the bytes of one frame of ``size = (H, W)`` given the reference state."""
         height, width = size
-        padded_hw = (_round_up(height, self.pad_multiple), _round_up(width, self.pad_multiple))
+        padded_hw = self.padded_size(size)
         try:
             out = self._decompress_padded(data, padded_hw, state)
         except CodecError:
@@ -162,6 +162,10 @@ class CodecAdapter(nn.Module):
             ) from err
         out.decoded = crop(out.decoded, height, width)
         return out
+
+    def padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The ``(H, W)`` a frame of ``size = (H, W)`` is coded at (a multiple of pad_multiple)."""
+        return padded_size(*size, self.pad_multiple)
 
     # --- sequences ----------------------------------------------------------------------
     @staticmethod
@@ -223,10 +227,6 @@ class CodecStream:
 
     def decompress(self, data: bytes, size: tuple[int, int]) -> CodecOutput:
         return self._advance(self.codec.decompress(data, size, self._reference()))
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def _check_frame(frame: Tensor) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -13,8 +14,14 @@ import torch
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecError, codec_class, load_codec
-from enhancer.codecs.container import Container, decode_container, weights_fingerprint
-from enhancer.data.sequence import open_sequence, open_writer
+from enhancer.codecs.container import (
+    Container,
+    check_frame_size,
+    decode_container,
+    weights_fingerprint,
+)
+from enhancer.data.paths import check_file_target, check_not_input
+from enhancer.data.sequence import check_writer_target, open_sequence, open_writer
 
 
 @dataclass
@@ -46,27 +53,87 @@ def _mse_to_psnr(mse: float) -> float:
 
 
 RANDOM_WEIGHTS_SEED = 0
+# CompressAI zoo names: "bmshj2018-hyperprior-3-5c6f152b.pth.tar", "ssf2020-mse-3-c1b3b8d3.pth.tar"
+_ZOO_QUALITY_RE = re.compile(r"-([0-9]{1,2})(?:-[0-9a-f]{6,})?\.pth(?:\.tar)?$", re.IGNORECASE)
+_BUNDLED_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def resolve_checkpoint(codec_name: str, checkpoint: str | None) -> str | None:
-    """Learned codecs need weights: a path, or the explicit word ``random`` (untrained)."""
+    """Learned codecs need weights: a path, or the explicit word ``random`` (untrained);
+    codecs without weights refuse a checkpoint (as :func:`load_codec` does)."""
     cls = codec_class(codec_name)
     if not cls.learned:
+        if checkpoint is not None:
+            raise CodecError(f"codec {codec_name!r} has no weights; drop --checkpoint {checkpoint}")
         return None
     if checkpoint is None:
         raise CodecError(
-            f"codec {codec_name!r} needs weights: pass --checkpoint PATH (e.g. a CompressAI zoo "
-            f"file) or --checkpoint random for untrained weights"
+            f"codec {codec_name!r} needs weights: pass --checkpoint PATH (a CompressAI zoo "
+            f"file, an enhancer checkpoint or bundled enhancer name whose codec is "
+            f"{codec_name}) or --checkpoint random for untrained weights"
         )
     return None if checkpoint == "random" else checkpoint
+
+
+def zoo_file_quality(path: str | Path) -> int | None:
+    """The quality a CompressAI zoo file name states (``...-3-<hash>.pth.tar`` -> 3), else None."""
+    match = _ZOO_QUALITY_RE.search(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def _enhancer_checkpoint(checkpoint: str) -> Path | None:
+    """The enhancer checkpoint ``checkpoint`` names (a file of ours, or a bundled name), else None."""
+    from enhancer.pipeline.enhancer import CHECKPOINT_FORMAT, resolve_enhancer_path
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        if not _BUNDLED_NAME_RE.match(checkpoint) or ".." in checkpoint:
+            return None  # names are names, not paths
+        try:
+            path = resolve_enhancer_path(checkpoint)
+        except FileNotFoundError:
+            return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None  # not ours; the codec loader names the problem
+    return path if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT else None
+
+
+def _codec_from_enhancer(path: Path, codec_name: str, quality: int, device: str) -> CodecAdapter:
+    from enhancer.pipeline.enhancer import load_enhancer
+
+    codec = load_enhancer(path, device=device).codec
+    if (codec.name, codec.quality) != (codec_name, quality):
+        raise CodecError(
+            f"enhancer checkpoint {str(path)!r} holds a {codec.name} q{codec.quality} codec, not "
+            f"{codec_name} q{quality}; pass --codec {codec.name} --quality {codec.quality} "
+            "or the checkpoint of that rate"
+        )
+    return codec
 
 
 def load_codec_for_files(
     codec_name: str, quality: int, checkpoint: str | None, device: str = "cpu"
 ) -> CodecAdapter:
     """:func:`load_codec` for the tools: ``checkpoint="random"`` gives untrained weights drawn
-    from a fixed seed, so an encoder and a later decoder process get the same ones."""
+    from a fixed seed, so an encoder and a later decoder process get the same ones.
+
+    ``checkpoint`` may also be an enhancer checkpoint or bundled enhancer name (its codec is
+    used, e.g. ``ssf_small_q1`` for ``ssf-small`` q1). A quality stated by a zoo file name or
+    stored in an enhancer checkpoint must match ``quality``.
+    """
     resolved = resolve_checkpoint(codec_name, checkpoint)
+    if resolved is not None:
+        enhancer_path = _enhancer_checkpoint(resolved)
+        if enhancer_path is not None:
+            return _codec_from_enhancer(enhancer_path, codec_name, quality, device)
+        named = zoo_file_quality(resolved)
+        if named is not None and named != quality:
+            raise CodecError(
+                f"checkpoint {Path(resolved).name!r} is a quality {named} file, but --quality is "
+                f"{quality}; pass --quality {named} or the q{quality} checkpoint"
+            )
     if checkpoint != "random":
         return load_codec(codec_name, quality, checkpoint=resolved, device=device)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
@@ -89,11 +156,22 @@ def encode_file(
     device: str = "cpu",
     progress: bool = True,
 ) -> CodingReport:
-    """Code ``frames`` frames of any readable video into one container file."""
+    """Code ``frames`` frames of any readable video into one container file.
+
+    Everything is checked before any frame is coded: the frame count, the intra period,
+    the frame size, and that the output is writable and not the input.
+    """
+    if frames is not None and frames < 1:
+        raise ValueError(f"frames must be at least 1 (or None for all), got {frames}")
+    output_path = Path(output_path)
+    check_not_input(output_path, input_path)
+    check_file_target(output_path, ".bin container")
     codec = load_codec_for_files(codec_name, quality, checkpoint, device)
     codec.is_intra(0, intra_period)  # validates the period before any work
     with open_sequence(input_path, width=width, height=height) as reader:
         info = reader.info
+        check_frame_size(info.width, info.height, str(input_path))
+        padded_size = codec.padded_size((info.height, info.width))
         container = Container(
             codec=codec_name, quality=quality, width=info.width, height=info.height,
             intra_period=intra_period, fps=float(info.fps),
@@ -112,6 +190,7 @@ def encode_file(
         for data, out in tqdm(coded, total=total, disable=not progress,
                               desc=f"encode {codec_name} q{quality}", unit="frame"):
             container.frames.append(data)
+            container.padded_sizes.append(padded_size)
             squared_error += torch.mean((out.decoded - pending.pop()) ** 2).item()
     elapsed = time.perf_counter() - start
     if not container.frames:
@@ -133,6 +212,8 @@ def decode_file(
     progress: bool = True,
 ) -> CodingReport:
     """Decode a container to ``.y4m``, ``.yuv``, ``.mp4`` or a PNG folder (by the extension)."""
+    check_not_input(output_path, input_path)
+    check_writer_target(output_path)  # before the work, naming the real path
     container = Container.load(input_path)
     codec = load_codec_for_files(container.codec, container.quality, checkpoint, device)
     hint = f"the --checkpoint used to encode it (not {checkpoint!r})"

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from enhancer.data.color import MATRICES, UPSAMPLE_MODES, planes_to_rgb, rgb_to_planes
 from enhancer.data.images import ImageFolderReader, ImageFolderWriter
+from enhancer.data.paths import check_file_target, check_writable_parent
 from enhancer.data.video import READ_EXTENSIONS as VIDEO_EXTENSIONS
 from enhancer.data.video import WRITE_FORMATS, PyAVReader, PyAVWriter
 from enhancer.data.y4m import Y4mReader, Y4mWriter
@@ -272,13 +273,19 @@ class VideoWriter:
         if self.num_frames == 0:
             self.abort()
             raise ValueError(f"no frames were written to {self.path}; nothing was saved")
-        self._sink.close()
-        if self.temp_path.is_dir():
-            if self.path.is_dir():  # open_writer checked that it is empty
-                self.path.rmdir()
-            self.temp_path.rename(self.path)
-        else:
-            os.replace(self.temp_path, self.path)
+        try:
+            self._sink.close()
+            if self.temp_path.is_dir():
+                if self.path.is_dir():  # open_writer checked that it is empty
+                    self.path.rmdir()
+                self.temp_path.rename(self.path)
+            else:
+                os.replace(self.temp_path, self.path)
+        except BaseException as err:
+            self.abort()  # never leave the temporary behind
+            if isinstance(err, OSError):
+                raise OSError(err.errno, f"could not write {self.path}: {err.strerror}") from err
+            raise
         self._done = True
 
     def abort(self) -> None:
@@ -307,6 +314,27 @@ class VideoWriter:
             self.abort()
 
 
+def check_writer_target(path: str | Path) -> None:
+    """Raise a clear error, before any work, when :func:`open_writer` could not write ``path``:
+    an unknown extension, a folder where a file should go, a non-empty folder for PNG frames,
+    or no writable folder to put it in."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix and suffix not in WRITE_SUFFIXES:
+        raise ValueError(
+            f"cannot write {path.name!r}: unknown extension {suffix}; supported: "
+            + ", ".join(WRITE_SUFFIXES) + ", or a path without extension for a folder of PNGs"
+        )
+    if suffix:
+        check_file_target(path, f"{suffix} output")
+        return
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(
+            f"{path} already exists and is not an empty folder; remove it or pick a new name"
+        )
+    check_writable_parent(path)
+
+
 def open_writer(
     path: str | Path,
     *,
@@ -325,13 +353,14 @@ def open_writer(
     """
     path = Path(path)
     _check_matrix(matrix, upsample)
-    check_even_size(width, height, str(path))
+    check_writer_target(path)
     suffix = path.suffix.lower()
-    if suffix and suffix not in WRITE_SUFFIXES:
-        raise ValueError(
-            f"cannot write {path.name!r}: unknown extension {suffix}; supported: "
-            + ", ".join(WRITE_SUFFIXES) + ", or a path without extension for a folder of PNGs"
-        )
+    if suffix:
+        try:
+            check_even_size(width, height, str(path))
+        except ValueError as err:
+            raise ValueError(f"{err}, or write a folder of PNG frames (a path without "
+                             "extension), which takes any size") from None
     if crf is not None and suffix not in WRITE_FORMATS:
         raise ValueError(f"crf= applies only to {', '.join(WRITE_FORMATS)} output, not {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -345,9 +374,5 @@ def open_writer(
         sink = PyAVWriter(temp_path, width, height, fps=fps, crf=crf,
                           container_format=WRITE_FORMATS[suffix])
     else:
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise FileExistsError(
-                f"{path} already exists and is not an empty folder; remove it or pick a new name"
-            )
         sink = ImageFolderWriter(temp_path, width, height)
     return VideoWriter(path, temp_path, sink, width, height, matrix, upsample)

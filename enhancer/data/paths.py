@@ -1,0 +1,39 @@
+"""Checks on output paths, made before any work so that a run never fails at its end."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def check_writable_parent(path: str | Path) -> None:
+    """Raise ``PermissionError`` naming ``path`` when the folder it would go in (or the
+    nearest existing folder above it) is not a writable folder."""
+    path = Path(path)
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if parent is not None and (not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK)):
+        raise PermissionError(f"cannot write {path}: {parent} is not a writable folder")
+
+
+def check_file_target(path: str | Path, what: str = "output") -> None:
+    """``path`` can become a file: it is not a folder and its folder is writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name for the {what}")
+    check_writable_parent(path)
+
+
+def check_not_input(output: str | Path, *inputs: str | Path) -> None:
+    """Refuse an output that is one of the inputs (same path or same file, e.g. a hard
+    link): writing it would destroy the input."""
+    output = Path(output)
+    for source in inputs:
+        source = Path(source)
+        same = output.resolve() == source.resolve()
+        if not same and output.exists() and source.exists():
+            same = os.path.samefile(output, source)
+        if same:
+            raise ValueError(
+                f"the output {output} is the input {source}; writing it would destroy the "
+                "input: pick another output name"
+            )
