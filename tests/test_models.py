@@ -172,3 +172,30 @@ def test_cdc_preset_builds_and_runs():
     with torch.no_grad():
         out = model(noisy, torch.rand(1), decoded, prev_enhanced, torch.randn(1, 192, 4, 4))
     assert out.shape == (1, 3, 64, 64)
+
+
+def test_conditioning_once_per_frame_matches_the_fused_stem():
+    """The stem split (noisy part per step, conditioning part once per frame) is the same
+    linear map as the original fused stem over the concatenated input."""
+    import torch.nn.functional as F
+
+    from enhancer.data.padding import pad_to_multiple
+
+    model = _live(build_unet("tiny", 192, 16, temporal=True)).eval()
+    noisy, decoded, prev = _frames(1, 50, 70)
+    latent = torch.randn(1, 192, 4, 5, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([0.4])
+    with torch.no_grad():
+        features = model.encode_condition(decoded, prev, latent)
+        fused_input = pad_to_multiple(torch.cat([noisy, decoded * 2 - 1, prev * 2 - 1], 1),
+                                      model.size_multiple)
+        fused = model.stem(F.pixel_unshuffle(fused_input, model.config.pixel_unshuffle))
+        p2 = 3 * model.config.pixel_unshuffle**2
+        split = F.conv2d(F.pixel_unshuffle(pad_to_multiple(noisy, model.size_multiple), 2),
+                         model.stem.weight[:, :p2], None, padding=model.stem.padding) + features.stem
+        torch.testing.assert_close(split, fused, atol=1e-5, rtol=1e-5)
+        # Reusing the features over steps changes nothing; other conditioning does.
+        once = model(noisy, t, decoded, prev, latent, features=features)
+        assert torch.equal(once, model(noisy, t, decoded, prev, latent))
+        other = model.encode_condition(decoded.flip(-1), prev, latent)
+        assert not torch.allclose(model(noisy, t, decoded, prev, latent, features=other), once)

@@ -114,7 +114,9 @@ def test_tiled_and_untiled_agree_away_from_the_seams(frames):
         return enhancer.enhance_frame(coded.decoded, coded.latent, steps=3, generator=generator)
 
     whole = enhance()
-    enhancer.max_tile_pixels, enhancer.tile_size, enhancer.tile_overlap = 64 * 64, 128, 64
+    enhancer.memory_budget_mb = 128 * 128 * enhancer.activation_bytes_per_pixel() / 2**20
+    _, tile_w, tiles, batch = enhancer.tile_plan(128, 256)
+    assert (tile_w, len(tiles), batch) == (128, 3, 1)  # the fewest 128-px tiles, 64 px overlap
     tiled = enhance()
     # 128-wide tiles with a 64-px overlap start at x = 0, 64, 128 on the 256-wide canvas;
     # away from the seams the blended tiles see almost the same context as the whole frame.

@@ -140,6 +140,15 @@ class ResidualDiffusion(nn.Module):
             cond["prev_enhanced"] = decoded if prev_enhanced is None else prev_enhanced
         return cond
 
+    def precompute(self, cond: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``cond`` plus the network's per-frame conditioning work (``features``), so that
+        every sampling step of this frame reuses it. Networks without it: ``cond`` as is."""
+        encode = getattr(self.network, "encode_condition", None)
+        if encode is None or "features" in cond:
+            return cond
+        return {**cond, "features": encode(cond["decoded"], cond.get("prev_enhanced"),
+                                           cond.get("latent"))}
+
     # -- clean signal <-> frame ------------------------------------------------------------
 
     def encode_target(self, x: Tensor, decoded: Tensor) -> Tensor:

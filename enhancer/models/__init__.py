@@ -5,7 +5,6 @@ from enhancer.models.unet import (
     ResidualUNet,
     UNetConfig,
     align_latent,
-    benchmark_forward,
     build_unet,
     count_parameters,
 )
@@ -15,7 +14,6 @@ __all__ = [
     "ResidualUNet",
     "UNetConfig",
     "align_latent",
-    "benchmark_forward",
     "build_unet",
     "count_parameters",
 ]

@@ -31,7 +31,6 @@ The network is a plain ``nn.Module``: no loss, no sampling (see :mod:`enhancer.d
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -49,6 +48,27 @@ from enhancer.models.blocks import (
     Upsample,
     group_norm,
 )
+
+
+@dataclass
+class FrameFeatures:
+    """The U-Net's conditioning work for one frame (:meth:`ResidualUNet.encode_condition`).
+
+    stem:          (B, dims[0], H / p, W / p) the stem's response to the conditioning
+                   frames, bias included (padded canvas / pixel-unshuffle factor p).
+    latent_levels: the latent's features at each conditioned level (empty without one).
+    """
+
+    stem: Tensor
+    latent_levels: list[Tensor]
+
+    def tile(self, rows: slice, cols: slice, stride: int) -> FrameFeatures:
+        """The features of a pixel region (``stride`` = the pixel-unshuffle factor)."""
+        def region(x: Tensor, scale: int) -> Tensor:
+            return x[..., rows.start // scale:rows.stop // scale, cols.start // scale:cols.stop // scale]
+
+        return FrameFeatures(region(self.stem, stride),
+                             [region(x, stride * 2**i) for i, x in enumerate(self.latent_levels)])
 
 
 @dataclass(frozen=True)
@@ -309,8 +329,33 @@ class ResidualUNet(nn.Module):
             raise ValueError(f"t must be a scalar or (B={noisy.shape[0]},), got {tuple(t.shape)}")
         return t
 
+    def encode_condition(self, decoded: Tensor, prev_enhanced: Tensor | None = None,
+                         latent: Tensor | None = None) -> FrameFeatures:
+        """What the network computes from the conditioning alone: once per frame.
+
+        The stem is linear in its input channels, so its response to ``decoded`` and
+        ``prev_enhanced`` (plus its bias) is computed here and only the noisy part runs
+        at every sampling step; the latent's projections to the conditioned levels are
+        computed here too. :meth:`forward` with ``features=`` gives the same output as
+        without, up to float rounding (CDC computes its context once per image likewise).
+        """
+        self._check_inputs(decoded, torch.zeros(()), decoded, prev_enhanced, latent)
+        p = self.config.pixel_unshuffle
+        frames = [decoded * 2 - 1]  # conditioning frames to [-1, 1]
+        if prev_enhanced is not None:
+            frames.append(prev_enhanced * 2 - 1)
+        x = pad_to_multiple(torch.cat(frames, dim=1), self.size_multiple)
+        padded_h, padded_w = x.shape[-2:]
+        if p > 1:
+            x = F.pixel_unshuffle(x, p)
+        noisy_channels = 3 * p * p
+        stem = F.conv2d(x, self.stem.weight[:, noisy_channels:], self.stem.bias,
+                        padding=self.stem.padding)
+        return FrameFeatures(stem, self._latent_levels(latent, padded_h, padded_w))
+
     def forward(self, noisy: Tensor, t: Tensor, decoded: Tensor,
-                prev_enhanced: Tensor | None = None, latent: Tensor | None = None) -> Tensor:
+                prev_enhanced: Tensor | None = None, latent: Tensor | None = None,
+                features: FrameFeatures | None = None) -> Tensor:
         """Predict the denoising target.
 
         Args:
@@ -321,26 +366,26 @@ class ResidualUNet(nn.Module):
             prev_enhanced: (B, 3, H, W) previous enhanced frame in [0, 1]; required iff temporal.
             latent:        (B, C, h, w) codec latent, h ~ H / latent_stride (need not divide);
                            required iff latent_channels is not None.
+            features:      :meth:`encode_condition` of the same conditioning (optional): a
+                           sampler passes it to skip the conditioning work at every step.
 
         Returns:
             (B, 3, H, W) the network output (x0, eps or v; see ResidualDiffusion).
         """
         t = self._check_inputs(noisy, t, decoded, prev_enhanced, latent)
+        if features is None:
+            features = self.encode_condition(decoded, prev_enhanced, latent)
         height, width = noisy.shape[-2:]
         p = self.config.pixel_unshuffle
 
-        frames = [noisy, decoded * 2 - 1]  # conditioning frames to [-1, 1]
-        if prev_enhanced is not None:
-            frames.append(prev_enhanced * 2 - 1)
-        x = pad_to_multiple(torch.cat(frames, dim=1), self.size_multiple)
-        padded_h, padded_w = x.shape[-2:]
+        x = pad_to_multiple(noisy, self.size_multiple)
         if p > 1:
-            x = F.pixel_unshuffle(x, p)  # (B, 3 * frames * p^2, H / p, W / p)
-
+            x = F.pixel_unshuffle(x, p)  # (B, 3 * p^2, H / p, W / p)
         time_emb = self.time_embed(t)  # (B, 4 * dim)
-        latent_levels = self._latent_levels(latent, padded_h, padded_w)
+        latent_levels = features.latent_levels
 
-        h = self.stem(x)
+        h = F.conv2d(x, self.stem.weight[:, : 3 * p * p], None, padding=self.stem.padding)
+        h = h + features.stem
         skips = []
         for i, level in enumerate(self.down):
             if i < len(latent_levels):
@@ -395,31 +440,3 @@ def build_unet(preset_or_config: str | UNetConfig, latent_channels: int | None,
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@torch.no_grad()
-def benchmark_forward(preset_or_config: str | UNetConfig = "tiny", height: int = 480,
-                      width: int = 832, latent_channels: int | None = 192,
-                      latent_stride: int = 16, temporal: bool = True,
-                      repeats: int = 3) -> dict[str, float]:
-    """Time one no-grad forward of a randomly initialised U-Net on one frame (best of ``repeats``).
-
-    Returns ``{"params": ..., "forward_s": ...}``. Multiply ``forward_s`` by the number of
-    sampling steps for the enhancement time of one frame.
-    """
-    model = build_unet(preset_or_config, latent_channels, latent_stride, temporal).eval()
-    generator = torch.Generator().manual_seed(0)
-    noisy = torch.randn(1, 3, height, width, generator=generator)
-    decoded = torch.rand(1, 3, height, width, generator=generator)
-    prev_enhanced = decoded.clone() if temporal else None
-    latent = None
-    if latent_channels is not None:
-        latent = torch.randn(1, latent_channels, -(-height // latent_stride),
-                             -(-width // latent_stride), generator=generator)
-    t = torch.full((1,), 0.5)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(noisy, t, decoded, prev_enhanced, latent)
-        times.append(time.perf_counter() - start)
-    return {"params": float(count_parameters(model)), "forward_s": min(times)}

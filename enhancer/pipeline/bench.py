@@ -109,7 +109,7 @@ def benchmark(
     device: str = "cpu",
     fp16: bool = False,
     repeats: int = 1,
-    max_tile_pixels: int = 1280 * 720,
+    memory_budget_mb: float | None = None,
     report: Callable[[BenchRow], None] | None = None,
 ) -> list[BenchRow]:
     """Run every preset x resolution; returns (and reports as they finish) one row each."""
@@ -122,7 +122,8 @@ def benchmark(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # random weights: timing only
             enhancer = Enhancer.from_config(config, device=device)
-        enhancer.max_tile_pixels = max_tile_pixels
+        if memory_budget_mb is not None:
+            enhancer.memory_budget_mb = memory_budget_mb
         enhancer.diffusion.to(dtype)
         for resolution in resolutions:
             if resolution not in RESOLUTIONS:
@@ -137,7 +138,9 @@ def benchmark(
             decode_s = _timed(decode, torch_device, repeats)
             with _PeakMemory(torch_device) as memory:
                 enhance_s = _timed(decode_and_enhance, torch_device, repeats)
-            row = BenchRow(preset, resolution, steps, height * width > max_tile_pixels, decode_s,
+            canvas = enhancer.canvas_shape(frame)[-2:]
+            tiled = len(enhancer.tile_plan(*canvas)[2]) > 1
+            row = BenchRow(preset, resolution, steps, tiled, decode_s,
                            enhance_s, enhance_s / decode_s, memory.peak_mb, str(torch_device),
                            str(dtype).replace("torch.", ""))
             rows.append(row)
