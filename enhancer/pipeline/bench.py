@@ -14,18 +14,20 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from enhancer.config import EnhancerConfig, from_dict
-from enhancer.pipeline.enhancer import Enhancer
+from enhancer.codecs import load_codec
+from enhancer.pipeline.enhancer import Enhancer, load_enhancer
 
 RESOLUTIONS = {"480p": (480, 832), "720p": (720, 1280), "1080p": (1080, 1920)}
 
 
 @dataclass
 class BenchRow:
-    preset: str
+    preset: str  # a U-Net preset (random weights) or a checkpoint's name
     resolution: str
     steps: int
     tiled: bool
@@ -101,46 +103,63 @@ def synthetic_frame(height: int, width: int, device: torch.device) -> torch.Tens
 
 
 def benchmark(
-    presets: tuple[str, ...] = ("tiny", "cdc"),
+    presets: tuple[str, ...] = ("tiny",),
     resolutions: tuple[str, ...] = ("480p", "1080p"),
-    steps: int = 10,
+    steps: int | None = None,
     codec: str = "ssf",
     quality: int = 3,
     device: str = "cpu",
     fp16: bool = False,
     repeats: int = 1,
     memory_budget_mb: float | None = None,
+    checkpoints: tuple[str, ...] = (),
     report: Callable[[BenchRow], None] | None = None,
 ) -> list[BenchRow]:
-    """Run every preset x resolution; returns (and reports as they finish) one row each."""
+    """Run every preset (random weights) and checkpoint x resolution; returns (and reports
+    as they finish) one row each.
+
+    The baseline is ``codec``'s decode of the same frame (random weights: timing only),
+    measured in the same run. A checkpoint runs at its own default sampling steps (its
+    ``sampling``), a preset at 10, unless ``steps`` is given.
+    """
     torch_device = torch.device(device)
     dtype = torch.float16 if fp16 else torch.float32
-    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights: timing only
+        baseline = load_codec(codec, quality, device=device)
+    subjects = []
     for preset in presets:
         config = from_dict(EnhancerConfig, {"codec": {"name": codec, "quality": quality},
                                             "unet": preset})
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # random weights: timing only
-            enhancer = Enhancer.from_config(config, device=device)
+            warnings.simplefilter("ignore")
+            subjects.append((preset, Enhancer.from_config(config, device=device), steps or 10))
+    for name in checkpoints:
+        enhancer = load_enhancer(name, device=device)
+        subjects.append((Path(name).stem, enhancer, steps or enhancer.sampling.steps))
+    rows = []
+    for label, enhancer, subject_steps in subjects:
         if memory_budget_mb is not None:
             enhancer.memory_budget_mb = memory_budget_mb
         enhancer.diffusion.to(dtype)
+        takes_latent = enhancer.diffusion.network.latent_channels is not None
         for resolution in resolutions:
             if resolution not in RESOLUTIONS:
                 raise ValueError(f"unknown resolution {resolution!r}; choose from {list(RESOLUTIONS)}")
             height, width = RESOLUTIONS[resolution]
             frame = synthetic_frame(height, width, torch_device)
-            data, _ = enhancer.codec.compress(frame)
-            decode = functools.partial(enhancer.codec.decompress, data, (height, width))
+            data, _ = baseline.compress(frame)
+            decode = functools.partial(baseline.decompress, data, (height, width))
             decode_and_enhance = functools.partial(
-                _decode_and_enhance, enhancer, decode, steps, dtype, fp16, torch_device
+                _decode_and_enhance, enhancer, decode, subject_steps, dtype, fp16, torch_device,
+                takes_latent,
             )
             decode_s = _timed(decode, torch_device, repeats)
             with _PeakMemory(torch_device) as memory:
                 enhance_s = _timed(decode_and_enhance, torch_device, repeats)
             canvas = enhancer.canvas_shape(frame)[-2:]
             tiled = len(enhancer.tile_plan(*canvas)[2]) > 1
-            row = BenchRow(preset, resolution, steps, tiled, decode_s,
+            row = BenchRow(label, resolution, subject_steps, tiled, decode_s,
                            enhance_s, enhance_s / decode_s, memory.peak_mb, str(torch_device),
                            str(dtype).replace("torch.", ""))
             rows.append(row)
@@ -150,9 +169,9 @@ def benchmark(
 
 
 def _decode_and_enhance(enhancer: Enhancer, decode: Callable, steps: int, dtype: torch.dtype,
-                        fp16: bool, device: torch.device) -> torch.Tensor:
+                        fp16: bool, device: torch.device, takes_latent: bool) -> torch.Tensor:
     out = decode()
-    latent = out.latent.to(dtype) if out.latent is not None else None
+    latent = out.latent.to(dtype) if takes_latent and out.latent is not None else None
     generator = torch.Generator(device=device).manual_seed(0)
     with torch.autocast(device.type, dtype=dtype, enabled=fp16):
         return enhancer.enhance_frame(out.decoded.to(dtype), latent, steps=steps,
