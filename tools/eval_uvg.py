@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from enhancer.cli import add_sampling_arguments, parse_size, run_cli, sampling_overrides
 from enhancer.codecs import available_codecs
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is not None:
         sequences = select_sequences(load_sequence_list(args.config, args.root), args.sequences)
     else:
-        sequences = find_sequences(args.root, args.sequences)
+        if args.out is not None and Path(args.out).resolve() == Path(args.root).resolve():
+            raise ValueError(f"--out {args.out} is the --root folder: a rerun would take its "
+                             "crops/ and plots/ for sequences; pick another --out")
+        sequences = find_sequences(args.root, args.sequences, log=print)
     codec_name, qualities = args.codec, args.quality
     spec = None
     if args.enhancer == "random":

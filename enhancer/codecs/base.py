@@ -28,6 +28,8 @@ intra, ``32`` every 32nd. :meth:`CodecAdapter.encode_sequence` is the one helper
 
 from __future__ import annotations
 
+import pickle
+import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -243,6 +245,18 @@ def bpp_from_likelihoods(likelihoods: dict[str, Tensor], num_pixels: int) -> Ten
 
 
 # --- weights helpers shared by adapters ---------------------------------------------------
+def load_error_reason(err: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, without torch's advice to retry
+    with ``weights_only=False`` (which would run whatever code the file holds)."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in text:
+        match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        found = f" (it needs {match.group(1)})" if match else ""
+        return (f"the file holds Python objects other than tensors{found}, which are refused "
+                "because loading them could run code; save a plain state dict of tensors")
+    return " ".join(text.split())[:300]
+
+
 def state_dict_mismatch(
     own: dict[str, Tensor], loaded: dict[str, Tensor], ignore_suffixes: tuple[str, ...] = ()
 ) -> str | None:

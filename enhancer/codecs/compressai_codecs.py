@@ -43,6 +43,7 @@ from enhancer.codecs.base import (
     CodecAdapter,
     CodecError,
     CodecOutput,
+    load_error_reason,
     pack_strings,
     register_codec,
     state_dict_mismatch,
@@ -58,11 +59,19 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CodecError(f"could not read codec checkpoint {str(path)!r}: {err}") from err
+        raise CodecError(
+            f"could not read codec checkpoint {str(path)!r}: {load_error_reason(err)}"
+        ) from None
+    if isinstance(obj, dict) and obj.get("format") == "enhancer-checkpoint-v1":
+        raise CodecError(
+            f"{str(path)!r} is an enhancer checkpoint, not codec weights; tools/codec.py takes "
+            "it as --checkpoint (its codec is used), in Python: load_enhancer(path).codec"
+        )
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CodecError(f"codec checkpoint {str(path)!r} does not hold a state dict of tensors")
+        raise CodecError(f"codec checkpoint {str(path)!r} does not hold a state dict of tensors "
+                         "(a CompressAI zoo .pth.tar, or codec.pth.tar of a codec training run)")
     return load_pretrained(obj)
 
 

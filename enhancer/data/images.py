@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -34,16 +34,44 @@ def list_images(
     return sorted(files, key=lambda p: [natural_key(part) for part in p.relative_to(folder).parts])
 
 
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _open_image(path: str | Path) -> Image.Image:
+    """``Image.open`` with a ``ValueError`` naming the file when it is no readable image."""
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError) as err:
+        if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        raise ValueError(f"{path} is not a readable image ({err}); remove it or re-save it "
+                         "as PNG") from None
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` of an image, read from its header only."""
-    with Image.open(path) as image:
+    with _open_image(path) as image:
         return image.size
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image as uint8 RGB ``(H, W, 3)`` (grey, palette and alpha images are converted)."""
-    with Image.open(path) as image:
-        return np.array(image.convert("RGB"))  # a writable copy
+    """An image as uint8 RGB ``(H, W, 3)`` (grey, palette and alpha images are converted).
+
+    16-bit grey images are scaled from [0, 65535] to [0, 255] and rounded (as 10-bit video
+    is rounded to 8 bits), not clipped; 16-bit RGB keeps its high byte (Pillow's reading).
+    """
+    with _open_image(path) as image:
+        try:
+            if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+                grey = np.asarray(image, dtype=np.float64)  # (H, W) in [0, 65535]
+                grey = np.clip(np.round(grey * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+                return np.repeat(grey[:, :, None], 3, axis=2)
+            if image.mode in ("I", "F"):
+                raise ValueError(f"{path} holds {image.mode!r} samples (32-bit); convert it to "
+                                 "8-bit or 16-bit PNG first")
+            return np.array(image.convert("RGB"))  # a writable copy
+        except OSError as err:  # truncated or damaged pixel data
+            raise ValueError(f"{path} is damaged ({err}); re-save it") from None
 
 
 def write_image(path: str | Path, rgb: np.ndarray) -> None:

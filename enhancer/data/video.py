@@ -64,7 +64,12 @@ class PyAVReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no such video file: {self.path}")
-        with pyav().open(str(self.path)) as container:
+        try:
+            opened = pyav().open(str(self.path))
+        except pyav().error.FFmpegError as err:
+            raise ValueError(f"{self.path} is not a readable video: "
+                             f"{getattr(err, 'strerror', None) or err}") from None
+        with opened as container:
             if not container.streams.video:
                 raise ValueError(f"{self.path} has no video stream")
             stream = container.streams.video[0]

@@ -42,6 +42,12 @@ def _read_line(file, path: Path) -> bytes:
     return line[:-1]
 
 
+def _header_int(text: str, tag: str, path: Path) -> int:
+    if not text.isdigit():
+        raise ValueError(f"{path}: Y4M header {tag}{text} is not a whole number (e.g. {tag}832)")
+    return int(text)
+
+
 class Y4mReader(PlanarReader):
     """Streams frames of a 4:2:0 Y4M file as planes ``Y (H, W)``, ``U, V (H/2, W/2)``."""
 
@@ -61,12 +67,22 @@ class Y4mReader(PlanarReader):
         tokens = _read_line(self._file, self.path).split(b" ")
         if tokens[0] != MAGIC:
             raise ValueError(f"{self.path} is not a Y4M file (starts with {tokens[0][:16]!r})")
-        fields = {token[:1].decode(): token[1:].decode() for token in tokens[1:] if token}
+        try:
+            fields = {token[:1].decode(): token[1:].decode() for token in tokens[1:] if token}
+        except UnicodeDecodeError:
+            raise ValueError(f"{self.path}: Y4M header is not text: {b' '.join(tokens)[:80]!r}") from None
         if "W" not in fields or "H" not in fields:
             raise ValueError(f"{self.path}: Y4M header has no W/H: {b' '.join(tokens)!r}")
-        self.width, self.height = int(fields["W"]), int(fields["H"])
+        self.width = _header_int(fields["W"], "W", self.path)
+        self.height = _header_int(fields["H"], "H", self.path)
         check_even_size(self.width, self.height, str(self.path))
-        num, den = (int(part) for part in fields.get("F", "30:1").split(":"))
+        rate = fields.get("F", "30:1").split(":")
+        if len(rate) != 2 or not all(part.isdigit() for part in rate) or not int(rate[0]):
+            raise ValueError(
+                f"{self.path}: Y4M frame rate F{fields['F']} is invalid; expected two positive "
+                "whole numbers like F30:1 or F30000:1001"
+            )
+        num, den = int(rate[0]), int(rate[1])
         self.fps = num / den if den else 30.0
         colorspace = fields.get("C", "420jpeg")
         if colorspace not in _COLORSPACE_BIT_DEPTH:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_FPS = 30.0
 
-_SIZE_RE = re.compile(r"(?<![0-9])([1-9][0-9]{1,4})x([1-9][0-9]{1,4})(?![0-9])")
+_SIZE_RE = re.compile(r"(?<![0-9])([1-9][0-9]{0,4})x([1-9][0-9]{0,4})(?![0-9])")
 _FPS_RE = re.compile(r"(?<![0-9.])([0-9]+(?:\.[0-9]+)?)(?:fps|hz)(?![a-z])", re.IGNORECASE)
 _BIT_DEPTH_RE = re.compile(r"(?<![0-9])(8|10|12|16)(?:bit|b|le)(?![a-z])", re.IGNORECASE)
 _CHROMA_RE = re.compile(r"(?:^|[_.\-]|yuv|p)(444|422)(?:p|_|\.|-|$)", re.IGNORECASE)

@@ -10,11 +10,13 @@ Metrics a run could not compute are ``null`` (JSON) / empty (CSV).
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
 import os
 import uuid
+import weakref
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,51 @@ def write_atomic_text(path: Path, text: str) -> None:
     os.replace(temp, path)
 
 
+LOCK_NAME = ".results.lock"
+_HELD: dict[str, list[int]] = {}  # resolved out_dir -> [lock fd, stores of this process]
+
+
+def _lock_out_dir(out_dir: Path) -> str:
+    """Take ``out_dir``'s lock for this process (an advisory ``flock``, dropped by the OS
+    when the process ends); a second process gets a clear ``ValueError``."""
+    key = str(out_dir.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return key
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ValueError(
+            f"{out_dir} is in use by another evaluation (pid {holder}); two runs on one --out "
+            "would lose rows: wait for it to finish or pick another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[key] = [fd, 1]
+    return key
+
+
+def _unlock_out_dir(key: str) -> None:
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[key]
+        os.close(held[0])  # releases the flock
+
+
 class ResultsStore:
-    """``results.json`` + ``results.csv`` in ``out_dir``: load, upsert rows, save."""
+    """``results.json`` + ``results.csv`` in ``out_dir``: load, upsert rows, save.
+
+    A store holds ``out_dir``'s lock from creation until :meth:`close` (or until it is
+    garbage-collected, or the process ends): a second evaluation on the same folder is
+    refused instead of overwriting the first one's rows.
+    """
 
     def __init__(self, out_dir: str | Path):
         self.out_dir = Path(out_dir)
@@ -64,13 +109,19 @@ class ResultsStore:
         self.csv_path = self.out_dir / "results.csv"
         self.rows: list[dict[str, Any]] = []
         if self.json_path.is_file():
-            try:
-                payload = json.loads(self.json_path.read_text())
-                self.rows = list(payload["rows"])
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValueError(
-                    f"cannot resume from {self.json_path}: {err}; delete it or pick another --out"
-                ) from err
+            self.rows = _read_rows(self.json_path)
+        self._lock_key = _lock_out_dir(self.out_dir)
+        self._finalizer = weakref.finalize(self, _unlock_out_dir, self._lock_key)
+
+    def close(self) -> None:
+        """Release ``out_dir``'s lock (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def has(self, key: tuple) -> bool:
         return any(row_key(row) == key for row in self.rows if row.get("variant") != "error")
@@ -99,6 +150,26 @@ class ResultsStore:
         write_atomic_text(self.csv_path, buffer.getvalue())
         if summary is not None:
             write_atomic_text(self.out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results.json, checked enough that resuming cannot fail later."""
+    try:
+        payload = json.loads(path.read_text())
+        rows = payload["rows"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"cannot resume from {path}: {type(err).__name__}: {err}; delete it or pick "
+            "another --out"
+        ) from None
+    required = ("sequence", "codec", "quality", "variant")
+    for index, row in enumerate(rows if isinstance(rows, list) else [None]):
+        if not isinstance(row, dict) or any(key not in row for key in required):
+            raise ValueError(
+                f"cannot resume from {path}: row {index} is not a result row (needs "
+                f"{', '.join(required)}); delete the file or pick another --out"
+            )
+    return list(rows)
 
 
 def _mean(values: list[Any]) -> float | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from enhancer.data.images import IMAGE_EXTENSIONS, list_images
+from enhancer.data.images import IMAGE_EXTENSIONS, list_images, read_image
 from enhancer.data.sequence import READ_SUFFIXES, open_sequence
 
 if TYPE_CHECKING:
@@ -61,12 +61,24 @@ def _is_png_folder(path: Path) -> bool:
     return path.is_dir() and any(p.suffix.lower() == ".png" for p in path.iterdir())
 
 
-def find_sequences(root: str | Path, names: list[str] | None = None) -> list[Sequence]:
+def _skip_reason(path: Path) -> str | None:
+    """Why ``path`` (an entry of a sequence root) is not a sequence; None if it is one."""
+    if path.name.startswith("."):
+        return "hidden"
+    if path.is_dir():
+        return None if _is_png_folder(path) else "a folder without .png frames"
+    if path.suffix.lower() not in READ_SUFFIXES:
+        return f"unknown extension {path.suffix or '(none)'}"
+    return None
+
+
+def find_sequences(root: str | Path, names: list[str] | None = None,
+                   log: Callable[[str], None] | None = None) -> list[Sequence]:
     """Sequences directly in ``root`` (or ``root`` itself if it is a file or PNG folder).
 
     Reads raw ``.yuv`` (size from the name), ``.y4m``, compressed video and sub-folders
     of PNG frames. ``names`` keeps only those sequences (case-insensitive, by
-    sequence name or file name).
+    sequence name or file name). ``log`` is told each skipped entry and why.
     """
     root = Path(root)
     if not root.exists():
@@ -74,10 +86,13 @@ def find_sequences(root: str | Path, names: list[str] | None = None) -> list[Seq
     if root.is_file() or _is_png_folder(root):
         candidates = [root]
     else:
-        candidates = sorted(
-            p for p in root.iterdir()
-            if (p.is_file() and p.suffix.lower() in READ_SUFFIXES) or _is_png_folder(p)
-        )
+        candidates = []
+        for entry in sorted(root.iterdir()):
+            reason = _skip_reason(entry)
+            if reason is None:
+                candidates.append(entry)
+            elif log is not None and reason != "hidden":
+                log(f"skip {entry}: {reason}")
     sequences = [Sequence(sequence_name(p), p) for p in candidates]
     if not sequences:
         raise ValueError(
@@ -158,6 +173,7 @@ def load_sequence_list(path: str | Path, root: str | Path | None = None) -> list
                 f"sequence list {path}: entry {index} has unknown keys {sorted(unknown)}; "
                 "allowed: name, path, width, height, frames"
             )
+        _check_entry(entry, f"sequence list {path}: entry {index}")
         seq_path = base / entry["path"]
         sequences.append(Sequence(
             entry.get("name") or sequence_name(seq_path), seq_path,
@@ -167,15 +183,37 @@ def load_sequence_list(path: str | Path, root: str | Path | None = None) -> list
     return sequences
 
 
+def _check_entry(entry: object, where: str) -> None:
+    """Types of one sequence entry: strings for name/path, positive integers (or null) for
+    width, height and frames."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected an object, got {entry!r}")
+    for key in ("name", "path"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise ValueError(f"{where}: {key!r} must be a string, got {entry[key]!r}")
+    for key in ("width", "height", "frames"):
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{where}: {key!r} must be a positive whole number, got {value!r}")
+
+
 def _dcvc_sequences(spec: dict, path: Path, root: str | Path | None) -> list[Sequence]:
     base_root = Path(root) if root is not None else path.parent / spec.get("root_path", ".")
     sequences = []
-    for class_name, test_class in spec["test_classes"].items():
+    classes = spec["test_classes"]
+    if not isinstance(classes, dict) or not all(isinstance(c, dict) for c in classes.values()):
+        raise ValueError(f"sequence list {path}: 'test_classes' must map names to objects")
+    for class_name, test_class in classes.items():
+        if not isinstance(test_class.get("sequences", {}), dict):
+            raise ValueError(f"sequence list {path}: class {class_name!r}: 'sequences' must be "
+                             "an object of name -> {width, height, frames}")
         if not test_class.get("test", 1):
             continue
         base = base_root / test_class.get("base_path", "")
         png = test_class.get("src_type", "yuv420") == "png"
         for stem, entry in test_class.get("sequences", {}).items():
+            _check_entry(entry, f"sequence list {path}: {class_name}/{stem}")
             seq_path = base / stem if png or stem.endswith(".yuv") else base / f"{stem}.yuv"
             sequences.append(Sequence(
                 sequence_name(seq_path), seq_path, entry.get("width"), entry.get("height"),
@@ -269,16 +307,15 @@ class FrameSource:
 
 def _load_image(path: Path, resize: str | None) -> Tensor:
     """An image as ``(1, 3, H, W)`` in [0, 1]; ``"cdc"``: short side 768, centre 768x768."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if resize == "cdc":
-            width, height = image.size
-            scale = 768 / min(width, height)
-            size = (max(768, round(width * scale)), max(768, round(height * scale)))
-            image = image.resize(size, Image.BILINEAR)
-            left, top = (size[0] - 768) // 2, (size[1] - 768) // 2
-            image = image.crop((left, top, left + 768, top + 768))
-        rgb = np.array(image)  # (H, W, 3) uint8
+    rgb = read_image(path)  # (H, W, 3) uint8; clear errors for junk and 16-bit files
+    if resize == "cdc":
+        image = Image.fromarray(rgb)
+        width, height = image.size
+        scale = 768 / min(width, height)
+        size = (max(768, round(width * scale)), max(768, round(height * scale)))
+        image = image.resize(size, Image.BILINEAR)
+        left, top = (size[0] - 768) // 2, (size[1] - 768) // 2
+        rgb = np.array(image.crop((left, top, left + 768, top + 768)))
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
 
 

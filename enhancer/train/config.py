@@ -28,6 +28,7 @@ from pathlib import Path
 from enhancer.config import ConfigError, EnhancerConfig, load_yaml
 
 MODES = ("frozen", "e2e", "codec")
+MIN_CROP = 32  # LPIPS (AlexNet: an 11x11 stride-4 stem, then two 3x3 stride-2 pools) needs 31
 ROLLOUTS = ("self", "teacher")
 DATA_KINDS = ("video", "image")
 DEVICES = ("auto", "cpu", "cuda")
@@ -151,6 +152,17 @@ class TrainConfig:
             raise ConfigError(f"lmbda must be >= 0, got {self.lmbda}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("lr", "codec_lr", "aux_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ConfigError(f"weight_decay and warmup_steps must be >= 0, got "
+                              f"{self.weight_decay} and {self.warmup_steps}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.time_limit_s is not None and not self.time_limit_s >= 0:
+            raise ConfigError(f"time_limit_s must be >= 0 or null, got {self.time_limit_s}")
+        self._check_crops()
         for name in ("steps", "log_every", "val_every", "ckpt_every", "rollout_steps", "val_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -170,6 +182,22 @@ class TrainConfig:
                 "data.kind is 'image' but model.temporal is true; image training needs "
                 "model.temporal: false (there is no previous frame)"
             )
+
+
+    def _check_crops(self) -> None:
+        """Crops the network and LPIPS can take: at least MIN_CROP, a multiple of the U-Net's
+        size multiple (its downsamplings)."""
+        multiple = self.model.unet_config().size_multiple
+        for name, size in (("data.crop_size", self.data.crop_size),
+                           ("data.val_crop", self.data.val_crop)):
+            if size is None:
+                continue
+            if size < MIN_CROP or size % multiple:
+                fixed = -(-max(MIN_CROP, size) // multiple) * multiple
+                raise ConfigError(
+                    f"{name} must be at least {MIN_CROP} and a multiple of {multiple} (the "
+                    f"U-Net's size multiple), got {size}; use e.g. {fixed}"
+                )
 
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

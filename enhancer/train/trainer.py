@@ -104,13 +104,42 @@ def _finite_or_none(value: float) -> float | None:
 
 
 class RunLog:
-    """Appends rows to ``log.jsonl`` and ``log.csv`` (fixed columns) in the run directory."""
+    """Appends rows to ``log.jsonl`` and ``log.csv`` (fixed columns) in the run directory.
 
-    def __init__(self, run_dir: Path):
+    Rows after ``step`` (the checkpoint a resumed run starts from) are dropped first:
+    those steps run again, and would otherwise be logged twice.
+    """
+
+    def __init__(self, run_dir: Path, step: int = 0):
         self.jsonl_path, self.csv_path = run_dir / "log.jsonl", run_dir / "log.csv"
+        self._truncate(step)
         if not self.csv_path.exists():
             with self.csv_path.open("w", newline="") as handle:
                 csv.writer(handle).writerow(LOG_COLUMNS)
+
+    def _truncate(self, step: int) -> None:
+        def kept(lines: list[str], step_of) -> list[str]:
+            out = []
+            for line in lines:
+                try:
+                    if step_of(line) > step:
+                        continue
+                except (ValueError, TypeError, KeyError, IndexError):
+                    pass  # keep what cannot be read (the CSV header, a damaged line)
+                out.append(line)
+            return out
+
+        step_at = LOG_COLUMNS.index("step")
+        for path, step_of in ((self.jsonl_path, lambda line: int(json.loads(line)["step"])),
+                              (self.csv_path, lambda line: int(line.split(",")[step_at]))):
+            if not path.is_file():
+                continue
+            lines = path.read_text().splitlines(keepends=True)
+            remaining = kept(lines, step_of)
+            if len(remaining) != len(lines):
+                temporary = path.with_name(f".{path.name}.tmp")
+                temporary.write_text("".join(remaining))
+                os.replace(temporary, path)
 
     def write(self, row: dict[str, Any]) -> None:
         row = {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
@@ -376,7 +405,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             (self.run_dir / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        log = RunLog(self.run_dir) if self.is_main else None
+        log = RunLog(self.run_dir, self.step) if self.is_main else None
         loader = train_loader(self.dataset, cfg.data, cfg.seed, self.step, self.rank,
                               self.world_size)
         progress = tqdm(total=cfg.steps, initial=self.step, disable=not self.is_main,
