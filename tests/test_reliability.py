@@ -485,3 +485,12 @@ def test_eval_inputs_are_checked(tmp_path, capsys):
     assert run_cli(eval_uvg.main, ["--root", str(root), "--out", str(root), "--codec", "x264",
                                    "--quality", "40"]) == 2
     assert "is the --root folder" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PermissionError, match=r"cannot write .*o\.y4m: .*file is not a writable"):
+        open_writer(tmp_path / "file" / "o.y4m", width=16, height=16)
+    assert run_codec(["encode", "--codec", "x264", "--quality", "30", str(CLIP),
+                      str(tmp_path / "file" / "o.bin")]) == 2
+    assert "is not a writable folder" in capsys.readouterr().err
