@@ -43,7 +43,7 @@ from torch import Tensor
 
 from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
-from enhancer.codecs.files import load_codec_for_files, resolve_checkpoint
+from enhancer.codecs.files import load_codec_for_files
 from enhancer.data.sequence import open_writer
 from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.results import ResultsStore, average_rows, row_key, summarize
@@ -344,9 +344,6 @@ def _codecs(codec_name: str, qualities: list[int], checkpoint: str | None,
             codecs[quality] = stored[0].enhancer.codec
             continue
         path = checkpoint.format(quality=quality) if checkpoint else None
-        resolved = resolve_checkpoint(codec_name, path)
-        if resolved is not None and not Path(resolved).is_file():
-            raise FileNotFoundError(f"codec checkpoint {resolved!r} (quality {quality}) not found")
         codecs[quality] = load_codec_for_files(codec_name, quality, path, device)
     return codecs
 
@@ -415,9 +412,19 @@ def evaluate_sequences(
         "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
                       for s in sequences],
     }
-    (out_dir / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
+    store = ResultsStore(out_dir)  # takes the folder's lock: a second run refuses here
+    try:
+        return _run_units(store, sequences, qualities, plans, codecs, specs, intra_period, crop,
+                          seed, scorer, torch_device, out_dir, crop_size, write_videos,
+                          mp4_quality, codec_name, title, untrained, settings, log)
+    finally:
+        store.close()
 
-    store = ResultsStore(out_dir)
+
+def _run_units(store, sequences, qualities, plans, codecs, specs, intra_period, crop, seed,
+               scorer, torch_device, out_dir, crop_size, write_videos, mp4_quality, codec_name,
+               title, untrained, settings, log) -> EvalReport:
+    (out_dir / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
     crops, videos, errors, skipped = [], [], [], 0
     for seq in sequences:
         for quality in qualities:

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from enhancer.codecs.base import CodecAdapter, load_codec
+from enhancer.codecs.base import CodecAdapter, load_codec, load_error_reason
 from enhancer.codecs.container import Container, decode_container, write_atomic
 from enhancer.config import EnhancerConfig, to_dict
 from enhancer.data.padding import crop, pad_to_multiple
@@ -339,6 +339,10 @@ def resolve_enhancer_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    name = str(name_or_path)
+    if Path(name).name != name or ".." in name:
+        raise FileNotFoundError(f"no enhancer checkpoint {name!r}: not a file (a bundled model "
+                                "is named without a folder, e.g. x264_temporal_tiny)")
     bundled = BUNDLED_DIR / f"{name_or_path}.pt"
     if bundled.is_file():
         return bundled
@@ -355,7 +359,8 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"could not read enhancer checkpoint {str(path)!r}: {err}") from err
+        raise ValueError(f"could not read enhancer checkpoint {str(path)!r}: "
+                         f"{load_error_reason(err)}") from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{str(path)!r} is not an enhancer checkpoint (format "

@@ -59,6 +59,10 @@ class DataConfig:
                     coded once, at full size, and training crops them from disk with no
                     codec in the loop (:mod:`enhancer.train.cache`). None: code every
                     training crop on the fly.
+    codec_qualities: with ``codec_cache``, a conventional codec (x264, x265) codes the
+                    training videos at each of these qualities (CRFs) and training draws
+                    clips from all of them, so one enhancer learns a range of rates.
+                    None: the model's own quality only.
     """
 
     train: list[str] = field(default_factory=list)
@@ -74,6 +78,7 @@ class DataConfig:
     num_workers: int = 0
     cache_images: bool = False
     codec_cache: str | None = None
+    codec_qualities: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -173,6 +178,9 @@ class TrainConfig:
                 f"data.codec_cache caches a frozen codec's video decodes; it does not fit mode "
                 f"{self.mode!r} with data.kind {self.data.kind!r} (set it to null)"
             )
+        if self.data.codec_qualities is not None and self.data.codec_cache is None:
+            raise ConfigError("data.codec_qualities needs data.codec_cache (the qualities are "
+                              "coded once into the cache); set data.codec_cache or remove it")
         if self.lpips_net not in ("alex", "vgg"):
             raise ConfigError(f"lpips_net must be 'alex' or 'vgg', got {self.lpips_net!r}")
         if not self.data.train:

@@ -94,8 +94,19 @@ def build_cached_dataset(data: DataConfig, seed: int, codec, intra_period: int) 
     """Clips with the frozen codec's outputs from ``data.codec_cache`` (coded once)."""
     from enhancer.train.cache import CachedClipDataset, cache_videos
 
-    videos = cache_videos(codec, training_files(data), data.codec_cache,
-                          data.max_frames_per_video, intra_period)
+    from enhancer.codecs import load_codec
+
+    files = training_files(data)
+    videos = []
+    for quality in data.codec_qualities or [codec.quality]:
+        if quality != codec.quality and codec.learned:
+            raise ConfigError(
+                f"data.codec_qualities: {codec.name} is a learned codec, its quality is its "
+                f"weights (q{codec.quality}); list qualities only for conventional codecs"
+            )
+        coder = codec if quality == codec.quality else load_codec(codec.name, quality)
+        videos += cache_videos(coder, files, data.codec_cache, data.max_frames_per_video,
+                               intra_period)
     return CachedClipDataset(videos, data.clip_len, data.crop_size, data.samples_per_video,
                              seed, latent_stride=codec.latent_stride)
 
