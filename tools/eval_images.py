@@ -17,7 +17,7 @@ import sys
 from enhancer.cli import add_sampling_arguments, sampling_overrides, parse_size, run_cli
 from enhancer.codecs import available_codecs
 from enhancer.eval.images import IMAGE_METRICS, evaluate_images
-from enhancer.eval.video import load_enhancer_spec
+from enhancer.eval.specs import load_enhancer_spec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,13 +20,9 @@ from enhancer.cli import add_sampling_arguments, parse_size, run_cli, sampling_o
 from enhancer.codecs import available_codecs
 from enhancer.eval.demo import run_demo
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
-from enhancer.eval.video import (
-    ALL_METRICS,
-    evaluate_sequences,
-    load_enhancer_spec,
-    untrained_enhancer,
-)
-from enhancer.pipeline.enhancer import read_checkpoint
+from enhancer.eval.runner import EvalSettings, evaluate_sequences
+from enhancer.eval.scoring import ALL_METRICS
+from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,26 +85,20 @@ def main(argv: list[str] | None = None) -> int:
         spec.steps, spec.residual_scales = args.steps, args.residual_scale
         spec.sampling_overrides = {k: v for k, v in sampling_overrides(args).items() if v is not None}
     elif args.enhancer is not None:
-        per_quality = "{quality}" in args.enhancer
-        if per_quality and not qualities:
-            raise ValueError(f"--enhancer {args.enhancer!r} has one model per quality: pass --quality")
-        if codec_name is None:  # take codec and quality from the checkpoint
-            first = args.enhancer.format(quality=qualities[0]) if per_quality else args.enhancer
-            trained_for = read_checkpoint(first)["enhancer_config"]["codec"]
-            codec_name = trained_for["name"]
-            qualities = qualities or [trained_for["quality"]]
+        # Codec and rate point default to the ones the enhancer was trained for.
         spec = load_enhancer_spec(args.enhancer, codec_name, args.steps, args.residual_scale,
                                   args.device, qualities=qualities,
                                   sampling_overrides=sampling_overrides(args))
+        codec_name = spec.enhancer.codec.name
         qualities = qualities or [spec.enhancer.codec.quality]
     if codec_name is None or not qualities:
         parser.error("pass --codec and --quality (or an --enhancer to take them from)")
-    report = evaluate_sequences(
-        sequences, codec_name, qualities, spec, frames=args.frames,
-        intra_period=args.intra_period, device=args.device, out_dir=args.out or "eval_out",
-        codec_checkpoint=args.checkpoint, crop=args.crop, seed=args.seed,
-        metrics=tuple(args.metrics or ALL_METRICS),
+    settings = EvalSettings(
+        frames=args.frames, intra_period=args.intra_period, device=args.device,
+        out_dir=args.out or "eval_out", codec_checkpoint=args.checkpoint, crop=args.crop,
+        seed=args.seed, metrics=tuple(args.metrics or ALL_METRICS),
     )
+    report = evaluate_sequences(sequences, codec_name, qualities, spec, settings)
     print(report.format())
     return 1 if report.errors else 0
 

@@ -25,10 +25,11 @@ from enhancer.eval.tuning import (
     default_candidates,
     evaluate_candidate,
     results_table,
+    score_stream,
     tune_sampling,
     write_sweep,
 )
-from enhancer.eval.video import FrameScorer
+from enhancer.eval.scoring import FrameScorer
 from enhancer.pipeline.enhancer import load_enhancer, resolve_enhancer_path, store_sampling
 from enhancer.pipeline.rollout import Sampling
 
@@ -87,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     # Which start noise flickers less: the chosen settings with fresh noise per frame.
     other = "fresh" if chosen.sampling.noise == "shared" else "shared"
     scorer = FrameScorer(("psnr_rgb", "lpips_alex", "dists", "temporal"), args.device)
-    from enhancer.eval.tuning import score_stream
     decoded_scores = [score_stream(scorer, c.decoded, c.truth) for c in clips]
     alternative = evaluate_candidate(enhancer, chosen.sampling.override(noise=other), clips, scorer,
                                      decoded_scores, args.seed, args.max_psnr_drop,

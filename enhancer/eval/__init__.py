@@ -1,5 +1,10 @@
 """Evaluation: code sequences for real, enhance, score, and report (JSON/CSV, BD-rate, plots).
 
+Modules: ``specs`` (enhancers to evaluate and their codec), ``scoring`` (metrics per
+frame, running means), ``runner`` (sequences x rates, resume, error rows), ``report``
+(the printed table), ``results`` (rows, averages, BD-rates), ``plots`` (curves, crops),
+``sequences`` (finding and reading test sequences), ``tuning`` (sampling defaults).
+
 Entry points: :func:`evaluate_sequences` (video, ``tools/eval_uvg.py``),
 :func:`evaluate_images` (Kodak/DIV2K, ``tools/eval_images.py``), :func:`run_demo`
 and :func:`bd_rate`.
@@ -17,20 +22,17 @@ from enhancer.eval.sequences import (
     find_sequences,
     load_sequence_list,
 )
-from enhancer.eval.video import (
-    ALL_METRICS,
-    EnhancerSpec,
-    EvalReport,
-    evaluate_sequences,
-    load_enhancer_spec,
-    untrained_enhancer,
-)
+from enhancer.eval.report import EvalReport
+from enhancer.eval.runner import EvalSettings, evaluate_sequences
+from enhancer.eval.scoring import ALL_METRICS
+from enhancer.eval.specs import EnhancerSpec, load_enhancer_spec, untrained_enhancer
 
 __all__ = [
     "ALL_METRICS",
     "COLUMNS",
     "EnhancerSpec",
     "EvalReport",
+    "EvalSettings",
     "ResultsStore",
     "Sequence",
     "average_rows",

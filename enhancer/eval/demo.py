@@ -13,13 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from enhancer.eval.sequences import demo_clips
-from enhancer.eval.video import (
-    ALL_METRICS,
-    EvalReport,
-    evaluate_sequences,
-    load_enhancer_spec,
-    untrained_enhancer,
-)
+from enhancer.eval.report import EvalReport
+from enhancer.eval.runner import EvalSettings, evaluate_sequences
+from enhancer.eval.scoring import ALL_METRICS
+from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
 from enhancer.pipeline.enhancer import BUNDLED_DIR, read_checkpoint
 
 DEMO_CODEC = "x264"
@@ -72,7 +69,6 @@ def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
             f"real {codec_name} rows plus an enhancer with RANDOM WEIGHTS, marked 'untrained' in "
             "every row and plot. Its enhanced numbers mean nothing. Pass --enhancer CHECKPOINT "
             "for real results.")
-    return evaluate_sequences(
-        sequences, codec_name, qualities, spec, frames=frames, intra_period=-1, device=device,
-        out_dir=out_dir, crop=DEMO_CROP, title="demo", metrics=metrics, log=log,
-    )
+    settings = EvalSettings(frames=frames, intra_period=-1, device=device, out_dir=out_dir,
+                            crop=DEMO_CROP, title="demo", metrics=metrics)
+    return evaluate_sequences(sequences, codec_name, qualities, spec, settings, log=log)

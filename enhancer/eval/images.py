@@ -1,6 +1,6 @@
 """Image evaluation (Kodak, DIV2K): an image codec, our residual model and the CDC baseline.
 
-Each image is a one-frame sequence run through :func:`enhancer.eval.video.evaluate_sequences`,
+Each image is a one-frame sequence run through :func:`enhancer.eval.runner.evaluate_sequences`,
 so rows, resume, error rows, averages, BD-rates, plots and crops work the same way.
 Every data set gets its own folder ``out_dir/<dataset>/``.
 
@@ -15,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from enhancer.eval.sequences import find_images
-from enhancer.eval.video import ALL_METRICS, EnhancerSpec, EvalReport, evaluate_sequences
+from enhancer.eval.report import EvalReport
+from enhancer.eval.runner import EvalSettings, evaluate_sequences
+from enhancer.eval.scoring import ALL_METRICS
+from enhancer.eval.specs import EnhancerSpec
 
 IMAGE_METRICS = tuple(m for m in ALL_METRICS if m != "temporal")
 DATASET_RESIZE = {"kodak": None, "div2k": "cdc"}
@@ -49,9 +52,10 @@ def evaluate_images(
     reports = {}
     for name, sequences in images.items():
         log(f"== {name}: {len(sequences)} images")
-        reports[name] = evaluate_sequences(
-            sequences, codec_name, qualities, enhancers, frames=1, intra_period=-1,
-            device=device, out_dir=Path(out_dir) / name, codec_checkpoint=codec_checkpoint,
-            crop=crop, seed=seed, metrics=metrics, write_videos=False, title=name, log=log,
-        )
+        settings = EvalSettings(frames=1, intra_period=-1, device=device,
+                                out_dir=Path(out_dir) / name, codec_checkpoint=codec_checkpoint,
+                                crop=crop, seed=seed, metrics=metrics, write_videos=False,
+                                title=name)
+        reports[name] = evaluate_sequences(sequences, codec_name, qualities, enhancers, settings,
+                                           log=log)
     return reports

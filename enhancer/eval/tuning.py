@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream
-from enhancer.eval.video import FrameScorer, StreamStats
+from enhancer.eval.scoring import FrameScorer, StreamStats
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Rollout, Sampling
 

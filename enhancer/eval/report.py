@@ -1,0 +1,62 @@
+"""What an evaluation run produced, and its printed summary table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EvalReport:
+    """What a run produced; ``rows`` holds every row in ``results.json`` (earlier runs too)."""
+
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    plots: list[Path]
+    crops: list[Path]
+    videos: list[Path]
+    errors: list[str]
+    skipped: int
+    untrained: bool
+
+    def format(self) -> str:
+        """A short human-readable table of the averages and BD-rates, and where files are."""
+        lines = []
+        if self.untrained:
+            lines.append("!! UNTRAINED ENHANCER (random weights): enhanced numbers are plumbing "
+                         "only, not results !!")
+        lines.append(f"{'codec':<8}{'q':>4}  {'variant':<44}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
+                     f"{'DISTS':>8}{'temporal':>9}{'seqs':>6}")
+        for avg in self.summary["averages"]:
+            name = "decoded" if avg["variant"] == "decoded" else (
+                f"{avg['enhancer']} {avg.get('sampling') or avg['steps']} s={avg['residual_scale']}")
+            lines.append(
+                f"{avg['codec']:<8}{avg['quality']:>4}  {name[:43]:<44}{_fmt(avg['bpp'], 4):>8}"
+                f"{_fmt(avg['psnr_rgb'], 2):>8}{_fmt(avg['lpips_alex'], 4):>8}"
+                f"{_fmt(avg.get('dists'), 4):>8}{_fmt(avg.get('temporal'), 4):>9}"
+                f"{avg['sequences']:>6}"
+            )
+        for bd in self.summary["bd_rate"]:
+            if bd["sequence"] == "average" and bd["metric"] in ("psnr_rgb", "lpips_alex"):
+                lines.append(
+                    f"BD-rate {bd['metric']:<10} {bd['enhancer']} {bd.get('sampling') or bd['steps']} "
+                    f"s={bd['residual_scale']} vs decoded: {_fmt(bd['bd_rate_percent'], 2)} %"
+                )
+        lines.append(f"results: {self.out_dir / 'results.json'} (and .csv, summary.json)")
+        if self.plots:
+            lines.append(f"plots:   {self.plots[0].parent}/ ({len(self.plots)} PNG)")
+        if self.crops:
+            lines.append(f"crops:   {self.crops[0].parent}/ ({len(self.crops)} PNG)")
+        if self.videos:
+            lines.append(f"videos:  {self.videos[0].parent}/ ({len(self.videos)} MP4)")
+        if self.skipped:
+            lines.append(f"skipped {self.skipped} sequence x rate points already in results.json")
+        for error in self.errors:
+            lines.append(f"FAILED: {error} (see {self.out_dir / 'errors.log'})")
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

