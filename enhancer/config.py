@@ -129,15 +129,12 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
-    """Load ``cls`` from a YAML file, then apply ``key.sub=value`` overrides (YAML values)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    values = _parse_yaml(path.read_text(), str(path))
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+    """Load ``cls`` from a YAML file, then apply ``key.sub=value`` overrides (YAML values).
+
+    A file may start from another: ``base: other.yaml`` (relative to the file) reads that
+    one first and then overrides it key by key (sections merge, lists and values replace).
+    """
+    values = resolve_yaml(path)
     for override in overrides or []:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key.sub=value")
@@ -149,7 +146,38 @@ def load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None
             if not isinstance(node, dict):
                 raise ConfigError(f"override {override!r}: {part!r} is not a section")
         node[parts[-1]] = _parse_yaml(raw, f"override {override!r}")
-    return from_dict(cls, values, where=path.name)
+    return from_dict(cls, values, where=Path(path).name)
+
+
+def resolve_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The settings of a YAML file with its ``base:`` chain merged in (a plain dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    if path.resolve() in _seen:
+        chain = " -> ".join(p.name for p in (*_seen, path.resolve()))
+        raise ConfigError(f"config {path} names itself as a base ({chain})")
+    values = _parse_yaml(path.read_text(), str(path))
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be a file name, got {base!r}")
+    return _merge(resolve_yaml(path.parent / base, (*_seen, path.resolve())), values)
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _parse_yaml(text: str, where: str) -> Any:

@@ -5,6 +5,7 @@
     python tools/train.py --resume runs/ssf_tiny --set steps=2000      # continue a run
     torchrun --nproc_per_node 4 tools/train.py configs/video/ssf_e2e.yaml --run-dir runs/e2e
     python tools/train.py --export runs/ssf_tiny/last.pt enhancer/weights/ssf_tiny.pt --half
+    python tools/train.py configs/video/ssf_frozen_tiny.yaml --print-config   # resolved, base merged
 
 Overrides are ``key.sub=value`` with YAML values (``data.batch_size=4``, ``model.unet=cdc``).
 """
@@ -15,7 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 from enhancer.cli import run_cli
+from enhancer.config import to_dict
 from enhancer.train import load_train_config, train
 from enhancer.train.export import export_checkpoint
 
@@ -32,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"),
                         help="write an inference checkpoint (EMA weights, no training state)")
     parser.add_argument("--half", action="store_true", help="with --export: store fp16 weights")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (base files merged, --set applied) and exit")
     args = parser.parse_args(argv)
 
     if args.export:
@@ -42,10 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(args.resume)
         config_path = Path(args.config) if args.config else run_dir / "config.yaml"
     else:
-        if not args.config or not args.run_dir:
+        if not args.config or not (args.run_dir or args.print_config):
             parser.error("give a CONFIG and --run-dir (or --resume DIR)")
-        run_dir, config_path = Path(args.run_dir), Path(args.config)
+        run_dir, config_path = Path(args.run_dir or "."), Path(args.config)
     cfg = load_train_config(config_path, args.set)
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
     if not args.resume and (run_dir / "last.pt").exists():
         raise ValueError(f"{run_dir} already holds a run (last.pt); use --resume {run_dir} "
                          "or another --run-dir")
