@@ -39,8 +39,11 @@ class CodecConfig:
 class DiffusionConfig:
     prediction: str = "x0"  # x0 | eps | v
     target: str = "residual"  # residual (ours) | image (the CDC baseline)
-    residual_scale_factor: float = 10.0
+    residual_gain: float = 10.0  # clean signal = residual_gain * (x - decoded); not the output blend
     min_snr_gamma: float | None = 5.0
+
+    # Older files spell these keys differently; from_dict reads both.
+    LEGACY_KEYS = {"residual_scale_factor": "residual_gain"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, where: str = "config"
     values = {} if values is None else values
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    legacy = getattr(cls, "LEGACY_KEYS", {})
+    values = {legacy.get(key, key): value for key, value in values.items()}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:

@@ -135,7 +135,7 @@ def test_frozen_training_from_the_cache(tmp_path):
         "data": {"train": [str(CLIP)], "val": None, "clip_len": 2, "crop_size": 64,
                  "batch_size": 2, "kind": "video", "samples_per_video": 4,
                  "max_frames_per_video": 6, "codec_cache": str(tmp_path / "cache")},
-        "steps": 3, "lr": 1e-3, "log_every": 1, "val_every": 100, "ckpt_every": 100,
+        "iterations": 3, "lr": 1e-3, "log_every": 1, "val_every": 100, "ckpt_every": 100,
         "device": "cpu",
     }
     path = tmp_path / "config.yaml"

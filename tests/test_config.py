@@ -37,7 +37,7 @@ def test_base_files_merge_section_by_section(tmp_path):
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_config_resolves(path: Path):
     config = load_train_config(path)
-    assert config.data.train and config.steps >= 1
+    assert config.data.train and config.iterations >= 1
 
 
 def test_print_config_shows_the_resolved_file(capsys):
@@ -46,7 +46,19 @@ def test_print_config_shows_the_resolved_file(capsys):
     spec.loader.exec_module(module)
     tiny = REPO / "configs" / "video" / "ssf_frozen_tiny.yaml"
     assert "base:" in tiny.read_text()
-    assert module.main([str(tiny), "--print-config", "--set", "steps=7"]) == 0
+    assert module.main([str(tiny), "--print-config", "--set", "iterations=7"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["steps"] == 7 and printed["model"]["unet"] == "tiny"
+    assert printed["iterations"] == 7 and printed["model"]["unet"] == "tiny"
     assert printed["model"]["codec"]["name"] == "ssf" and "base" not in printed
+
+
+def test_old_key_names_still_read(tmp_path):
+    """Files written before the renames (steps -> iterations, residual_scale_factor ->
+    residual_gain) load with the new names."""
+    shipped = REPO / "configs" / "video" / "x264_frozen_tiny.yaml"
+    old = yaml.safe_load(yaml.safe_dump(resolve_yaml(shipped)))
+    old["steps"] = old.pop("iterations")
+    old["model"]["diffusion"]["residual_scale_factor"] = old["model"]["diffusion"].pop("residual_gain")
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    config = load_train_config(tmp_path / "old.yaml")
+    assert config == load_train_config(shipped)

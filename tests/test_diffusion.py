@@ -86,7 +86,7 @@ def _frame_pair(seed: int = 0):
 @pytest.mark.parametrize("target", ["residual", "image"])
 def test_encode_decode_target_round_trip(target):
     x, decoded = _frame_pair()
-    diffusion = ResidualDiffusion(nn.Identity(), target=target, residual_scale_factor=10.0)
+    diffusion = ResidualDiffusion(nn.Identity(), target=target, residual_gain=10.0)
     clean = diffusion.encode_target(x, decoded)
     torch.testing.assert_close(diffusion.decode_target(clean, decoded), x)
     if target == "residual":

@@ -42,7 +42,7 @@ def video_config(**overrides) -> dict:
         "data": {"train": [str(VIDEO)], "val": str(VIDEO), "clip_len": 2, "crop_size": 64,
                  "batch_size": 1, "kind": "video", "samples_per_video": 4, "val_frames": 2,
                  "val_crop": 64},
-        "steps": 2, "lr": 1e-3, "log_every": 1, "val_every": 100, "ckpt_every": 100,
+        "iterations": 2, "lr": 1e-3, "log_every": 1, "val_every": 100, "ckpt_every": 100,
         "rollout": "self", "rollout_steps": 1, "val_steps": 1, "device": "cpu",
     }
     return _merge(config, overrides)
@@ -55,7 +55,7 @@ def image_config(**overrides) -> dict:
         "mode": "e2e",
         "data": {"train": [str(IMAGES)], "val": str(VAL_IMAGE), "crop_size": 64,
                  "batch_size": 2, "kind": "image", "val_crop": 64},
-        "steps": 2, "lr": 1e-3, "codec_lr": 1e-3, "log_every": 1, "val_every": 100,
+        "iterations": 2, "lr": 1e-3, "codec_lr": 1e-3, "log_every": 1, "val_every": 100,
         "ckpt_every": 100, "val_steps": 1, "device": "cpu",
     }
     return _merge(config, overrides)
@@ -154,16 +154,16 @@ def test_e2e_mode_trains_codec_and_aux_loss(tmp_path):
 
 
 def test_rho_zero_trains_on_diffusion_loss_alone(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", image_config(mode="frozen", rho=0.0, steps=1))
+    cfg = write_config(tmp_path / "c.yaml", image_config(mode="frozen", rho=0.0, iterations=1))
     train(cfg, tmp_path / "run")
     (row,) = [r for r in read_rows(tmp_path / "run") if r["kind"] == "train"]
     assert row["perc"] == 0 and row["loss"] == pytest.approx(row["dist"])
 
 
 def test_resume_is_bit_for_bit(tmp_path):
-    config = image_config(steps=4, data={"val": None})
+    config = image_config(iterations=4, data={"val": None})
     straight = train(write_config(tmp_path / "a.yaml", config), tmp_path / "straight")
-    half = write_config(tmp_path / "b.yaml", config, ["steps=2"])
+    half = write_config(tmp_path / "b.yaml", config, ["iterations=2"])
     train(half, tmp_path / "resumed")
     resumed = train(write_config(tmp_path / "b.yaml", config), tmp_path / "resumed", resume=True)
     assert resumed.step == straight.step == 4
@@ -255,14 +255,14 @@ def test_train_cli_end_to_end_on_tiny_config(tmp_path, monkeypatch, capsys):
     # A second run into the same folder is refused; --resume continues it.
     assert tool.run_cli(tool.main, args) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert tool.main(["--resume", str(run_dir), "--set", "steps=5"]) == 0
+    assert tool.main(["--resume", str(run_dir), "--set", "iterations=5"]) == 0
     assert read_checkpoint(run_dir / "last.pt")["step"] == 5
     assert tool.run_cli(tool.main, [*args[:3], "--set", "rhoo=1"]) == 2
     assert "unknown keys ['rhoo']" in capsys.readouterr().err
 
 
 def test_export_init_from_and_time_limit(tmp_path):
-    config = image_config(mode="frozen", steps=1, data={"val": None})
+    config = image_config(mode="frozen", iterations=1, data={"val": None})
     trainer = train(write_config(tmp_path / "a.yaml", config), tmp_path / "run")
     exported = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "small.pt", half=True)
     assert exported.stat().st_size < (tmp_path / "run" / "last.pt").stat().st_size / 2

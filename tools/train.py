@@ -1,8 +1,8 @@
 """Train an enhancer (frozen codec, end to end, or a codec pretraining stage).
 
     python tools/train.py configs/video/ssf_frozen_tiny.yaml --run-dir runs/ssf_tiny
-    python tools/train.py configs/video/ssf_frozen_tiny.yaml --run-dir runs/x --set steps=4 rho=0
-    python tools/train.py --resume runs/ssf_tiny --set steps=2000      # continue a run
+    python tools/train.py configs/video/ssf_frozen_tiny.yaml --run-dir runs/x --set iterations=4 rho=0
+    python tools/train.py --resume runs/ssf_tiny --set iterations=2000      # continue a run
     torchrun --nproc_per_node 4 tools/train.py configs/video/ssf_e2e.yaml --run-dir runs/e2e
     python tools/train.py --export runs/ssf_tiny/last.pt enhancer/weights/ssf_tiny.pt --half
     python tools/train.py configs/video/ssf_frozen_tiny.yaml --print-config   # resolved, base merged
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", metavar="DIR",
                         help="continue the run in DIR from DIR/last.pt (uses DIR/config.yaml)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. steps=100 data.batch_size=4")
+                        help="config overrides, e.g. iterations=100 data.batch_size=4")
     parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"),
                         help="write an inference checkpoint (EMA weights, no training state)")
     parser.add_argument("--half", action="store_true", help="with --export: store fp16 weights")

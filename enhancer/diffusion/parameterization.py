@@ -7,7 +7,7 @@ prediction, residual or image target, scaling, loss weighting); samplers
 
 Clean signal (``target``):
 
-- ``"residual"`` (Brenig & Timofte): ``clean = residual_scale_factor * (x - decoded)``.
+- ``"residual"`` (Brenig & Timofte): ``clean = residual_gain * (x - decoded)``.
   Residuals of codecs at 25-40 dB PSNR have a standard deviation of about
   0.01-0.06; the default factor 10 brings them to 0.1-0.6, the range of CDC's
   images in [-1, 1] (std about 0.5), so the cosine schedule's noise levels
@@ -98,9 +98,9 @@ class ResidualDiffusion(nn.Module):
         network:    called as ``network(x_t, t, **cond)`` with ``t`` (B,) in [0, 1];
                     e.g. :class:`enhancer.models.ResidualUNet`.
         prediction: what the network outputs: ``"x0"`` (CDC's choice), ``"eps"`` or ``"v"``.
-        target:     ``"residual"`` (``clean = residual_scale_factor * (x - decoded)``)
+        target:     ``"residual"`` (``clean = residual_gain * (x - decoded)``)
                     or ``"image"`` (``clean = 2x - 1``, the CDC baseline).
-        residual_scale_factor: see the module docstring (ignored for ``"image"``).
+        residual_gain: see the module docstring (ignored for ``"image"``).
         clamp:      clamp x0 estimates in :meth:`denoise` so that the frame they
                     imply lies in [0, 1].
 
@@ -109,19 +109,19 @@ class ResidualDiffusion(nn.Module):
     """
 
     def __init__(self, network: nn.Module, prediction: Prediction = "x0",
-                 target: Target = "residual", residual_scale_factor: float = 10.0,
+                 target: Target = "residual", residual_gain: float = 10.0,
                  clamp: bool = True):
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {prediction!r}; choose one of {PREDICTIONS}")
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
-        if residual_scale_factor <= 0:
-            raise ValueError(f"residual_scale_factor must be > 0, got {residual_scale_factor}")
+        if residual_gain <= 0:
+            raise ValueError(f"residual_gain must be > 0, got {residual_gain}")
         self.network = network
         self.prediction = prediction
         self.target = target
-        self.residual_scale_factor = float(residual_scale_factor)
+        self.residual_gain = float(residual_gain)
         self.clamp = clamp
 
     # -- conditioning -----------------------------------------------------------------------
@@ -154,13 +154,13 @@ class ResidualDiffusion(nn.Module):
     def encode_target(self, x: Tensor, decoded: Tensor) -> Tensor:
         """Frame ``x`` (B, 3, H, W) in [0, 1] -> the clean diffusion signal."""
         if self.target == "residual":
-            return (x - decoded) * self.residual_scale_factor
+            return (x - decoded) * self.residual_gain
         return x * 2 - 1
 
     def decode_target(self, clean: Tensor, decoded: Tensor) -> Tensor:
         """Clean diffusion signal -> frame (B, 3, H, W), [0, 1] up to estimation error."""
         if self.target == "residual":
-            return decoded + clean / self.residual_scale_factor
+            return decoded + clean / self.residual_gain
         return (clean + 1) / 2
 
     # -- training ---------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def build_diffusion(config: EnhancerConfig, codec: CodecAdapter) -> ResidualDiff
         network,
         prediction=config.diffusion.prediction,
         target=config.diffusion.target,
-        residual_scale_factor=config.diffusion.residual_scale_factor,
+        residual_gain=config.diffusion.residual_gain,
     )
 
 

@@ -9,7 +9,7 @@
     lmbda: 0.01       # weight of the rate term (bits per pixel)
     rho: 0.9          # perceptual weight: (1 - rho) * L_dist + rho * L_perc
     data: {train: [../shared/data/video/intel], val: ..., clip_len: 3, crop_size: 64}
-    steps: 1000
+    iterations: 1000  # optimisation steps (not sampling steps)
 
 Modes:
 
@@ -109,7 +109,7 @@ class TrainConfig:
     device:         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     amp:            bfloat16 autocast for the denoiser and LPIPS on CUDA (ignored on CPU).
     time_limit_s:   stop (and save) after this many seconds of training even before
-                    ``steps``; None: no limit. A run stopped so can be resumed.
+                    ``iterations``; None: no limit. A run stopped so can be resumed.
     temporal_weight: weight of the temporal term (consecutive enhanced frames change as the
                     ground truth does; :class:`enhancer.train.losses.ClipLoss`). 0: off.
     init_from:      an enhancer checkpoint (or bundled model name) whose weights start this
@@ -122,7 +122,7 @@ class TrainConfig:
     mode: str = "frozen"
     lmbda: float = 0.01
     rho: float = 0.9
-    steps: int = 1000
+    iterations: int = 1000  # optimisation steps; sampling steps are val_steps / Sampling
     lr: float = 1e-4
     codec_lr: float = 1e-5
     aux_lr: float = 1e-3
@@ -143,6 +143,9 @@ class TrainConfig:
     time_limit_s: float | None = None
     temporal_weight: float = 0.0
     init_from: str | None = None
+
+    # Older configs and checkpoints call ``iterations`` "steps"; from_dict reads both.
+    LEGACY_KEYS = {"steps": "iterations"}
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -168,7 +171,7 @@ class TrainConfig:
         if self.time_limit_s is not None and not self.time_limit_s >= 0:
             raise ConfigError(f"time_limit_s must be >= 0 or null, got {self.time_limit_s}")
         self._check_crops()
-        for name in ("steps", "log_every", "val_every", "ckpt_every", "rollout_steps", "val_steps"):
+        for name in ("iterations", "log_every", "val_every", "ckpt_every", "rollout_steps", "val_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temporal_weight < 0:

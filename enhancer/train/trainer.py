@@ -2,7 +2,7 @@
 
 ::
 
-    cfg = load_train_config("configs/video/ssf_frozen_tiny.yaml", ["steps=100"])
+    cfg = load_train_config("configs/video/ssf_frozen_tiny.yaml", ["iterations=100"])
     train(cfg, "runs/ssf_frozen_tiny")                # writes config.yaml, log.jsonl, last.pt
     train(cfg, "runs/ssf_frozen_tiny", resume=True)   # continues from last.pt
 
@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecError
-from enhancer.config import ConfigError, from_dict, to_dict
+from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
 from enhancer.metrics.lpips import get_lpips_model
 from enhancer.metrics.psnr import psnr
 from enhancer.pipeline.enhancer import Enhancer, read_checkpoint, save_enhancer
@@ -246,10 +246,11 @@ class Trainer:
         if not path.is_file():
             raise FileNotFoundError(f"cannot resume: {path} does not exist")
         payload = read_checkpoint(path)
-        if payload["enhancer_config"] != to_dict(self.cfg.model):
+        stored_model = from_dict(EnhancerConfig, payload["enhancer_config"], where=str(path))
+        if stored_model != self.cfg.model:
             raise ConfigError(
                 f"cannot resume from {path}: its model config differs from this config's; "
-                "change only training settings (steps, lr, ...) when resuming"
+                "change only training settings (iterations, lr, ...) when resuming"
             )
         stored = from_dict(TrainConfig, payload["train_config"], where="checkpoint train_config")
         if stored.mode != self.cfg.mode:
@@ -399,7 +400,7 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
-        """Train until ``cfg.steps``; returns the last logged row."""
+        """Train until ``cfg.iterations``; returns the last logged row."""
         cfg = self.cfg
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -408,18 +409,18 @@ class Trainer:
         log = RunLog(self.run_dir, self.step) if self.is_main else None
         loader = train_loader(self.dataset, cfg.data, cfg.seed, self.step, self.rank,
                               self.world_size)
-        progress = tqdm(total=cfg.steps, initial=self.step, disable=not self.is_main,
+        progress = tqdm(total=cfg.iterations, initial=self.step, disable=not self.is_main,
                         desc=f"train {cfg.mode}", dynamic_ncols=True, mininterval=1.0)
         sums: dict[str, float] = {}
         count, last_row, started = 0, {}, time.time()
         batches = iter(loader)
-        while self.step < cfg.steps:
+        while self.step < cfg.iterations:
             if self._out_of_time(started):
                 progress.write(f"time limit of {cfg.time_limit_s} s reached at step {self.step}")
                 self.validate_and_save(log, progress)
                 break
             clip = next(batches)
-            is_log_step = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.steps
+            is_log_step = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.iterations
             numbers = self.train_step(clip, with_metrics=is_log_step)
             for name in (*TERMS, "aux"):
                 sums[name] = sums.get(name, 0.0) + numbers[name]
@@ -433,9 +434,9 @@ class Trainer:
                 row |= {"lr": numbers["lr"], "seconds": time.time() - started}
                 log.write(row)
                 last_row, sums, count = row, {}, 0
-            if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.val_every == 0 or self.step == cfg.iterations:
                 self.validate_and_save(log, progress, save=self.step % cfg.ckpt_every == 0
-                                       or self.step == cfg.steps)
+                                       or self.step == cfg.iterations)
             elif self.step % cfg.ckpt_every == 0:
                 self.save()
         progress.close()
@@ -458,7 +459,7 @@ def _init_distributed(use_cuda: bool) -> tuple[int, int, int]:
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> Trainer:
-    """Build a :class:`Trainer` (config checked first) and run it to ``cfg.steps``."""
+    """Build a :class:`Trainer` (config checked first) and run it to ``cfg.iterations``."""
     try:
         trainer = Trainer(cfg, run_dir, resume=resume)
     except CodecError as err:
