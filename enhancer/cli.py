@@ -91,3 +91,16 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 def sampling_overrides(args: argparse.Namespace) -> dict:
     """The sampling overrides the user gave (see :func:`add_sampling_arguments`)."""
     return {"gamma": args.gamma, "eta": args.eta, "t_start": args.t_start, "noise": args.noise}
+
+
+def steps_or_default(text: str) -> int | None:
+    """argparse type for ``--steps``: a count >= 1, or ``default`` (the checkpoint's own)."""
+    if text == "default":
+        return None
+    try:
+        steps = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps must be a number or 'default', got {text!r}") from None
+    if steps < 1:
+        raise argparse.ArgumentTypeError(f"steps must be >= 1, got {steps}")
+    return steps

@@ -157,7 +157,9 @@ def test_cli_refuses_out_of_range_sampling_flags(capsys):
     spec.loader.exec_module(module)
     for flag, value, message in (("--gamma", "1.7", "--gamma must be in [0, 1.5]"),
                                  ("--t-start", "0", "--t-start must be in (0, 1]"),
-                                 ("--eta", "x", "--eta must be a number")):
+                                 ("--eta", "x", "--eta must be a number"),
+                                 ("--steps", "0", "steps must be >= 1"),
+                                 ("--steps", "many", "a number or 'default'")):
         with warnings.catch_warnings(), pytest.raises(SystemExit) as exit_info:
             module.main(["--root", str(REPO), flag, value])
         assert exit_info.value.code == 2

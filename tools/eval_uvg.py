@@ -16,7 +16,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from enhancer.cli import add_sampling_arguments, parse_size, run_cli, sampling_overrides
+from enhancer.cli import (
+    add_sampling_arguments,
+    parse_size,
+    run_cli,
+    sampling_overrides,
+    steps_or_default,
+)
 from enhancer.codecs import available_codecs
 from enhancer.eval.demo import run_demo
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
@@ -47,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="enhancer checkpoint or bundled name ('{quality}' is filled in: one "
                         "model per rate, e.g. ssf_small_q{quality}); 'random' for an untrained one; "
                         "none: codec rows only")
-    parser.add_argument("--steps", type=int, nargs="+", default=None,
-                        help="sampling steps (default: the checkpoint's; the demo shows the "
-                        "default and 10)")
+    parser.add_argument("--steps", type=steps_or_default, nargs="+", default=None,
+                        help="sampling steps; 'default' is the checkpoint's own (the default; "
+                        "the demo shows 'default' and 10)")
     parser.add_argument("--residual-scale", type=float, nargs="+", default=[1.0])
     parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=None,
                         help="metrics to compute (default: all; lpips_vgg and dists are the "
