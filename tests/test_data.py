@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from enhancer.data import (
     ImageFolderDataset,
@@ -30,7 +31,7 @@ from enhancer.data import (
     yuv444_to_rgb,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 CISCO = DATA / "video/openh264/CiscoVT2people_160x96_6fps.yuv"  # 160x96, 5 frames
 RACEHORSES = DATA / "video/compressai/C_RaceHorses_2frames_832x480_30Hz_8bit_P420.yuv"
 SPARKS_10BIT = DATA / "video/vmaf/sparks_ref_480x270_5f.yuv420p10le.yuv"

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import decode_chunks, forward_clip
+from conftest import SHARED_DATA, decode_chunks, forward_clip
 
 from enhancer.codecs import dcvc
 from enhancer.codecs.base import CodecError, available_codecs, bpp_from_likelihoods, load_codec
 from enhancer.data.color import planes_to_rgb, rgb_to_yuv444
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 CLIP = DATA / "video" / "openh264" / "CiscoVT2people_160x96_6fps.yuv"  # I420 160x96, 5 frames
 HEIGHT, WIDTH = 60, 72  # crop, padded to 64x80 by the adapter
 QUALITY = 42

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SHARED_DATA
 from PIL import Image
 from torch import nn
 
@@ -24,7 +25,7 @@ from enhancer.diffusion import (
 )
 from enhancer.models import build_unet
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 
 
 # --- schedule -----------------------------------------------------------------------------

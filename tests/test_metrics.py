@@ -12,12 +12,12 @@ import os
 import pickle
 import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SHARED_DATA
 
 from enhancer.metrics import (
     TemporalConsistency,
@@ -41,7 +41,7 @@ from enhancer.metrics.lpips import (
 )
 from enhancer.metrics.psnr import rgb_to_yuv420
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
 KODIM01 = SHARED_DATA / "images" / "kodak" / "kodim01.png"
 CISCO_YUV = SHARED_DATA / "video" / "openh264" / "CiscoVT2people_160x96_6fps.yuv"
 needs_kodak = pytest.mark.skipif(not KODIM01.is_file(), reason=f"real test image {KODIM01} missing")
