@@ -1,22 +1,9 @@
-"""Plot a training run's curves: ``python tools/plot_log.py runs/x/log.jsonl curves.png``."""
+"""`python tools/plot_log.py --help`: a thin wrapper around :mod:`enhancer.commands.plot_log`."""
 
-from __future__ import annotations
-
-import argparse
 import sys
 
 from enhancer.cli import run_cli
-from enhancer.train.plot import plot_log
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("log", help="log.jsonl of a training run")
-    parser.add_argument("out", help="PNG to write")
-    args = parser.parse_args(argv)
-    print(f"wrote {plot_log(args.log, args.out)}")
-    return 0
-
+from enhancer.commands.plot_log import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

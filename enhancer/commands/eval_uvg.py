@@ -1,0 +1,114 @@
+"""Evaluate a codec and its enhancer on UVG (or any sequences): bpp, PSNR, MS-SSIM, LPIPS,
+DISTS, temporal consistency, BD-rates, plots, side-by-side crops and an enhanced MP4.
+
+    python tools/eval_uvg.py                      # demo: packaged clips, no downloads, < 1 min
+    python tools/eval_uvg.py --root /data/UVG --codec ssf --quality 1 3 5 \\
+        --checkpoint 'ssf2020-mse-{quality}.pth.tar' --enhancer ssf_q3 --out out/uvg
+    python tools/eval_uvg.py --config configs/eval/uvg.json --codec x264 --quality 22 27 32 37
+
+--root holds UVG files under their standard names (Beauty_1920x1080_120fps_420_8bit_YUV.yuv),
+or .y4m, .mp4/.mkv, or folders of PNG frames. Rerunning with the same --out resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from enhancer.cli import (
+    add_sampling_arguments,
+    parse_size,
+    run_cli,
+    sampling_overrides,
+    steps_or_default,
+)
+from enhancer.codecs import available_codecs
+from enhancer.eval.demo import run_demo
+from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
+from enhancer.eval.runner import EvalSettings, evaluate_sequences
+from enhancer.eval.scoring import ALL_METRICS
+from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_argument_group("sequences (neither: the demo)")
+    source.add_argument("--root", help="folder of sequences (UVG .yuv names, .y4m, .mp4, PNG folders)")
+    source.add_argument("--config", help="JSON sequence list (ours or DCVC's test_classes layout)")
+    source.add_argument("--sequences", nargs="+", help="only these sequence names")
+    source.add_argument("--demo", action="store_true", help="run the demo (also without --root)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames per sequence (default 96, or the list's; demo: 8)")
+    parser.add_argument("--intra-period", type=int, default=32, help="32, or -1 (first frame only)")
+    parser.add_argument("--crop", type=parse_size, default=None, help="centre crop WxH")
+    parser.add_argument("--codec", choices=available_codecs(), default=None,
+                        help="default: the enhancer's codec")
+    parser.add_argument("--quality", type=int, nargs="+", default=None,
+                        help="rate points (default: the enhancer's quality)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="codec weights; '{quality}' is filled in; 'random' for untrained")
+    parser.add_argument("--enhancer", default=None,
+                        help="enhancer checkpoint or bundled name ('{quality}' is filled in: one "
+                        "model per rate, e.g. ssf_small_q{quality}); 'random' for an untrained one; "
+                        "none: codec rows only")
+    parser.add_argument("--steps", type=steps_or_default, nargs="+", default=None,
+                        help="sampling steps; 'default' is the checkpoint's own (the default; "
+                        "the demo shows 'default' and 10)")
+    parser.add_argument("--residual-scale", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=None,
+                        help="metrics to compute (default: all; lpips_vgg and dists are the "
+                             "slow ones)")
+    add_sampling_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="output folder (default eval_out / eval_demo)")
+    args = parser.parse_args(argv)
+
+    if args.demo or (args.root is None and args.config is None):
+        report = run_demo(args.out or "eval_demo", frames=args.frames or 8,
+                          steps=args.steps or (None, 10), sampling=sampling_overrides(args),
+                          device=args.device, residual_scales=args.residual_scale,
+                          metrics=tuple(args.metrics or ALL_METRICS))
+        print(report.format())
+        return 0
+
+    args.steps = args.steps or [None]  # None: the checkpoint's default
+    if args.config is not None:
+        sequences = select_sequences(load_sequence_list(args.config, args.root), args.sequences)
+    else:
+        if args.out is not None and Path(args.out).resolve() == Path(args.root).resolve():
+            raise ValueError(f"--out {args.out} is the --root folder: a rerun would take its "
+                             "crops/ and plots/ for sequences; pick another --out")
+        sequences = find_sequences(args.root, args.sequences, log=print)
+    codec_name, qualities = args.codec, args.quality
+    spec = None
+    if args.enhancer == "random":
+        if codec_name is None or not qualities:
+            parser.error("--enhancer random needs --codec and --quality")
+        spec = untrained_enhancer(codec_name, qualities[0], args.device)
+        spec.steps, spec.residual_scales = args.steps, args.residual_scale
+        spec.sampling_overrides = {k: v for k, v in sampling_overrides(args).items() if v is not None}
+    elif args.enhancer is not None:
+        # Codec and rate point default to the ones the enhancer was trained for.
+        spec = load_enhancer_spec(args.enhancer, codec_name, args.steps, args.residual_scale,
+                                  args.device, qualities=qualities,
+                                  sampling_overrides=sampling_overrides(args))
+        codec_name = spec.enhancer.codec.name
+        qualities = qualities or [spec.enhancer.codec.quality]
+    if codec_name is None or not qualities:
+        parser.error("pass --codec and --quality (or an --enhancer to take them from)")
+    settings = EvalSettings(
+        frames=args.frames, intra_period=args.intra_period, device=args.device,
+        out_dir=args.out or "eval_out", codec_checkpoint=args.checkpoint, crop=args.crop,
+        seed=args.seed, metrics=tuple(args.metrics or ALL_METRICS),
+    )
+    report = evaluate_sequences(sequences, codec_name, qualities, spec, settings)
+    print(report.format())
+    return 1 if report.errors else 0
+
+
+def console() -> None:
+    """Entry point of the installed console script."""
+    sys.exit(run_cli(main))
