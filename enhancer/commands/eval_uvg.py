@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="metrics to compute (default: all; lpips_vgg and dists are the "
                              "slow ones)")
     add_sampling_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="output folder (default eval_out / eval_demo)")
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = EvalSettings(
         frames=args.frames, intra_period=args.intra_period, device=args.device,
         out_dir=args.out or "eval_out", codec_checkpoint=args.checkpoint, crop=args.crop,
-        seed=args.seed, metrics=tuple(args.metrics or ALL_METRICS),
+        seed=args.seed, metrics=tuple(args.metrics or ALL_METRICS), quiet=args.quiet,
     )
     report = evaluate_sequences(sequences, codec_name, qualities, spec, settings)
     print(report.format())

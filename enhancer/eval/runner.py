@@ -28,6 +28,7 @@ Metric conventions (documented in the rows' column names):
 from __future__ import annotations
 
 import json
+import sys
 import time
 import traceback
 import uuid
@@ -38,6 +39,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
@@ -142,6 +144,7 @@ class EvalSettings:
     crop_size: int = 256
     write_videos: bool = True
     title: str = ""
+    quiet: bool = False  # no progress bars (they are also off when stderr is not a terminal)
 
 
 def evaluate_sequences(
@@ -259,6 +262,7 @@ class _Unit:
         self.intra_period, self.crop, self.seed = settings.intra_period, settings.crop, settings.seed
         self.scorer, self.device, self.out_dir = scorer, device, out_dir
         self.crop_size, self.write_mp4 = settings.crop_size, write_mp4
+        self.show_progress = not settings.quiet and sys.stderr.isatty()
         self.size, self.fps = (plan.height, plan.width), plan.fps
         self.crop_paths: list[Path] = []
         self.video_paths: list[Path] = []
@@ -306,6 +310,9 @@ class _Unit:
             writer = open_writer(self.out_dir / "videos" / name, width=self.size[1],
                                  height=self.size[0], fps=self.fps, crf=12)
         count = 0
+        progress = tqdm(total=self.frames, desc=f"{self.seq.name} {codec.name} q{codec.quality}",
+                        unit="frame", disable=not self.show_progress, leave=False,
+                        dynamic_ncols=True)
         try:
             with FrameSource(self.seq, self.crop) as source:
                 for index, truth in enumerate(source.frames(self.frames)):
@@ -338,12 +345,15 @@ class _Unit:
                         if writer is not None and stats is enhanced_stats[0]:
                             writer.write(enhanced.cpu())
                     count += 1
+                    progress.update(1)
             if count != self.frames:
                 raise ValueError(f"{self.seq.path.name} gave only {count} of {self.frames} frames")
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
+        finally:
+            progress.close()
         if writer is not None:
             writer.close()
             self.video_paths.append(writer.path)
