@@ -209,6 +209,21 @@ def test_eval_uvg_end_to_end_then_resume(uvg_root, x264_enhancer, tmp_path, caps
         assert (video.info.width, video.info.height, len(list(video.frames()))) == (128, 96, 2)
     printed = capsys.readouterr().out
     assert "results.json" in printed and "BD-rate" in printed
+    # CompressAI-layout result files, which CompressAI's own plot module draws.
+    compressai_files = sorted((out / "compressai").iterdir())
+    assert [p.name for p in compressai_files] == [
+        "x264-decoded.json", "x264-x264_rand_2st_g1_fresh.json",
+        "x264-x264_rand_2st_g1_fresh_s_0.0.json"]
+    decoded_curve = json.loads(compressai_files[0].read_text())
+    assert decoded_curve["name"] == "x264" and decoded_curve["results"]["quality"] == [40, 30]
+    results = decoded_curve["results"]
+    assert results["bpp"] == sorted(results["bpp"]) and len(results["psnr-rgb"]) == 2
+    assert all(k > 0 for k in results["bitrate"])  # kbps, as CompressAI's video evaluation
+    from compressai.utils.plot.__main__ import main as compressai_plot
+
+    compressai_plot(["-f", *map(str, compressai_files), "-m", "psnr-rgb",
+                     "-o", str(tmp_path / "compressai.png")])
+    assert (tmp_path / "compressai.png").stat().st_size > 1000
 
     # Rerun with the same out dir: every unit is skipped, nothing changes.
     before = (out / "results.json").read_text()

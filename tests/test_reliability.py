@@ -19,7 +19,8 @@ from conftest import REPO, SHARED_DATA, requires_shared_data
 
 from enhancer.cli import run_cli
 from enhancer.codecs import CodecError, load_codec
-from enhancer.codecs.container import Container, decode_container, write_atomic
+from enhancer.codecs.container import Container, decode_container
+from enhancer.data.paths import write_atomic
 from enhancer.data.sequence import open_sequence, open_writer
 
 CLIP = SHARED_DATA / "video/openh264/CiscoVT2people_160x96_6fps.yuv"

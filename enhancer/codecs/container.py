@@ -32,7 +32,6 @@ import io
 import math
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from typing import BinaryIO
 import torch
 
 from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, CodecStream
-from enhancer.data.paths import check_file_target
+from enhancer.data.paths import write_atomic
 
 MAGIC = b"ENHC"
 FORMAT_VERSION = 2
@@ -210,31 +209,6 @@ class _Reader:
             raise CodecError(f"{self.source} is truncated inside {inside}")
         self.left -= count
         return data
-
-
-def current_umask() -> int:
-    """The process umask (read without changing it for longer than one call)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash never leaves a half-written file there.
-
-    The file gets the mode ``open()`` would give it (0666 less the umask), not mkstemp's 0600.
-    """
-    check_file_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def weights_fingerprint(module: torch.nn.Module) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -37,3 +38,33 @@ def check_not_input(output: str | Path, *inputs: str | Path) -> None:
                 f"the output {output} is the input {source}; writing it would destroy the "
                 "input: pick another output name"
             )
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash never leaves a half-written file there.
+
+    The file gets the mode ``open()`` would give it (0666 less the umask), not mkstemp's 0600.
+    """
+    check_file_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_atomic_text(path: Path, text: str) -> None:
+    """:func:`write_atomic` for text (UTF-8)."""
+    write_atomic(path, text.encode())

@@ -15,21 +15,21 @@ import io
 import json
 import math
 import os
-import uuid
 import weakref
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from enhancer.data.paths import write_atomic_text
 from enhancer.eval.bdrate import bd_rate
 
 COLUMNS = (
     "sequence", "codec", "quality", "variant", "enhancer", "steps", "sampling", "residual_scale",
-    "frames", "bpp", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
+    "frames", "bpp", "bitrate_kbps", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
     "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame",
     "width", "height", "intra_period", "untrained", "error",
 )
-METRICS = ("bpp", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
+METRICS = ("bpp", "bitrate_kbps", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
            "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame")
 # What identifies a row: a rerun with the same out dir skips rows with these values.
 KEY = ("sequence", "codec", "quality", "variant", "enhancer", "steps", "sampling", "residual_scale",
@@ -49,12 +49,6 @@ def clean_number(value: Any) -> Any:
     if isinstance(value, float):
         return None if not math.isfinite(value) else float(f"{value:.6g}")
     return value
-
-
-def write_atomic_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    temp.write_text(text)
-    os.replace(temp, path)
 
 
 LOCK_NAME = ".results.lock"
@@ -276,3 +270,56 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "bd_rate": bd_rates(rows),
         "errors": [{k: r[k] for k in ("sequence", "codec", "quality", "error")} for r in errors],
     }
+
+
+# Our column -> CompressAI's result key (``compressai.utils.plot`` reads these).
+COMPRESSAI_KEYS = {"bpp": "bpp", "bitrate_kbps": "bitrate", "psnr_rgb": "psnr-rgb",
+                   "psnr_yuv": "psnr-yuv", "ms_ssim": "ms-ssim-rgb", "ssim": "ssim-rgb",
+                   "lpips_alex": "lpips", "lpips_vgg": "lpips-vgg", "dists": "dists",
+                   "temporal": "temporal", "encode_s_per_frame": "encoding_time",
+                   "decode_s_per_frame": "decoding_time"}
+
+
+def compressai_results(averages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One CompressAI-layout result dict per (codec, variant) curve, keyed by file name.
+
+    ``{"name", "description", "results": {"bpp": [...], "psnr-rgb": [...], ...}}`` with one
+    entry per rate point in bpp order, as CompressAI's own published result files; video
+    ``bitrate`` is in kbps as CompressAI's video evaluation reports it.
+    """
+    curves: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for average in averages:
+        curves[(average["codec"], curve_label(average))].append(average)
+    files = {}
+    for (codec, label), points in curves.items():
+        points = sorted(points, key=lambda a: a["bpp"] if a["bpp"] is not None else math.inf)
+        results = {"quality": [p["quality"] for p in points]}
+        for column, key in COMPRESSAI_KEYS.items():
+            values = [p.get(column) for p in points]
+            if all(v is not None for v in values):
+                results[key] = values
+        name = codec if label == "decoded" else f"{codec} + {label}"
+        sequences = sorted({s for p in points for s in p.get("sequence_names", [])})
+        files[_file_name(f"{codec}-{label}") + ".json"] = {
+            "name": name,
+            "description": (f"{name}: mean over {len(sequences)} sequences "
+                            f"({', '.join(sequences)}), {points[0]['frames']} frames, intra "
+                            f"period {points[0]['intra_period']}"),
+            "results": results,
+        }
+    return files
+
+
+def write_compressai_results(folder: Path, averages: list[dict[str, Any]]) -> list[Path]:
+    """Write :func:`compressai_results` into ``folder`` (atomically, one file per curve)."""
+    paths = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, payload in compressai_results(averages).items():
+        path = folder / name
+        write_atomic_text(path, json.dumps(payload, indent=1) + "\n")
+        paths.append(path)
+    return paths
+
+
+def _file_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")

@@ -47,7 +47,13 @@ from enhancer.codecs.files import load_codec_for_files
 from enhancer.data.sequence import open_writer
 from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.report import EvalReport
-from enhancer.eval.results import ResultsStore, average_rows, row_key, summarize
+from enhancer.eval.results import (
+    ResultsStore,
+    average_rows,
+    row_key,
+    summarize,
+    write_compressai_results,
+)
 from enhancer.eval.scoring import ALL_METRICS, FrameScorer, StreamStats
 from enhancer.eval.sequences import FrameSource, Sequence, SequencePlan, check_sequences
 from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enhancer_spec
@@ -231,7 +237,9 @@ def evaluate_sequences(
         store.save(summary)
         plot_title = f"{codec_name}, {', '.join(s.name for s in sequences)}" + (
             f" ({settings.title})" if settings.title else "")
-        plots = plot_curves(average_rows(store.rows), out_dir / "plots", plot_title)
+        averages = average_rows(store.rows)
+        plots = plot_curves(averages, out_dir / "plots", plot_title)
+        write_compressai_results(out_dir / "compressai", averages)
         rows = store.rows
     return EvalReport(out_dir, rows, summary, plots, crops, videos, errors, skipped,
                       any(s.untrained for s in specs))
@@ -362,8 +370,10 @@ class _Unit:
                                                  self.crop_size))
 
         height, width = self.size
+        bpp = bpp_from_bytes(total_bytes, height, width, count)
         shared = {
-            "bpp": bpp_from_bytes(total_bytes, height, width, count),
+            "bpp": bpp,
+            "bitrate_kbps": bpp * height * width * self.fps / 1000.0,
             "encode_s_per_frame": encode_s / count,
             "decode_s_per_frame": decode_s / count,
         }

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from enhancer.codecs.base import CodecAdapter, load_codec, load_error_reason
-from enhancer.codecs.container import Container, decode_container, write_atomic
+from enhancer.codecs.container import Container, decode_container
+from enhancer.data.paths import write_atomic
 from enhancer.config import EnhancerConfig, to_dict
 from enhancer.data.padding import crop, pad_to_multiple
 from enhancer.diffusion import ResidualDiffusion, sample_ddim

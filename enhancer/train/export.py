@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from enhancer.codecs.container import write_atomic
+from enhancer.data.paths import write_atomic
 from enhancer.pipeline.enhancer import read_checkpoint
 
 KEPT_KEYS = ("format", "enhancer_config", "train_config", "step")

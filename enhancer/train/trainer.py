@@ -21,6 +21,7 @@ process group is only initialised when ``WORLD_SIZE > 1``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecError
+from enhancer.data.paths import write_atomic, write_atomic_text
 from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
 from enhancer.metrics.lpips import get_lpips_model
 from enhancer.metrics.psnr import psnr
@@ -137,9 +139,7 @@ class RunLog:
             lines = path.read_text().splitlines(keepends=True)
             remaining = kept(lines, step_of)
             if len(remaining) != len(lines):
-                temporary = path.with_name(f".{path.name}.tmp")
-                temporary.write_text("".join(remaining))
-                os.replace(temporary, path)
+                write_atomic_text(path, "".join(remaining))
 
     def write(self, row: dict[str, Any]) -> None:
         row = {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
@@ -282,9 +282,9 @@ class Trainer:
         save_enhancer(self.run_dir / "last.pt", self.enhancer, extra=extra)
         model = getattr(self.enhancer.codec, "model", None)
         if self.codec_trains and model is not None:
-            temporary = self.run_dir / "codec.pth.tar.tmp"
-            torch.save(model.state_dict(), temporary)
-            os.replace(temporary, self.run_dir / "codec.pth.tar")
+            buffer = io.BytesIO()
+            torch.save(model.state_dict(), buffer)
+            write_atomic(self.run_dir / "codec.pth.tar", buffer.getvalue())
 
     # --- one step ---------------------------------------------------------------------------
     def _set_lr(self) -> float:
