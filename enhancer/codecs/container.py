@@ -42,6 +42,7 @@ import torch
 
 from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, CodecStream
 from enhancer.data.paths import write_atomic
+from enhancer.metrics.bpp import bpp_from_bytes
 
 MAGIC = b"ENHC"
 FORMAT_VERSION = 2
@@ -84,7 +85,7 @@ class Container:
 
     @property
     def bpp(self) -> float:
-        return 8 * self.num_bytes / (self.width * self.height * max(len(self.frames), 1))
+        return bpp_from_bytes(self.num_bytes, self.height, self.width, max(len(self.frames), 1))
 
     def to_bytes(self) -> bytes:
         check_frame_size(self.width, self.height)

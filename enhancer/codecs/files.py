@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import time
 import warnings
@@ -20,6 +19,7 @@ from enhancer.codecs.container import (
     decode_container,
     weights_fingerprint,
 )
+from enhancer.metrics.psnr import mse_to_psnr
 from enhancer.data.paths import check_file_target, check_not_input
 from enhancer.data.sequence import check_writer_target, open_sequence, open_writer
 
@@ -46,10 +46,6 @@ class CodingReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _mse_to_psnr(mse: float) -> float:
-    return float("inf") if mse == 0 else -10 * math.log10(mse)
 
 
 RANDOM_WEIGHTS_SEED = 0
@@ -199,7 +195,7 @@ def encode_file(
     count = len(container.frames)
     return CodingReport(
         codec_name, quality, info.width, info.height, count, container.num_bytes, container.bpp,
-        _mse_to_psnr(squared_error / count), elapsed / count,
+        mse_to_psnr(squared_error / count), elapsed / count,
     )
 
 

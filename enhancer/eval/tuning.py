@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream
 from enhancer.eval.scoring import FrameScorer, StreamStats
+from enhancer.metrics.bpp import bpp_from_bytes
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Rollout, Sampling
 
@@ -76,7 +77,7 @@ def code_clip(codec: CodecAdapter, name: str, frames: list[Tensor],
         total_bytes += len(data)
     height, width = frames[0].shape[-2:]
     return CodedClip(name, codec.quality, frames, decoded, latents,
-                     8.0 * total_bytes / (len(frames) * height * width))
+                     bpp_from_bytes(total_bytes, height, width, len(frames)))
 
 
 def score_stream(scorer: FrameScorer, outputs: list[Tensor], truth: list[Tensor]) -> dict:

@@ -371,6 +371,12 @@ def read_checkpoint(path: str | Path) -> dict:
     return payload
 
 
+def denoiser_weights(payload: dict, use_ema: bool = True) -> dict:
+    """The denoiser weights a checkpoint's inference uses: its EMA copy when it has one
+    (training checkpoints; ``use_ema``), else the weights themselves (exported files)."""
+    return payload["ema"] if use_ema and payload.get("ema") else payload["denoiser"]
+
+
 def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True,
                   codec_checkpoint: str | Path | None = None) -> Enhancer:
     """Rebuild an :class:`Enhancer` from a checkpoint (or a bundled model name), eval mode.
@@ -406,7 +412,7 @@ def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema:
         enhancer.sampling = Sampling.from_dict(payload.get("sampling"))
     except (TypeError, ValueError) as err:
         raise ValueError(f"sampling settings in {str(path)!r} are invalid: {err}") from err
-    denoiser_state = payload.get("ema") if use_ema and payload.get("ema") else payload["denoiser"]
+    denoiser_state = denoiser_weights(payload, use_ema)
     try:
         enhancer.diffusion.load_state_dict(denoiser_state)
     except RuntimeError as err:

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from enhancer.codecs.base import CodecAdapter
 from enhancer.codecs.container import weights_fingerprint
 from enhancer.config import ConfigError
+from enhancer.metrics.bpp import bpp_from_bytes
 
 CACHE_FORMAT = 1
 ARRAYS = ("original", "decoded", "latent")
@@ -85,7 +86,7 @@ class CachedVideo:
     @property
     def bpp(self) -> float:
         frames, height, width = self.original.shape[:3]
-        return 8.0 * sum(self.frame_bytes) / (frames * height * width)
+        return bpp_from_bytes(sum(self.frame_bytes), height, width, frames)
 
 
 def entry_key(codec: CodecAdapter, source_digest: str, num_frames: int, intra_period: int,

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from enhancer.data.paths import write_atomic
-from enhancer.pipeline.enhancer import read_checkpoint
+from enhancer.pipeline.enhancer import denoiser_weights, read_checkpoint
 
 KEPT_KEYS = ("format", "enhancer_config", "train_config", "step")
 
@@ -34,7 +34,7 @@ def export_checkpoint(source: str | Path, destination: str | Path, half: bool = 
     """Write the inference checkpoint of ``source`` to ``destination``; returns its path."""
     payload = read_checkpoint(source)
     exported = {key: payload[key] for key in KEPT_KEYS if key in payload}
-    exported["denoiser"] = _cast(payload.get("ema") or payload["denoiser"], half)
+    exported["denoiser"] = _cast(denoiser_weights(payload), half)
     exported["codec"] = _cast(payload.get("codec"), half)
     if exported["codec"] is not None:  # self-contained: the training-time codec path is moot
         codec_config = dict(exported["enhancer_config"]["codec"], checkpoint=None)

@@ -41,8 +41,9 @@ from enhancer.codecs.base import CodecError
 from enhancer.data.paths import write_atomic, write_atomic_text
 from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
 from enhancer.metrics.lpips import get_lpips_model
+from enhancer.metrics.bpp import bpp_from_bytes
 from enhancer.metrics.psnr import psnr
-from enhancer.pipeline.enhancer import Enhancer, read_checkpoint, save_enhancer
+from enhancer.pipeline.enhancer import Enhancer, denoiser_weights, read_checkpoint, save_enhancer
 from enhancer.train.config import TrainConfig
 from enhancer.train.data import (build_cached_dataset, build_train_dataset, load_val_clip,
                                  train_loader, training_files)
@@ -230,7 +231,7 @@ class Trainer:
             payload = read_checkpoint(checkpoint)
         except (ValueError, FileNotFoundError) as err:
             raise ConfigError(f"init_from: {err}") from err
-        denoiser = payload.get("ema") or payload["denoiser"]
+        denoiser = denoiser_weights(payload)
         try:
             self.enhancer.diffusion.load_state_dict(denoiser)
             if payload.get("codec") is not None:
@@ -368,9 +369,9 @@ class Trainer:
         original = torch.cat(frames)
         decoded = torch.cat([out.decoded for out in outputs])
         enhanced = torch.cat([out.enhanced for out in outputs])
-        pixels = original.shape[0] * original.shape[-2] * original.shape[-1]
         scores = {
-            "val_bpp": 8.0 * sum(out.num_bytes for out in outputs) / pixels,
+            "val_bpp": bpp_from_bytes(sum(out.num_bytes for out in outputs),
+                                      original.shape[-2], original.shape[-1], original.shape[0]),
             "val_psnr_decoded": float(psnr(decoded, original).mean()),
             "val_psnr_enhanced": float(psnr(enhanced, original).mean()),
         }
