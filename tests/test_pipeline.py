@@ -192,3 +192,31 @@ def test_enhancer_learns_on_a_real_codec(frames):
     mse_decoded = torch.mean((decoded - crops) ** 2)
     mse_enhanced = torch.mean((enhanced - crops) ** 2)
     assert mse_enhanced < mse_decoded, (mse_enhanced.item(), mse_decoded.item())
+
+
+def test_tiles_only_when_the_memory_budget_needs_them():
+    """A 1280x720 ssf-small decode (canvas 1280x768) runs in one forward; a cdc-preset
+    1080p canvas is split into the fewest tiles that fit, which cover every pixel."""
+    import warnings
+
+    from enhancer.config import CodecConfig, EnhancerConfig
+    from enhancer.pipeline import Enhancer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = Enhancer.from_config(EnhancerConfig(codec=CodecConfig(name="ssf-small", quality=1),
+                                                    unet="tiny"))
+        cdc = Enhancer.from_config(EnhancerConfig(codec=CodecConfig(name="x264", quality=32),
+                                                  unet="cdc"))
+    canvas = small.canvas_shape(torch.zeros(1, 3, 720, 1280))
+    assert canvas == (1, 3, 768, 1280)
+    assert len(small.tile_plan(*canvas[-2:])[2]) == 1
+    height, width = cdc.canvas_shape(torch.zeros(1, 3, 1080, 1920))[-2:]
+    tile_h, tile_w, tiles, batch = cdc.tile_plan(height, width)
+    assert 1 < len(tiles) <= 16 and batch >= 1
+    assert tile_h * tile_w * batch * cdc.activation_bytes_per_pixel() <= cdc.memory_budget_mb * 2**20
+    covered = torch.zeros(height, width, dtype=torch.bool)
+    for rows, cols in tiles:
+        assert (rows.stop - rows.start, cols.stop - cols.start) == (tile_h, tile_w)
+        covered[rows, cols] = True
+    assert covered.all()
