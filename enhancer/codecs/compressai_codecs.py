@@ -22,6 +22,7 @@ renaming (``load_pretrained``).
 
 from __future__ import annotations
 
+import socket
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -91,12 +92,52 @@ def load_weights_into(model: nn.Module, path: str | Path, codec_name: str) -> No
     model.load_state_dict(state_dict)
 
 
+def zoo_checkpoint(codec_name: str, zoo_name: str | None, quality: int) -> Path:
+    """The CompressAI zoo file of ``codec_name`` at ``quality`` (MSE), downloaded on request.
+
+    Uses CompressAI's own URLs and torch hub's cache (``$TORCH_HOME/hub/checkpoints``); a
+    file already there is used as is. Offline, it fails at once with the URL, the path to
+    put the file at by hand, and the ``--checkpoint PATH`` alternative.
+    """
+    from compressai.zoo import image, video
+
+    zoo = {**image.model_urls, **video.model_urls}
+    if zoo_name is None or zoo_name not in zoo:
+        have = sorted(_ZOO_CODECS)
+        raise CodecError(f"codec {codec_name!r} has no CompressAI zoo weights; --checkpoint zoo "
+                         f"works for {have}")
+    urls = zoo[zoo_name]["mse"]
+    if quality not in urls:
+        raise CodecError(f"the CompressAI zoo has {codec_name} at qualities {sorted(urls)}, not "
+                         f"{quality}")
+    url = urls[quality]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    if cached.is_file():
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        torch.hub.download_url_to_file(url, str(cached), progress=True)
+    except Exception as err:  # noqa: BLE001 - offline, proxy, HTTP errors: one clear line
+        cached.unlink(missing_ok=True)
+        reason = getattr(err, "reason", None) or err
+        raise CodecError(f"could not download {url} ({reason}); put the file at {cached} by "
+                         "hand, or pass --checkpoint PATH") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return cached
+
+
 class _CompressAIAdapter(CodecAdapter):
     """Shared loading and entropy-model handling for CompressAI models."""
 
     model: nn.Module
+    zoo_name: str | None = None  # CompressAI's zoo entry (``checkpoint="zoo"``), if any
 
     def _init_weights(self, checkpoint: str | Path | None) -> None:
+        if checkpoint == "zoo":
+            checkpoint = zoo_checkpoint(self.name, self.zoo_name, self.quality)
         if checkpoint is None:
             warnings.warn(
                 f"codec {self.name!r} q{self.quality} has random weights (no checkpoint given): "
@@ -185,6 +226,7 @@ class Bmshj2018Hyperprior(_HyperpriorImageCodec):
 
     architecture = ScaleHyperprior
     uses_means = False
+    zoo_name = "bmshj2018-hyperprior"
 
 
 @register_codec("mbt2018-mean")
@@ -193,6 +235,7 @@ class Mbt2018Mean(_HyperpriorImageCodec):
 
     architecture = MeanScaleHyperprior
     uses_means = True
+    zoo_name = "mbt2018-mean"
 
 
 # --- ScaleSpaceFlow ----------------------------------------------------------------------
@@ -210,6 +253,7 @@ class SSF(_CompressAIAdapter):
     """
 
     qualities = tuple(range(1, 10))
+    zoo_name = "ssf2020"
     pad_multiple = 128
     latent_channels = 384
     latent_stride = 16
@@ -401,6 +445,7 @@ class SSFSmall(SSF):
     """
 
     qualities = (1, 2, 3)
+    zoo_name = None  # not a published model: its weights are in the bundled enhancers
     pad_multiple = 64
     latent_channels = 96
     hyper_stride = 64
@@ -410,6 +455,9 @@ class SSFSmall(SSF):
         self.model = SmallScaleSpaceFlow()
         self._init_weights(checkpoint)
 
+
+_ZOO_CODECS = {"ssf": "ssf2020", "bmshj2018-hyperprior": "bmshj2018-hyperprior",
+               "mbt2018-mean": "mbt2018-mean"}
 
 __all__ = ["SSF", "SSFSmall", "SmallScaleSpaceFlow", "Bmshj2018Hyperprior", "Mbt2018Mean",
            "load_state_dict_file"]

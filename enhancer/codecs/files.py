@@ -68,7 +68,7 @@ def resolve_checkpoint(codec_name: str, checkpoint: str | None) -> str | None:
             f"file, an enhancer checkpoint or bundled enhancer name whose codec is "
             f"{codec_name}) or --checkpoint random for untrained weights"
         )
-    return None if checkpoint == "random" else checkpoint
+    return None if checkpoint == "random" else checkpoint  # "zoo": the codec downloads it
 
 
 def zoo_file_quality(path: str | Path) -> int | None:
@@ -121,7 +121,7 @@ def load_codec_for_files(
     """
     resolved = resolve_checkpoint(codec_name, checkpoint)
     if resolved is not None:
-        enhancer_path = _enhancer_checkpoint(resolved)
+        enhancer_path = None if resolved == "zoo" else _enhancer_checkpoint(resolved)
         if enhancer_path is not None:
             return _codec_from_enhancer(enhancer_path, codec_name, quality, device)
         named = zoo_file_quality(resolved)

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", type=int, nargs="+", default=None,
                         help="rate points (default: the enhancer's quality)")
     parser.add_argument("--checkpoint", default=None,
-                        help="codec weights; '{quality}' is filled in; 'random' for untrained")
+                        help="codec weights; '{quality}' is filled in; 'zoo' for CompressAI's pretrained ones, 'random' for untrained")
     parser.add_argument("--enhancer", default=None,
                         help="enhancer checkpoint or bundled name ('{quality}' is filled in: one "
                         "model per rate, e.g. ssf_small_q{quality}); 'random' for an untrained one; "
