@@ -3,6 +3,8 @@ on held-out images and clips they were never trained on (Kodak, CiscoVT2people).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import SHARED_DATA, requires_shared_data
@@ -24,8 +26,55 @@ def test_bundled_models_fit_the_size_budget():
 def test_bundled_model_loads_with_its_config(name):
     enhancer = load_enhancer(name)
     payload = read_checkpoint(name)
-    assert "train_config" in payload  # how it was made travels with it
+    assert payload["train_config"]["mode"] in ("frozen", "e2e")  # how it was made travels with it
     assert enhancer.codec.name == payload["enhancer_config"]["codec"]["name"]
+    assert enhancer.codec.quality == payload["enhancer_config"]["codec"]["quality"]
+    # Inference weights are the EMA weights in fp16 (the exported form), nothing else.
+    assert all(v.dtype == torch.float16 for v in payload["denoiser"].values()
+               if v.is_floating_point())
+    assert "optimizer" not in payload
+
+
+VIDEO_MODELS = [name for name in BUNDLED if name.startswith(("x264", "ssf_small"))]
+
+
+@pytest.mark.parametrize("name", VIDEO_MODELS)
+def test_video_models_carry_validated_sampling_defaults(name):
+    """Each video model's defaults were chosen on the validation clips, never the test set."""
+    payload = read_checkpoint(name)
+    enhancer = load_enhancer(name)
+    assert enhancer.sampling.to_dict() == payload["sampling"]
+    provenance = payload["sampling_provenance"]
+    assert sorted(Path(v).name for v in provenance["val"]) == ["04_coffee.mp4", "friday.mp4"]
+    assert enhancer.sampling.steps <= 2 and enhancer.sampling.noise == "shared"
+
+
+@requires_shared_data
+@pytest.mark.parametrize("name", VIDEO_MODELS)
+def test_video_models_at_their_defaults_beat_the_decode_on_a_held_out_clip(name):
+    """At its own default sampling, on real bytes of a held-out clip: lower LPIPS and
+    DISTS than the decode, PSNR within the targets, no more flicker than the decode."""
+    from enhancer.metrics import TemporalConsistency, get_dists_model, psnr
+
+    enhancer = load_enhancer(name)
+    frames = _held_out_frames(4)
+    outputs = list(enhancer.enhance(frames, seed=0))  # the checkpoint's defaults
+    truth = torch.cat(frames)
+    decoded = torch.cat([out.decoded for out in outputs])
+    enhanced = torch.cat([out.enhanced for out in outputs])
+    dists = get_dists_model("cpu")
+    assert lpips(enhanced, truth).mean() < lpips(decoded, truth).mean()
+    assert dists(enhanced, truth).mean() < dists(decoded, truth).mean()
+    max_drop = 1.0 if name.startswith("x264") else 1.5
+    assert psnr(enhanced, truth).mean() > psnr(decoded, truth).mean() - max_drop
+
+    def flicker(video: torch.Tensor) -> float:
+        score = TemporalConsistency()
+        for output, frame in zip(video, truth):
+            score.update(output[None], frame[None])
+        return score.compute()
+
+    assert flicker(enhanced) <= 1.05 * flicker(decoded)
 
 
 def test_cdc_baseline_shares_the_residual_models_codec():
