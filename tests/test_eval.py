@@ -358,9 +358,11 @@ def test_demo_runs_with_few_frames(tmp_path, capsys):
     assert run(eval_uvg, ["--demo", "--frames", "2", "--steps", "1", "--out", str(out),
                           "--metrics", "psnr_rgb", "lpips_alex"]) == 0
     printed = capsys.readouterr().out
-    assert "UNTRAINED" in printed or "bundled model" in printed
+    assert "bundled model" in printed and "UNTRAINED" not in printed  # the repo ships one
     rows = read_rows(out)
     assert {r["variant"] for r in rows} == {"decoded", "enhanced"}
+    assert {r["enhancer"] for r in rows if r["variant"] == "enhanced"} == {"x264_temporal_tiny"}
+    assert {r["quality"] for r in rows} == {28, 32, 36}
     assert all(r["frames"] == 2 and r["bpp"] > 0 for r in rows)
     assert (out / "plots" / "rd_psnr_rgb.png").is_file() and any((out / "videos").iterdir())
 
