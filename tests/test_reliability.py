@@ -307,6 +307,18 @@ def test_a_checkpoint_of_another_quality_is_refused(tmp_path, capsys):
     assert run_codec(argv) == 2
     assert "is a quality 1 file, but --quality is 2" in capsys.readouterr().err
     assert not (tmp_path / "o.bin").exists()
+    # Our own codec files (a training run's codec.pth.tar) record their codec and quality.
+    from enhancer.codecs.files import write_codec_sidecar
+
+    ours = tmp_path / "run" / "codec.pth.tar"
+    ours.parent.mkdir()
+    torch.save(codec.model.state_dict(), ours)
+    write_codec_sidecar(ours, codec)
+    argv[argv.index(str(weights))] = str(ours)
+    assert run_codec(argv) == 2
+    assert "holds bmshj2018-hyperprior q1 weights" in capsys.readouterr().err
+    argv[argv.index("2")] = "1"
+    assert run_codec(argv) == 0
 
 
 @requires_shared_data

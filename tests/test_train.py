@@ -150,6 +150,8 @@ def test_e2e_mode_trains_codec_and_aux_loss(tmp_path):
         assert row["loss"] == pytest.approx(expected, rel=1e-5)
     # codec.pth.tar is a CompressAI-style file a later stage loads as model.codec.checkpoint.
     reloaded = load_codec("bmshj2018-hyperprior", 1, checkpoint=tmp_path / "run" / "codec.pth.tar")
+    sidecar = json.loads((tmp_path / "run" / "codec.pth.tar.json").read_text())
+    assert sidecar == {"codec": "bmshj2018-hyperprior", "quality": 1}  # what the weights are
     assert state_hash(reloaded.weights()) == state_hash(codec.weights())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 import warnings
@@ -71,6 +72,30 @@ def resolve_checkpoint(codec_name: str, checkpoint: str | None) -> str | None:
     return None if checkpoint == "random" else checkpoint  # "zoo": the codec downloads it
 
 
+CODEC_SIDECAR_SUFFIX = ".json"  # codec.pth.tar -> codec.pth.tar.json: what the weights are
+
+
+def write_codec_sidecar(weights_path: str | Path, codec: CodecAdapter) -> None:
+    """Record next to a codec weights file which codec and quality it holds (the weights
+    file itself stays a plain CompressAI state dict)."""
+    from enhancer.data.paths import write_atomic_text
+
+    sidecar = Path(str(weights_path) + CODEC_SIDECAR_SUFFIX)
+    write_atomic_text(sidecar, json.dumps({"codec": codec.name, "quality": codec.quality}) + "\n")
+
+
+def read_codec_sidecar(weights_path: str | Path) -> dict | None:
+    """The ``{"codec", "quality"}`` recorded next to a weights file, or None."""
+    sidecar = Path(str(weights_path) + CODEC_SIDECAR_SUFFIX)
+    if not sidecar.is_file():
+        return None
+    try:
+        stored = json.loads(sidecar.read_text())
+        return {"codec": str(stored["codec"]), "quality": int(stored["quality"])}
+    except (ValueError, KeyError, TypeError) as err:
+        raise CodecError(f"{sidecar} is damaged ({err}); delete it or rewrite it") from None
+
+
 def zoo_file_quality(path: str | Path) -> int | None:
     """The quality a CompressAI zoo file name states (``...-3-<hash>.pth.tar`` -> 3), else None."""
     match = _ZOO_QUALITY_RE.search(Path(path).name)
@@ -129,6 +154,13 @@ def load_codec_for_files(
             raise CodecError(
                 f"checkpoint {Path(resolved).name!r} is a quality {named} file, but --quality is "
                 f"{quality}; pass --quality {named} or the q{quality} checkpoint"
+            )
+        stored = read_codec_sidecar(resolved)
+        if stored is not None and (stored["codec"], stored["quality"]) != (codec_name, quality):
+            raise CodecError(
+                f"checkpoint {Path(resolved).name!r} holds {stored['codec']} q{stored['quality']} "
+                f"weights (its {CODEC_SIDECAR_SUFFIX} says so), not {codec_name} q{quality}; pass "
+                f"--codec {stored['codec']} --quality {stored['quality']}"
             )
     if checkpoint != "random":
         return load_codec(codec_name, quality, checkpoint=resolved, device=device)

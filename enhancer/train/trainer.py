@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecError
+from enhancer.codecs.files import write_codec_sidecar
 from enhancer.data.paths import write_atomic, write_atomic_text
 from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
 from enhancer.metrics.lpips import get_lpips_model
@@ -286,6 +287,7 @@ class Trainer:
             buffer = io.BytesIO()
             torch.save(model.state_dict(), buffer)
             write_atomic(self.run_dir / "codec.pth.tar", buffer.getvalue())
+            write_codec_sidecar(self.run_dir / "codec.pth.tar", self.enhancer.codec)
 
     # --- one step ---------------------------------------------------------------------------
     def _set_lr(self) -> float:
