@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.json:
         print(f"{'preset':18} {'res':6} {'steps':>5} {'tiled':>5} {'decode s':>9} "
-              f"{'dec+enh s':>10} {'ratio':>7} {'peak MB':>8}  device")
+              f"{'dec+enh s':>10} {'ratio':>7} {'peak MB':>8}  device, baseline decode")
 
     def report(row) -> None:
         if args.json:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{row.preset:18} {row.resolution:6} {row.steps:5d} {row.tiled!s:>5} "
                   f"{row.decode_s:9.3f} {row.enhance_s:10.2f} {row.ratio:7.1f} "
-                  f"{row.peak_mem_mb:8.0f}  {row.device} {row.dtype}", flush=True)
+                  f"{row.peak_mem_mb:8.0f}  {row.device} {row.dtype}, {row.codec}", flush=True)
 
     benchmark(tuple(args.presets), tuple(args.resolutions), args.steps, args.codec, args.quality,
               args.device, args.fp16, args.repeats, checkpoints=tuple(args.checkpoints),

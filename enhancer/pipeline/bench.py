@@ -37,6 +37,7 @@ class BenchRow:
     peak_mem_mb: float
     device: str
     dtype: str
+    codec: str  # whose decode is the baseline of the ratio
 
 
 class _PeakMemory:
@@ -127,18 +128,21 @@ def benchmark(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: timing only
         baseline = load_codec(codec, quality, device=device)
-    subjects = []
+    subjects = []  # (label, enhancer, steps, codec whose decode is the baseline)
     for preset in presets:
         config = from_dict(EnhancerConfig, {"codec": {"name": codec, "quality": quality},
                                             "unet": preset})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            subjects.append((preset, Enhancer.from_config(config, device=device), steps or 10))
+            subjects.append((preset, Enhancer.from_config(config, device=device), steps or 10,
+                             baseline))
     for name in checkpoints:
         enhancer = load_enhancer(name, device=device)
-        subjects.append((Path(name).stem, enhancer, steps or enhancer.sampling.steps))
+        # A latent-conditioned model needs its own codec's latent: its decode is the baseline.
+        own = enhancer.codec if enhancer.diffusion.network.latent_channels is not None else baseline
+        subjects.append((Path(name).stem, enhancer, steps or enhancer.sampling.steps, own))
     rows = []
-    for label, enhancer, subject_steps in subjects:
+    for label, enhancer, subject_steps, coder in subjects:
         if memory_budget_mb is not None:
             enhancer.memory_budget_mb = memory_budget_mb
         enhancer.diffusion.to(dtype)
@@ -148,8 +152,8 @@ def benchmark(
                 raise ValueError(f"unknown resolution {resolution!r}; choose from {list(RESOLUTIONS)}")
             height, width = RESOLUTIONS[resolution]
             frame = synthetic_frame(height, width, torch_device)
-            data, _ = baseline.compress(frame)
-            decode = functools.partial(baseline.decompress, data, (height, width))
+            data, _ = coder.compress(frame)
+            decode = functools.partial(coder.decompress, data, (height, width))
             decode_and_enhance = functools.partial(
                 _decode_and_enhance, enhancer, decode, subject_steps, dtype, fp16, torch_device,
                 takes_latent,
@@ -161,7 +165,7 @@ def benchmark(
             tiled = len(enhancer.tile_plan(*canvas)[2]) > 1
             row = BenchRow(label, resolution, subject_steps, tiled, decode_s,
                            enhance_s, enhance_s / decode_s, memory.peak_mb, str(torch_device),
-                           str(dtype).replace("torch.", ""))
+                           str(dtype).replace("torch.", ""), coder.name)
             rows.append(row)
             if report is not None:
                 report(row)
