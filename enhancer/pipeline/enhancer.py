@@ -342,8 +342,8 @@ def resolve_enhancer_path(name_or_path: str | Path) -> Path:
         return path
     name = str(name_or_path)
     if Path(name).name != name or ".." in name:
-        raise FileNotFoundError(f"no enhancer checkpoint {name!r}: not a file (a bundled model "
-                                "is named without a folder, e.g. x264_temporal_tiny)")
+        raise FileNotFoundError(f"no enhancer checkpoint {name!r}: not a file, and not a bundled "
+                                "model (those are named without a folder, e.g. x264_temporal_tiny)")
     bundled = BUNDLED_DIR / f"{name_or_path}.pt"
     if bundled.is_file():
         return bundled
