@@ -137,14 +137,14 @@ def test_checkpoint_carries_its_sampling_defaults(tmp_path):
 
 @requires_shared_data
 def test_tuning_picks_an_admissible_candidate_when_one_exists():
-    from enhancer.eval.tuning import code_clip, tune_sampling
+    from enhancer.eval.tuning import Sweep, code_clip
 
     enhancer = _enhancer()
     clips = [code_clip(enhancer.codec, "cisco", _frames(3))]
     # t_start 0.05, gamma 0: hardly changes the decode; gamma 1.5 from pure noise: far off.
     candidates = [Sampling(steps=1, gamma=1.5), Sampling(steps=1, gamma=0.0, t_start=0.05)]
-    chosen, results = tune_sampling(enhancer, clips, candidates, show_progress=False,
-                                    max_psnr_drop=0.5, log=lambda _: None)
+    chosen, results = Sweep(enhancer, clips, max_psnr_drop=0.5,
+                            log=lambda _: None).tune(candidates, show_progress=False)
     assert len(results) == 2 and results[0].violation > results[1].violation
     assert chosen is min(results, key=lambda r: (r.violation, r.lpips_ratio))
 

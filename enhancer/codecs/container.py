@@ -228,7 +228,8 @@ def decode_container(codec: CodecAdapter, container: Container,
                      weights_hint: str = "the weights used to encode it"
                      ) -> Iterator[tuple[bytes, CodecOutput]]:
     """Check that ``container`` was written by ``codec`` (name, quality, weights
-    fingerprint), then decode its frames in order: yields (frame bytes, output).
+    fingerprint, padded sizes) at once, then return an iterator that decodes its frames
+    in order, yielding (frame bytes, output).
 
     The one check behind ``tools/codec.py decode`` and ``Enhancer.enhance(path)``;
     ``weights_hint`` says in the error how to get the right weights.
@@ -261,5 +262,4 @@ def decode_container(codec: CodecAdapter, container: Container,
                 f"{expected[1]}x{expected[0]}: the header does not belong to these frames"
             )
     stream = CodecStream(codec, container.intra_period)
-    for data in container.frames:
-        yield data, stream.decompress(data, size)
+    return ((data, stream.decompress(data, size)) for data in container.frames)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import time
@@ -21,7 +20,7 @@ from enhancer.codecs.container import (
     weights_fingerprint,
 )
 from enhancer.metrics.psnr import mse_to_psnr
-from enhancer.data.paths import check_file_target, check_not_input
+from enhancer.data.paths import check_file_target, check_not_input, write_atomic_text
 from enhancer.data.sequence import check_writer_target, open_sequence, open_writer
 
 
@@ -78,8 +77,6 @@ CODEC_SIDECAR_SUFFIX = ".json"  # codec.pth.tar -> codec.pth.tar.json: what the 
 def write_codec_sidecar(weights_path: str | Path, codec: CodecAdapter) -> None:
     """Record next to a codec weights file which codec and quality it holds (the weights
     file itself stays a plain CompressAI state dict)."""
-    from enhancer.data.paths import write_atomic_text
-
     sidecar = Path(str(weights_path) + CODEC_SIDECAR_SUFFIX)
     write_atomic_text(sidecar, json.dumps({"codec": codec.name, "quality": codec.quality}) + "\n")
 
@@ -247,14 +244,12 @@ def decode_file(
     hint = f"the --checkpoint used to encode it (not {checkpoint!r})"
     start = time.perf_counter()
     try:
-        outputs = decode_container(codec, container, weights_hint=hint)
-        first = next(outputs, None)  # the checks run before any output file exists
+        frames = decode_container(codec, container, weights_hint=hint)  # checks before output
     except CodecError as err:
         raise CodecError(f"{input_path}: {err}") from err
     with open_writer(
         output_path, width=container.width, height=container.height, fps=container.fps
     ) as writer:
-        frames = itertools.chain([first] if first is not None else [], outputs)
         for _, out in tqdm(frames, total=len(container.frames), disable=not progress,
                            desc=f"decode {container.codec}", unit="frame"):
             writer.write(out.decoded.cpu())

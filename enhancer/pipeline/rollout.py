@@ -3,12 +3,11 @@
 ::
 
     rollout = Rollout(enhancer, seed=0, intra_period=32)      # the checkpoint's sampling
-    for frame in frames:                                       # encoder side: frames in
+    for frame in frames:                                       # frames in: coded for real
         result = rollout.step(frame)                           # EnhancedFrame
-    rollout = Rollout(enhancer, Sampling(steps=1), intra_period=container.intra_period)
-    for data in container.frames:                              # decoder side: bytes in
-        result = rollout.step(data=data, size=(H, W))
-    enhanced = rollout.enhance(decoded, latent)                # a decode made elsewhere
+    rollout = Rollout(enhancer, Sampling(steps=1))
+    for data, out in decode_container(codec, container):       # bytes in: decoded there
+        enhanced = rollout.enhance(out.decoded, out.latent)
 
 A roll-out owns everything that carries from one frame to the next: the codec's
 reference state and intra decision (:class:`enhancer.codecs.CodecStream`), the previous
@@ -111,7 +110,7 @@ class Rollout:
         sampling:       None: the enhancer's own defaults (``enhancer.sampling``).
         residual_scale: the output blend ``s`` in [0, 1] (0: the codec's decode).
         seed:           seeds this sequence's generator (start noise, eta noise).
-        intra_period:   the codec's intra period (for :meth:`step` with frames or bytes).
+        intra_period:   the codec's intra period (for :meth:`step`).
     """
 
     def __init__(self, enhancer: Enhancer, sampling: Sampling | None = None,
@@ -127,20 +126,11 @@ class Rollout:
         self.start_noise: Tensor | None = None
         self.index = 0
 
-    def step(self, frame: Tensor | None = None, *, data: bytes | None = None,
-             size: tuple[int, int] | None = None) -> EnhancedFrame:
-        """Code ``frame`` (1, 3, H, W) for real, or decode ``data`` of ``size = (H, W)``;
-        then enhance the decode. Returns the frame's :class:`EnhancedFrame`."""
+    def step(self, frame: Tensor) -> EnhancedFrame:
+        """Code ``frame`` (1, 3, H, W) for real, then enhance what the decoder sees."""
         from enhancer.pipeline.enhancer import EnhancedFrame
 
-        if (frame is None) == (data is None):
-            raise ValueError("pass exactly one of a frame (encoder side) or data= (decoder side)")
-        if frame is not None:
-            data, coded = self.codec.compress(frame.to(self.enhancer.device))
-        else:
-            if size is None:
-                raise ValueError("decoding bytes needs size=(H, W)")
-            coded = self.codec.decompress(data, size)
+        data, coded = self.codec.compress(frame.to(self.enhancer.device))
         index = self.index
         enhanced = self.enhance(coded.decoded, coded.latent)
         return EnhancedFrame(index, coded.decoded, enhanced, len(data))

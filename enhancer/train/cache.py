@@ -160,18 +160,20 @@ def _code_video(codec: CodecAdapter, source: Path, num_frames: int, intra_period
 
     device = next(codec.parameters(), torch.empty(0)).device
     originals, decodeds, latents, frame_bytes = [], [], [], []
+
+    def source_frames(video):
+        for frame in video.frames(0, num_frames):  # one read: kept, and coded
+            originals.append(_to_uint8(frame))
+            yield frame.to(device)
+
     with open_sequence(source, matrix=matrix) as video:
-        frames = (frame.to(device) for frame in video.frames(0, num_frames))
-        for data, out in codec.encode_sequence(frames, intra_period):
+        for data, out in codec.encode_sequence(source_frames(video), intra_period):
             frame_bytes.append(len(data))
             decodeds.append(_to_uint8(out.decoded))
             if out.latent is not None:
                 latents.append(out.latent[0].half().cpu().numpy())
             if progress is not None:
                 progress.update(1)
-    with open_sequence(source, matrix=matrix) as video:
-        for frame in video.frames(0, num_frames):
-            originals.append(_to_uint8(frame))
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
         digests = {}
