@@ -295,6 +295,60 @@ def test_png_folder_round_trip(tmp_path: Path) -> None:
             torch.testing.assert_close(rgb, rgb_ref, rtol=0, atol=0)
 
 
+@needs_data
+@pytest.mark.parametrize("kind", ["yuv", "y4m", "pyav", "png"])
+def test_every_reader_speaks_the_reader_contract(kind: str, tmp_path: Path) -> None:
+    """Each reader type, on a real clip: info, RGB frames, 4:2:0 planes, close and ``with``;
+    ``open_sequence`` hands out exactly what the reader gives."""
+    from enhancer.data.images import ImageFolderReader
+    from enhancer.data.reader import FrameReader, SequenceInfo
+    from enhancer.data.video import PyAVReader
+    from enhancer.data.y4m import Y4mReader
+    from enhancer.data.yuv import YuvReader
+
+    path, size = CISCO, (160, 96, 5)
+    if kind == "y4m":  # the same real frames in the other containers
+        path = tmp_path / "cisco.y4m"
+        with open_sequence(CISCO) as video, open_writer(path, width=160, height=96) as writer:
+            for planes in video.yuv_frames():
+                writer.write_yuv(*planes)
+    elif kind == "png":
+        path = tmp_path / "cisco"
+        with open_sequence(CISCO) as video, open_writer(path, width=160, height=96) as writer:
+            for rgb in video.frames():
+                writer.write(rgb)
+    elif kind == "pyav":
+        path, size = REALSHORT, (320, 240, 36)
+    make = {"yuv": YuvReader, "y4m": Y4mReader, "pyav": PyAVReader, "png": ImageFolderReader}
+    with make[kind](path) as reader:
+        assert isinstance(reader, FrameReader)
+        info = reader.info
+        assert isinstance(info, SequenceInfo) and info.path == path and info.fps > 0
+        assert (info.width, info.height, info.num_frames) == size
+        rgb = list(reader.frames(1, 2))
+        planes = list(reader.yuv_frames(1, 2))
+        assert len(rgb) == len(planes) == 2
+        for frame, (y, u, v) in zip(rgb, planes):
+            assert frame.shape == (1, 3, size[1], size[0]) and frame.dtype == torch.float32
+            assert 0 <= frame.min() and frame.max() <= 1 and frame.std() > 0.05
+            assert y.shape == (size[1], size[0]) and u.shape == v.shape == (size[1] // 2,
+                                                                            size[0] // 2)
+            assert y.dtype == u.dtype == v.dtype == np.uint8
+            from_planes = planes_to_rgb(y, u, v)  # the two forms agree
+            if kind == "png":  # RGB is stored, the planes are converted from it
+                assert psnr(from_planes, frame, 1.0) > 35
+            else:  # the planes are stored, RGB is converted from them
+                torch.testing.assert_close(from_planes, frame, rtol=0, atol=0)
+        with open_sequence(path) as video:
+            assert video.info == info
+            for frame, frame_ref in zip(video.frames(1, 2), rgb):
+                torch.testing.assert_close(frame, frame_ref, rtol=0, atol=0)
+            for ours, theirs in zip(video.yuv_frames(1, 2), planes):
+                for plane, plane_ref in zip(ours, theirs):
+                    np.testing.assert_array_equal(plane, plane_ref)
+    reader.close()  # closing twice is harmless
+
+
 def test_unknown_extensions_list_the_supported_ones(tmp_path: Path) -> None:
     path = tmp_path / "clip.gif"
     path.write_bytes(b"GIF89a")

@@ -25,7 +25,7 @@ _LAZY = {
     "Vimeo90kSeptuplet": "enhancer.data.datasets",
     "read_image": "enhancer.data.images",
     "write_image": "enhancer.data.images",
-    "SequenceInfo": "enhancer.data.sequence",
+    "SequenceInfo": "enhancer.data.reader",
     "VideoReader": "enhancer.data.sequence",
     "VideoWriter": "enhancer.data.sequence",
     "open_sequence": "enhancer.data.sequence",

@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 
 from enhancer.data.color import planes_to_rgb
 from enhancer.data.images import image_size, list_images, read_image
-from enhancer.data.sequence import READ_SUFFIXES, SequenceInfo, open_sequence
+from enhancer.data.reader import SequenceInfo
+from enhancer.data.sequence import READ_SUFFIXES, open_sequence
 
 
 def _crop_box(

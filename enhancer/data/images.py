@@ -11,7 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from enhancer.data.color import rgb_to_planes
+from enhancer.data.reader import FrameReader, Planes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -81,8 +86,9 @@ def write_image(path: str | Path, rgb: np.ndarray) -> None:
     Image.fromarray(rgb).save(path)
 
 
-class ImageFolderReader:
-    """The PNG files of a folder as consecutive RGB frames ``(H, W, 3)`` uint8."""
+class ImageFolderReader(FrameReader):
+    """The PNG files of a folder as consecutive frames; their RGB pixels are used as
+    stored, and 4:2:0 planes are converted from them with ``matrix``."""
 
     def __init__(self, folder: str | Path, fps: float = 30.0) -> None:
         self.path = Path(folder)
@@ -103,14 +109,19 @@ class ImageFolderReader:
             )
         return rgb
 
-    def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
-        """RGB frames ``start .. start+count-1`` (to the end when ``count`` is None)."""
+    def frames(self, start: int = 0, count: int | None = None, matrix: str = "bt709",
+               upsample: str = "bilinear") -> Iterator[Tensor]:
+        """RGB frames ``(1, 3, H, W)`` in [0, 1], ``start .. start+count-1`` (to the end when
+        ``count`` is None); the pixels need no conversion, so ``matrix``/``upsample`` are unused."""
         stop = self.num_frames if count is None else start + count
         for index in range(start, stop):
-            yield self.read_frame(index)
+            yield torch.from_numpy(self.read_frame(index)).permute(2, 0, 1)[None].float() / 255.0
 
-    def close(self) -> None:
-        """Nothing stays open."""
+    def yuv_frames(self, start: int = 0, count: int | None = None,
+                   matrix: str = "bt709") -> Iterator[Planes]:
+        """4:2:0 uint8 planes converted from the RGB frames with ``matrix``."""
+        for rgb in self.frames(start, count):
+            yield rgb_to_planes(rgb, matrix)
 
 
 class ImageFolderWriter:

@@ -18,21 +18,21 @@ Frames come in two forms:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from enhancer.data.color import MATRICES, UPSAMPLE_MODES, planes_to_rgb, rgb_to_planes
 from enhancer.data.images import ImageFolderReader, ImageFolderWriter
 from enhancer.data.paths import check_file_target, check_writable_parent
+from enhancer.data.reader import FrameReader, Planes, SequenceInfo
 from enhancer.data.video import READ_EXTENSIONS as VIDEO_EXTENSIONS
 from enhancer.data.video import WRITE_FORMATS, PyAVReader, PyAVWriter
 from enhancer.data.y4m import Y4mReader, Y4mWriter
@@ -41,23 +41,9 @@ from enhancer.data.yuv import YuvReader, YuvWriter, check_even_size
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
-
 RAW_SUFFIXES = (".yuv", ".i420")  # headerless 4:2:0 planes
 READ_SUFFIXES = (".yuv", ".y4m", *VIDEO_EXTENSIONS, ".i420")
 WRITE_SUFFIXES = (".yuv", ".y4m", *WRITE_FORMATS)
-
-
-@dataclass
-class SequenceInfo:
-    """What a video is: frame size, rate and length (``None`` if unknown)."""
-
-    width: int
-    height: int
-    fps: float
-    num_frames: int | None
-    path: Path
-    bit_depth: int = 8
 
 
 def _check_matrix(matrix: str, upsample: str = "bilinear") -> None:
@@ -67,15 +53,6 @@ def _check_matrix(matrix: str, upsample: str = "bilinear") -> None:
         raise ValueError(f"unknown chroma upsampling {upsample!r}; choose one of {UPSAMPLE_MODES}")
 
 
-def _to_8bit(plane: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Round deeper samples to 8 bits (10-bit 1023 -> 255)."""
-    if bit_depth == 8:
-        return plane
-    shift = bit_depth - 8
-    rounded = (plane.astype(np.uint32) + (1 << (shift - 1))) >> shift
-    return np.minimum(rounded, 255).astype(np.uint8)
-
-
 def _rgb_tensor_to_uint8(rgb: Tensor) -> np.ndarray:
     """``(1, 3, H, W)`` in [0, 1] -> uint8 ``(H, W, 3)``."""
     values = (rgb.detach().float().cpu()[0] * 255.0).round().clamp(0, 255)
@@ -83,11 +60,15 @@ def _rgb_tensor_to_uint8(rgb: Tensor) -> np.ndarray:
 
 
 class VideoReader:
-    """A readable video; get one from :func:`open_sequence`. Context manager and iterable."""
+    """A readable video; get one from :func:`open_sequence`. Context manager and iterable.
+
+    It speaks the reader contract of :mod:`enhancer.data.reader` with its own colour
+    settings, and checks ``start``/``count`` against the length before any reading.
+    """
 
     def __init__(
         self,
-        source: YuvReader | Y4mReader | PyAVReader | ImageFolderReader,
+        source: FrameReader,
         info: SequenceInfo,
         matrix: str = "bt709",
         upsample: str = "bilinear",
@@ -125,35 +106,12 @@ class VideoReader:
     def yuv_frames(self, start: int = 0, count: int | None = None) -> Iterator[Planes]:
         """4:2:0 uint8 planes ``Y (H, W)``, ``U (H/2, W/2)``, ``V (H/2, W/2)`` per frame."""
         start, count = self._range(start, count)
-        return self._yuv_frames(start, count)
-
-    def _yuv_frames(self, start: int, count: int | None) -> Iterator[Planes]:
-        source, depth = self._source, self.info.bit_depth
-        if isinstance(source, ImageFolderReader):
-            for rgb in source.frames(start, count):
-                rgb_t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
-                yield rgb_to_planes(rgb_t, self.matrix)
-            return
-        for y, u, v in source.frames(start, count):
-            yield _to_8bit(y, depth), _to_8bit(u, depth), _to_8bit(v, depth)
+        return self._source.yuv_frames(start, count, matrix=self.matrix)
 
     def frames(self, start: int = 0, count: int | None = None) -> Iterator[Tensor]:
         """RGB frames ``(1, 3, H, W)`` float32 in [0, 1], ``start .. start+count-1``."""
         start, count = self._range(start, count)
-        return self._rgb_frames(start, count)
-
-    def _rgb_frames(self, start: int, count: int | None) -> Iterator[Tensor]:
-        source = self._source
-        if isinstance(source, ImageFolderReader):
-            for rgb in source.frames(start, count):  # (H, W, 3) uint8
-                yield torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
-            return
-        # 4:4:4 PyAV sources keep full chroma; everything else is 4:2:0
-        planes = source.frames_native(start, count) if isinstance(source, PyAVReader) else (
-            source.frames(start, count)
-        )
-        for y, u, v in planes:
-            yield planes_to_rgb(y, u, v, self.matrix, self.info.bit_depth, self.upsample)
+        return self._source.frames(start, count, matrix=self.matrix, upsample=self.upsample)
 
     def __iter__(self) -> Iterator[Tensor]:
         return self.frames()
@@ -189,6 +147,7 @@ def open_sequence(
     if not path.exists():
         raise FileNotFoundError(f"no such video file or frame folder: {path}")
     suffix = path.suffix.lower()
+    source: FrameReader
     if path.is_dir():
         source = ImageFolderReader(path, fps=fps or 30.0)
     elif suffix in RAW_SUFFIXES:
@@ -202,18 +161,13 @@ def open_sequence(
             f"cannot read {path.name!r}: unknown extension {suffix or '(none)'}; supported: "
             + ", ".join(READ_SUFFIXES) + ", or a folder of .png frames"
         )
-    for name, given, actual in (("width", width, source.width), ("height", height, source.height)):
+    info = source.info
+    for name, given, actual in (("width", width, info.width), ("height", height, info.height)):
         if given is not None and given != actual:
             source.close()
             raise ValueError(f"{path} has {name} {actual}, but {name}={given} was given")
-    info = SequenceInfo(
-        width=source.width,
-        height=source.height,
-        fps=float(fps) if fps is not None else float(source.fps),
-        num_frames=source.num_frames,
-        path=path,
-        bit_depth=getattr(source, "bit_depth", 8),
-    )
+    if fps is not None:
+        info = dataclasses.replace(info, fps=float(fps))
     return VideoReader(source, info, matrix=matrix, upsample=upsample)
 
 

@@ -2,7 +2,7 @@
 
 Decoded pictures are returned as their 4:2:0 planes *as stored* (no range conversion):
 ``yuv420p`` and ``yuvj420p`` pictures are used sample for sample; ``yuv444p`` pictures are
-kept at 4:4:4 for RGB (:meth:`PyAVReader.frames_native`) and brought to 4:2:0 by the same
+kept at 4:4:4 for RGB (:meth:`PyAVReader.native_planes`) and brought to 4:2:0 by the same
 2x2 chroma average as :mod:`enhancer.data.color`; any other pixel format goes through
 PyAV's ``reformat(format="yuv420p")``.
 
@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from enhancer.data.reader import FrameReader, Planes
 from enhancer.data.y4m import fps_to_fraction
 from enhancer.data.yuv import check_even_size, check_planes
 
 if TYPE_CHECKING:
     import av
     from typing_extensions import Self
-
-Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 READ_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".264", ".h264", ".265",
                    ".hevc")
@@ -53,8 +52,8 @@ def _average_chroma(plane: np.ndarray) -> np.ndarray:
     return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
 
 
-class PyAVReader:
-    """Decodes the first video stream of a file. Each :meth:`frames` call decodes afresh.
+class PyAVReader(FrameReader):
+    """Decodes the first video stream of a file. Each :meth:`planes` call decodes afresh.
 
     ``num_frames`` comes from the container when it says so (MP4, MKV with frame counts),
     otherwise it is counted once by demuxing packets (raw ``.264``: no decoding needed).
@@ -132,15 +131,15 @@ class PyAVReader:
                 if index >= start:
                     yield frame
 
-    def frames(self, start: int = 0, count: int | None = None) -> Iterator[Planes]:
+    def planes(self, start: int = 0, count: int | None = None) -> Iterator[Planes]:
         """4:2:0 uint8 planes ``Y (H, W)``, ``U, V (H/2, W/2)`` of frames ``start ..``."""
-        for planes in self.frames_native(start, count):
+        for planes in self.native_planes(start, count):
             y, u, v = planes
             if u.shape == y.shape:
                 u, v = _average_chroma(u), _average_chroma(v)
             yield y, u, v
 
-    def frames_native(self, start: int = 0, count: int | None = None) -> Iterator[Planes]:
+    def native_planes(self, start: int = 0, count: int | None = None) -> Iterator[Planes]:
         """Planes at the source's chroma resolution: 4:2:0, or 4:4:4 for yuv444p sources."""
         stop = self.num_frames if count is None else start + count
         index = start
@@ -172,15 +171,6 @@ class PyAVReader:
         y = samples[:height]
         chroma = samples[height:].reshape(2, height // 2, width // 2)
         return y, chroma[0], chroma[1]
-
-    def close(self) -> None:
-        """Nothing stays open between :meth:`frames` calls."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class PyAVWriter:

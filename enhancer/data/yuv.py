@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
+from enhancer.data.reader import FrameReader
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -110,12 +112,9 @@ class PlanarFile:
         self.close()
 
 
-class PlanarReader(PlanarFile):
+class PlanarReader(PlanarFile, FrameReader):
     """A 4:2:0 file of ``num_frames`` frames read by index (:meth:`read_frame`)."""
 
-    path: Path
-    width: int
-    height: int
     dtype: np.dtype
     num_frames: int
 
@@ -138,10 +137,10 @@ class PlanarReader(PlanarFile):
         v = samples[luma * 5 // 4 :].reshape(self.height // 2, self.width // 2)
         return y, u, v
 
-    def frames(
+    def planes(
         self, start: int = 0, count: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Frames ``start .. start+count-1`` (to the end when ``count`` is None)."""
+        """Stored planes of frames ``start .. start+count-1`` (to the end when ``count`` is None)."""
         stop = self.num_frames if count is None else start + count
         for index in range(start, stop):
             yield self.read_frame(index)
