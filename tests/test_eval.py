@@ -22,7 +22,7 @@ from enhancer.data.sequence import open_sequence
 from enhancer.eval.bdrate import bd_rate
 from enhancer.eval.results import COLUMNS
 from enhancer.eval.sequences import (
-    Sequence,
+    SequenceSpec,
     find_sequences,
     load_sequence_list,
     select_sequences,
@@ -102,7 +102,7 @@ def test_sequence_names_and_lists(tmp_path):
         (tmp_path / "bad.json").write_text(json.dumps({"sequences": [{"path": "x", "fps": 3}]}))
         load_sequence_list(tmp_path / "bad.json")
     assert select_sequences(sequences, ["beauty"]) == [sequences[1]]
-    assert isinstance(sequences[0], Sequence)
+    assert isinstance(sequences[0], SequenceSpec)
 
 
 # --- fixtures: tiny UVG-named clips and random-weight enhancer checkpoints ---------------

@@ -15,7 +15,7 @@ from enhancer.eval.demo import run_demo
 from enhancer.eval.images import evaluate_images
 from enhancer.eval.results import COLUMNS, ResultsStore, average_rows, bd_rates, summarize
 from enhancer.eval.sequences import (
-    Sequence,
+    SequenceSpec,
     check_sequences,
     demo_clips,
     find_images,
@@ -34,7 +34,7 @@ __all__ = [
     "EvalReport",
     "EvalSettings",
     "ResultsStore",
-    "Sequence",
+    "SequenceSpec",
     "average_rows",
     "bd_rate",
     "bd_rates",

@@ -55,7 +55,7 @@ from enhancer.eval.results import (
     write_compressai_results,
 )
 from enhancer.eval.scoring import ALL_METRICS, FrameScorer, StreamStats
-from enhancer.eval.sequences import FrameSource, Sequence, SequencePlan, check_sequences
+from enhancer.eval.sequences import FrameSource, SequencePlan, SequenceSpec, check_sequences
 from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enhancer_spec
 from enhancer.metrics.bpp import bpp_from_bytes
 from enhancer.pipeline.enhancer import Enhancer
@@ -154,7 +154,7 @@ class EvalSettings:
 
 
 def evaluate_sequences(
-    sequences: list[Sequence],
+    sequences: list[SequenceSpec],
     codec_name: str,
     qualities: list[int],
     enhancers: list[EnhancerSpec] | EnhancerSpec | Enhancer | str | Path | None,
@@ -263,7 +263,7 @@ def _as_specs(enhancers, codec_name: str, settings: EvalSettings,
 class _Unit:
     """One sequence at one rate point: decoded row + one row per enhanced variant."""
 
-    def __init__(self, seq: Sequence, plan: SequencePlan, codec: CodecAdapter,
+    def __init__(self, seq: SequenceSpec, plan: SequencePlan, codec: CodecAdapter,
                  specs: list[EnhancerSpec], settings: EvalSettings, scorer: FrameScorer,
                  device: torch.device, out_dir: Path, write_mp4: bool):
         self.seq, self.frames, self.codec, self.specs = seq, plan.frames, codec, specs

