@@ -134,6 +134,26 @@ class TestContract:
         with pytest.raises(CodecError):
             codec.decompress(data[: len(data) // 3], (HEIGHT, WIDTH))
 
+    def test_aux_loss_trains_only_the_bottleneck_quantiles(self, name):
+        """The trainer steps ``aux_loss()`` with an optimizer over ``aux_parameter_names``:
+        the loss is a finite scalar >= 0 whose gradient reaches exactly those parameters."""
+        from enhancer.train.trainer import aux_parameter_names
+
+        codec = shared_codec(name)
+        loss = codec.aux_loss()
+        assert loss.shape == () and torch.isfinite(loss) and loss >= 0
+        aux_names = aux_parameter_names(codec)
+        if not aux_names:  # no entropy bottleneck: a constant zero, nothing to train
+            assert loss == 0 and not loss.requires_grad
+            return
+        codec.zero_grad(set_to_none=True)
+        try:
+            loss.backward()
+            with_grad = {n for n, p in codec.named_parameters() if p.grad is not None}
+        finally:
+            codec.zero_grad(set_to_none=True)  # the shared codec stays as it was
+        assert with_grad == aux_names
+
 
 @pytest.mark.parametrize("name", ["ssf", "ssf-small", "bmshj2018-hyperprior"])
 def test_unknown_quality_is_a_clear_error(name):

@@ -9,6 +9,7 @@ auto-encoder, DCVC, x264, ...) behind the same small, CompressAI-like API::
     state = None                                  # None = next frame is intra
     out = codec(frame, state)                     # CodecOutput
     out.decoded, out.latent, out.likelihoods, out.state
+    codec.aux_loss()                              # the entropy bottlenecks' own loss (or 0)
 
     # real coding path: bytes in, bytes out
     data, enc_out = codec.compress(frame, state)  # bytes, CodecOutput (decoder's view)
@@ -28,6 +29,7 @@ intra, ``32`` every 32nd. :meth:`CodecAdapter.encode_sequence` is the one helper
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import re
 import struct
@@ -112,6 +114,17 @@ class CodecAdapter(nn.Module):
 
     def update(self) -> None:
         """Rebuild entropy-coder tables from the weights (learned codecs override)."""
+
+    def aux_loss(self) -> Tensor:
+        """The auxiliary loss of the codec's entropy bottlenecks, a scalar tensor.
+
+        It fits the bottlenecks' CDF ``quantiles`` (CompressAI's ``aux_loss``) and is
+        minimised by an optimizer of its own while the codec trains; no other weight gets
+        a gradient from it. Codecs without such bottlenecks (x264, x265) give a constant
+        zero that needs no gradient.
+        """
+        reference = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return torch.zeros((), device=None if reference is None else reference.device)
 
     def weights(self) -> dict[str, Tensor]:
         """The trainable state, without entropy-coder tables (rebuilt by :meth:`update`)."""

@@ -153,7 +153,7 @@ class _CompressAIAdapter(CodecAdapter):
         self.model.update(force=True)
 
     def aux_loss(self) -> Tensor:
-        """CompressAI's auxiliary loss of the entropy bottlenecks (trained with its own optimizer)."""
+        """CompressAI's auxiliary loss, summed over the model's entropy bottlenecks."""
         loss = self.model.aux_loss()
         return sum(loss) if isinstance(loss, list) else loss
 
