@@ -100,7 +100,12 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
                 return UNetConfig.from_dict(value)
             except (ValueError, TypeError) as err:
                 raise ConfigError(f"{where}: {err}") from err
-        return from_dict(hint, value, where)
+        try:
+            return from_dict(hint, value, where)
+        except (ValueError, TypeError) as err:  # a dataclass's own checks
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"{where}: {err}") from err
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

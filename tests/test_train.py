@@ -293,3 +293,67 @@ def test_cached_images_give_the_same_crops():
         cached.set_epoch(epoch)
         for index in range(len(plain)):
             assert torch.equal(plain[index], cached[index])
+
+
+# --- few-step students ----------------------------------------------------------------------
+STUDENT = {"steps": 2, "gamma": 0.5, "eta": 0.0, "t_start": 0.6, "noise": "shared"}
+
+
+def test_a_student_trains_on_exactly_what_inference_samples(tmp_path):
+    """The student's training estimate is the inference output (same weights, same start
+    noise), and the loss reaches the network through both sampler steps."""
+    x264 = {"codec": {"name": "x264", "quality": 32}}  # no latent, no canvas padding at 64 px
+    cfg = write_config(tmp_path / "s.yaml", video_config(student=STUDENT, model=x264))
+    trainer = Trainer(cfg, tmp_path / "run")
+    enhancer, loss_fn = trainer.enhancer, trainer.loss_fn
+    assert enhancer.sampling.to_dict() == STUDENT  # what the checkpoint will store
+    torch.manual_seed(0)
+    with torch.no_grad():  # a fresh network's zero output layer would hide a mismatch
+        for param in enhancer.diffusion.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    frames = real_frames(2)
+    coded = [out for _, out in enhancer.codec.encode_sequence(frames)]
+    decoded, latent = [out.decoded for out in coded], coded[1].latent
+    noise = torch.randn(frames[0].shape, generator=torch.Generator().manual_seed(1))
+    cond = enhancer.diffusion.condition(decoded[1], latent, decoded[0])
+    enhancer.eval()
+    with torch.no_grad():
+        trained = enhancer.diffusion.decode_target(
+            loss_fn._student_sample(cond, decoded[1], noise), decoded[1]).clamp(0, 1)
+        inferred = enhancer.enhance_frame(decoded[1], latent, decoded[0], start_noise=noise)
+    torch.testing.assert_close(trained, inferred, rtol=0, atol=1e-6)
+    assert not torch.allclose(inferred, decoded[1])  # the sample is not just the decode
+    enhancer.diffusion.train()
+    clip = torch.stack(frames, dim=1)  # (1, T, 3, H, W)
+    terms = loss_fn(clip)
+    terms["loss"].backward()
+    grads = [p.grad for p in enhancer.diffusion.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(torch.isfinite(terms[name]) for name in ("dist", "perc", "temporal"))
+
+
+def test_a_students_checkpoint_carries_its_sampling_and_warns_past_it(tmp_path):
+    cfg = write_config(tmp_path / "s.yaml", video_config(student=STUDENT, iterations=2))
+    train(cfg, tmp_path / "run")
+    exported = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "student.pt")
+    student = load_enhancer(exported)
+    assert student.sampling.to_dict() == STUDENT and student.student == student.sampling
+    frames = real_frames(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its own sampling: no warning
+        list(student.enhance(frames))
+    with pytest.warns(UserWarning, match="2-step student"):
+        list(student.enhance(frames, steps=4))  # allowed, never silently changed
+    teacher = train(write_config(tmp_path / "t.yaml", video_config(iterations=1)), tmp_path / "t")
+    assert teacher.enhancer.student is None
+
+
+@pytest.mark.parametrize("student, message", [
+    ({"steps": 1, "gamma": 2.0}, "gamma"),
+    ({"steps": 0}, "steps"),
+    ({"steps": 1, "noise": "pink"}, "noise"),
+    ({"steps": 1, "lr": 1}, "unknown"),
+])
+def test_bad_student_settings_are_config_errors(tmp_path, student, message):
+    with pytest.raises(ConfigError, match=message):
+        write_config(tmp_path / "s.yaml", video_config(student=student))

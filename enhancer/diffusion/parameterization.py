@@ -30,6 +30,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from enhancer.diffusion.samplers import Denoiser, sample_ddim
 from enhancer.diffusion.schedule import alpha_sigma, snr
 
 Prediction = Literal["x0", "eps", "v"]
@@ -236,3 +237,17 @@ class ResidualDiffusion(nn.Module):
                 raise ValueError("cond['decoded'] is required to clamp a residual x0 estimate")
             x0 = self.encode_target(self.decode_target(x0, decoded).clamp(0, 1), decoded)
         return x0
+
+    def sample(self, denoise_fn: Denoiser, decoded: Tensor, steps: int, eta: float = 0.0,
+               gamma: float = 1.0, t_start: float = 1.0, generator: torch.Generator | None = None,
+               start_noise: Tensor | None = None) -> Tensor:
+        """The clean signal DDIM samples for ``decoded`` (B, 3, H, W) with ``denoise_fn``.
+
+        A late start (``t_start`` < 1) diffuses from "no residual" (the decode itself);
+        see :func:`enhancer.diffusion.sample_ddim` for the other arguments. Inference and
+        the training of few-step students both sample through here.
+        """
+        start_mean = self.encode_target(decoded, decoded) if t_start < 1 else None
+        return sample_ddim(denoise_fn, decoded.shape, steps, eta=eta, gamma=gamma,
+                           generator=generator, device=decoded.device, dtype=decoded.dtype,
+                           start_noise=start_noise, t_start=t_start, start_mean=start_mean)

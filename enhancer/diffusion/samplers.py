@@ -78,7 +78,6 @@ class DDIMScheduler:
         return x_next
 
 
-@torch.no_grad()
 def sample_ddim(denoise_fn: Denoiser, shape: Sequence[int], steps: int, eta: float = 0.0,
                 gamma: float = 1.0, generator: torch.Generator | None = None,
                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
@@ -106,6 +105,9 @@ def sample_ddim(denoise_fn: Denoiser, shape: Sequence[int], steps: int, eta: flo
 
     Returns:
         (B, C, H, W) the sampled clean signal (wrapper units).
+
+    Differentiable when called with gradients enabled (a few-step student is trained
+    through it); inference callers run it under ``torch.no_grad()``.
     """
     shape = tuple(shape)
     if start_noise is not None:

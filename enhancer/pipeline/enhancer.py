@@ -35,7 +35,7 @@ from enhancer.codecs.container import Container, decode_container
 from enhancer.data.paths import write_atomic
 from enhancer.config import EnhancerConfig, to_dict
 from enhancer.data.padding import crop, pad_to_multiple
-from enhancer.diffusion import ResidualDiffusion, sample_ddim
+from enhancer.diffusion import ResidualDiffusion
 from enhancer.models import build_unet
 from enhancer.models.unet import FrameFeatures
 from enhancer.pipeline.rollout import Rollout, Sampling
@@ -79,6 +79,9 @@ class Enhancer(torch.nn.Module):
         self.config = config
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
         self.sampling = Sampling()  # load_enhancer sets the checkpoint's defaults
+        # A few-step student's trained sampling (load_enhancer reads it from the training
+        # config): other settings run, with a warning. None: a diffusion-trained model.
+        self.student: Sampling | None = None
         self.memory_budget_mb = memory_budget_mb
         self.tile_overlap = tile_overlap
 
@@ -132,14 +135,10 @@ class Enhancer(torch.nn.Module):
         prev = pad_to_multiple(prev_enhanced, multiple) if prev_enhanced is not None else None
         denoise = self._frame_denoiser(self.diffusion.condition(padded, latent, prev))
 
-        start_mean = None
-        if sampling.t_start < 1:  # a late start diffuses from "no residual" (the decode)
-            start_mean = self.diffusion.encode_target(padded, padded)
         # One noise sample for the whole canvas (tiles share it).
-        clean = sample_ddim(denoise, padded.shape, sampling.steps, eta=sampling.eta,
-                            gamma=sampling.gamma, generator=generator, device=decoded.device,
-                            dtype=decoded.dtype, start_noise=start_noise,
-                            t_start=sampling.t_start, start_mean=start_mean)
+        clean = self.diffusion.sample(denoise, padded, sampling.steps, eta=sampling.eta,
+                                      gamma=sampling.gamma, t_start=sampling.t_start,
+                                      generator=generator, start_noise=start_noise)
         sample = self.diffusion.decode_target(clean, padded)
         residual = crop(sample, height, width) - decoded
         return (decoded + residual_scale * residual).clamp(0, 1)
@@ -412,6 +411,8 @@ def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema:
         enhancer.sampling = Sampling.from_dict(payload.get("sampling"))
     except (TypeError, ValueError) as err:
         raise ValueError(f"sampling settings in {str(path)!r} are invalid: {err}") from err
+    student = (payload.get("train_config") or {}).get("student")
+    enhancer.student = Sampling.from_dict(student) if student else None
     denoiser_state = denoiser_weights(payload, use_ema)
     try:
         enhancer.diffusion.load_state_dict(denoiser_state)

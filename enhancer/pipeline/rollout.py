@@ -22,6 +22,7 @@ were stored in checkpoints).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,12 @@ class Rollout:
             raise ValueError(f"residual_scale must be in [0, 1], got {residual_scale}")
         self.enhancer = enhancer
         self.sampling = sampling or enhancer.sampling
+        student = enhancer.student
+        if student is not None and self.sampling.steps > student.steps:
+            warnings.warn(
+                f"this enhancer is a {student.steps}-step student (trained for "
+                f"{student.label()}); {self.sampling.steps} steps run but were never trained "
+                f"or validated: drop --steps to use its own", stacklevel=2)
         self.residual_scale = residual_scale
         self.codec = CodecStream(enhancer.codec, intra_period)
         self.generator = torch.Generator(device=enhancer.device).manual_seed(seed)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from enhancer.config import ConfigError, EnhancerConfig, load_yaml
+from enhancer.pipeline.rollout import Sampling
 
 MODES = ("frozen", "e2e", "codec")
 MIN_CROP = 32  # LPIPS (AlexNet: an 11x11 stride-4 stem, then two 3x3 stride-2 pools) needs 31
@@ -104,7 +105,7 @@ class TrainConfig:
     rollout:        previous enhanced frame during training: ``self`` samples it from the
                     model (no gradient, ``rollout_steps`` DDIM steps), ``teacher`` uses the
                     ground-truth previous frame.
-    val_steps:      DDIM steps when enhancing the validation clip.
+    val_steps:      DDIM steps when enhancing the validation clip (a student: its own sampling).
     lpips_net:      LPIPS trunk for L_perc and the logged LPIPS ("alex" or "vgg").
     device:         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     amp:            bfloat16 autocast for the denoiser and LPIPS on CUDA (ignored on CPU).
@@ -115,6 +116,12 @@ class TrainConfig:
     init_from:      an enhancer checkpoint (or bundled model name) whose weights start this
                     run: its EMA denoiser (else its denoiser) and its codec weights, if
                     stored. Optimizer, EMA and step start fresh (unlike ``--resume``).
+    student:        train a few-step *student* for this sampling (``{steps, gamma, eta,
+                    t_start, noise}``, as stored in checkpoints): every loss term is taken
+                    on what that sampler produces (gradients through its ``steps`` denoiser
+                    calls) instead of on one denoising step at a random time, the previous
+                    enhanced frame is the student's own output, and the checkpoint stores
+                    it as its ``sampling`` default. None: the diffusion training above.
     """
 
     model: EnhancerConfig = field(default_factory=EnhancerConfig)
@@ -143,6 +150,7 @@ class TrainConfig:
     time_limit_s: float | None = None
     temporal_weight: float = 0.0
     init_from: str | None = None
+    student: Sampling | None = None
 
     # Older configs and checkpoints call ``iterations`` "steps"; from_dict reads both.
     LEGACY_KEYS = {"steps": "iterations"}

@@ -21,7 +21,7 @@ from torch import Tensor
 from enhancer.data.paths import write_atomic
 from enhancer.pipeline.enhancer import denoiser_weights, read_checkpoint
 
-KEPT_KEYS = ("format", "enhancer_config", "train_config", "step")
+KEPT_KEYS = ("format", "enhancer_config", "train_config", "step", "sampling")
 
 
 def _cast(state: dict[str, Tensor] | None, half: bool) -> dict[str, Tensor] | None:

@@ -20,6 +20,13 @@ Frames of a clip are processed in order: the codec carries its reference state
 from frame to frame, and the previous enhanced frame fed to a temporal denoiser is
 either sampled from the model itself (``rollout="self"``, a few DDIM steps without
 gradient) or the ground-truth previous frame (``rollout="teacher"``).
+
+A few-step *student* (``student``: a :class:`enhancer.pipeline.Sampling`) is trained on
+what it will do at inference: the frame estimate is the sampler's output at those
+settings, with gradients through its denoiser calls (not one step at a random time),
+``L_dist`` is the MSE of its clean signal, ``L_perc`` and ``L_temporal`` are taken on it,
+and it is the next frame's previous enhanced frame (a self roll-out at no extra cost).
+With ``noise: shared`` the start noise is drawn once per clip, as at inference.
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from enhancer.codecs.base import CodecAdapter, CodecOutput, CodecStream, bpp_from_likelihoods
-from enhancer.diffusion import ResidualDiffusion, sample_ddim
+from enhancer.diffusion import ResidualDiffusion
 from enhancer.metrics.psnr import psnr
+from enhancer.pipeline.rollout import Sampling
 
 TERMS = ("loss", "bitrate", "dist", "perc", "decoder", "temporal")
 METRICS = ("bpp", "psnr_decoded", "psnr_onestep", "lpips_decoded", "lpips_onestep")
@@ -55,16 +63,20 @@ class ClipLoss(nn.Module):
         temporal_weight: weight of ``L_temporal``, the MSE between the change from the
                     previous enhanced frame to this frame's one-step estimate and the
                     ground truth's change (image units; against flicker). 0: off.
+        student:    train a few-step student for this sampling (see the module notes);
+                    None: the diffusion loss at random times.
     """
 
     def __init__(self, codec: CodecAdapter, diffusion: ResidualDiffusion, mode: str,
                  lmbda: float, rho: float, perceptual: Callable[[Tensor, Tensor], Tensor] | None,
                  rollout: str = "self", rollout_steps: int = 1, intra_period: int = -1,
                  min_snr_gamma: float | None = 5.0, amp: bool = False,
-                 temporal_weight: float = 0.0):
+                 temporal_weight: float = 0.0, student: Sampling | None = None):
         super().__init__()
         if rho > 0 and perceptual is None and mode != "codec":
             raise ValueError(f"rho={rho} needs a perceptual loss; pass perceptual=LPIPS")
+        if student is not None and mode == "codec":
+            raise ValueError("a student trains the denoiser; mode 'codec' has none")
         self.codec, self.diffusion = codec, diffusion
         self.mode, self.lmbda, self.rho = mode, lmbda, rho
         # A plain attribute, not a submodule: LPIPS is never saved, moved or wrapped with the model.
@@ -73,6 +85,7 @@ class ClipLoss(nn.Module):
         self.intra_period, self.min_snr_gamma, self.amp = intra_period, min_snr_gamma, amp
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
         self.temporal_weight = temporal_weight
+        self.student = student
 
     def _autocast(self, device: torch.device):
         if self.amp and device.type == "cuda":
@@ -98,7 +111,9 @@ class ClipLoss(nn.Module):
         zero = clip.new_zeros(())
         sums = {name: zero for name in TERMS + (METRICS if with_metrics else ())}
         stream = CodecStream(self.codec, self.intra_period) if coded is None else None
-        prev_enhanced = None
+        prev_enhanced, start_noise = None, None
+        if self.student is not None and self.student.noise == "shared":
+            start_noise = torch.randn_like(clip[:, 0])  # one field per clip, as at inference
         for index in range(num_frames):
             frame = clip[:, index]  # (B, 3, H, W)
             if coded is not None:
@@ -120,16 +135,22 @@ class ClipLoss(nn.Module):
                 with self._autocast(frame.device):
                     # The target does not pull the codec: gradients reach it via the conditioning.
                     clean = self.diffusion.encode_target(frame, decoded.detach())
-                    result = self.diffusion.training_loss(clean, cond,
-                                                          min_snr_gamma=self.min_snr_gamma)
-                    onestep = self.diffusion.decode_target(result["x0_pred"].float(), decoded)
+                    if self.student is None:
+                        result = self.diffusion.training_loss(clean, cond,
+                                                              min_snr_gamma=self.min_snr_gamma)
+                        clean_pred, dist = result["x0_pred"], result["loss"]
+                    else:
+                        clean_pred = self._student_sample(cond, decoded, start_noise)
+                        dist = F.mse_loss(clean_pred.float(), clean.float())
+                    onestep = self.diffusion.decode_target(clean_pred.float(), decoded)
                     if self.rho > 0:
                         perc = self.perceptual(onestep, frame).float().mean()
-                dist = result["loss"].float()
+                dist = dist.float()
                 if self.temporal_weight > 0 and self.temporal and index > 0:
                     temporal = F.mse_loss(onestep - prev_enhanced, frame - clip[:, index - 1])
                 if self.temporal and index + 1 < num_frames:
-                    prev_enhanced = self._next_prev(frame, cond)
+                    prev_enhanced = (self._next_prev(frame, cond) if self.student is None
+                                     else onestep.detach().clamp(0, 1))
             loss = (self.lmbda * bitrate + (1 - self.rho) * dist + self.rho * perc + decoder_mse
                     + self.temporal_weight * temporal)
             if self.mode == "codec":
@@ -139,6 +160,14 @@ class ClipLoss(nn.Module):
             if with_metrics:
                 self._add_metrics(sums, frame, decoded, onestep, out.likelihoods, num_pixels)
         return {name: value / num_frames for name, value in sums.items()}
+
+    def _student_sample(self, cond: dict[str, Tensor], decoded: Tensor,
+                        start_noise: Tensor | None) -> Tensor:
+        """The student's clean-signal estimate: its sampler, with gradients."""
+        sampling = self.student
+        return self.diffusion.sample(lambda x, t: self.diffusion.denoise(x, t, cond), decoded,
+                                     sampling.steps, eta=sampling.eta, gamma=sampling.gamma,
+                                     t_start=sampling.t_start, start_noise=start_noise)
 
     @torch.no_grad()
     def _next_prev(self, frame: Tensor, cond: dict[str, Tensor]) -> Tensor:
@@ -150,8 +179,8 @@ class ClipLoss(nn.Module):
         was_training = self.diffusion.training
         self.diffusion.eval()
         with self._autocast(frame.device):
-            clean = sample_ddim(lambda x, t: self.diffusion.denoise(x, t, cond), decoded.shape,
-                                self.rollout_steps, device=decoded.device, dtype=decoded.dtype)
+            clean = self.diffusion.sample(lambda x, t: self.diffusion.denoise(x, t, cond),
+                                          decoded, self.rollout_steps)
         self.diffusion.train(was_training)
         return self.diffusion.decode_target(clean.float(), decoded).clamp(0, 1)
 

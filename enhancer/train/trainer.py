@@ -213,8 +213,10 @@ class Trainer:
         self.loss_fn = ClipLoss(
             codec, diffusion, cfg.mode, cfg.lmbda, cfg.rho, perceptual, cfg.rollout,
             cfg.rollout_steps, cfg.model.codec.intra_period, cfg.model.diffusion.min_snr_gamma,
-            cfg.amp, cfg.temporal_weight,
+            cfg.amp, cfg.temporal_weight, cfg.student,
         )
+        if cfg.student is not None:  # the checkpoint's default is what the student learns
+            self.enhancer.sampling = cfg.student
         self.model = self.loss_fn
         if self.world_size > 1:
             self.model = nn.parallel.DistributedDataParallel(
@@ -361,7 +363,7 @@ class Trainer:
         live = {k: v.clone() for k, v in diffusion.state_dict().items()}
         diffusion.load_state_dict(self.ema)
         frames = [frame[None].to(self.device) for frame in self.val_clip]  # each (1, 3, h, w)
-        steps = self.cfg.val_steps
+        steps = None if self.cfg.student is not None else self.cfg.val_steps
         residual_scale = 0.0 if self.cfg.mode == "codec" else 1.0
         outputs = list(self.enhancer.enhance(frames, steps=steps, residual_scale=residual_scale,
                                              seed=0, intra_period=self.cfg.model.codec.intra_period))
