@@ -13,6 +13,7 @@ from enhancer.data import (
     ImageFolderDataset,
     VideoClipDataset,
     Vimeo90kSeptuplet,
+    centre_crop,
     crop,
     open_sequence,
     open_writer,
@@ -467,6 +468,15 @@ def test_plane_tensor_helpers_round_trip() -> None:
 
 # ---------------------------------------------------------------------------
 # padding
+
+def test_centre_crop_takes_the_middle_window() -> None:
+    from enhancer.data.padding import centre_crop_box
+
+    frame = torch.arange(7 * 10).reshape(1, 1, 7, 10)  # odd margins: 3 rows, 6 columns
+    assert centre_crop_box(7, 10, 4, 4) == (1, 3)
+    assert torch.equal(centre_crop(frame, 4, 4), frame[..., 1:5, 3:7])
+    assert torch.equal(centre_crop(frame, 7, 10), frame)
+
 
 def test_odd_size_pad_crop_round_trip() -> None:
     frame = torch.rand(1, 3, 170, 250)  # (B, 3, H, W) with H, W not multiples of 64

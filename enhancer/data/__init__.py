@@ -15,7 +15,7 @@ from enhancer.data.color import (
     yuv420_to_rgb,
     yuv444_to_rgb,
 )
-from enhancer.data.padding import crop, pad_to_multiple, padded_size
+from enhancer.data.padding import centre_crop, crop, pad_to_multiple, padded_size
 
 # Readers, writers and datasets import PyAV and Pillow: load them on first use, so that
 # the networks (which only pad and crop) import without them.
@@ -49,6 +49,7 @@ __all__ = [
     "VideoReader",
     "VideoWriter",
     "Vimeo90kSeptuplet",
+    "centre_crop",
     "crop",
     "open_sequence",
     "open_writer",

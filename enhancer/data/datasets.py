@@ -21,16 +21,17 @@ from torch.utils.data import Dataset
 
 from enhancer.data.color import planes_to_rgb
 from enhancer.data.images import image_size, list_images, read_image
+from enhancer.data.padding import centre_crop_box
 from enhancer.data.reader import SequenceInfo
 from enhancer.data.sequence import READ_SUFFIXES, open_sequence
 
 
-def _crop_box(
+def crop_box(
     rng: np.random.Generator | None, height: int, width: int, crop: int
 ) -> tuple[int, int]:
     """Top-left corner of a ``crop x crop`` window: random with ``rng``, else centred."""
     if rng is None:
-        return (height - crop) // 2, (width - crop) // 2
+        return centre_crop_box(height, width, crop, crop)
     return int(rng.integers(0, height - crop + 1)), int(rng.integers(0, width - crop + 1))
 
 
@@ -139,7 +140,7 @@ class VideoClipDataset(Dataset):
         info = self.videos[video_index]
         start = int(rng.integers(0, self.usable_frames[video_index] - self.clip_len + 1))
         crop = self.crop_size
-        top, left = (0, 0) if crop is None else _crop_box(rng, info.height, info.width, crop)
+        top, left = (0, 0) if crop is None else crop_box(rng, info.height, info.width, crop)
         if self.cache_frames:
             return self._cached_clip(video_index, start, top, left)
         with open_sequence(info.path, width=info.width, height=info.height,
@@ -199,11 +200,15 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def _image(self, index: int) -> np.ndarray:
+        """Image ``index`` as uint8 RGB ``(H, W, 3)``."""
+        return read_image(self.files[index])
+
     def __getitem__(self, index: int) -> Tensor:
         """A crop ``(3, crop, crop)`` float32 RGB in [0, 1]."""
-        rgb = read_image(self.files[index])  # (H, W, 3) uint8
+        rgb = self._image(index)  # (H, W, 3) uint8
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.random_crop else None
-        top, left = _crop_box(rng, rgb.shape[0], rgb.shape[1], self.crop_size)
+        top, left = crop_box(rng, rgb.shape[0], rgb.shape[1], self.crop_size)
         patch = rgb[top : top + self.crop_size, left : left + self.crop_size]
         return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0
 
@@ -274,6 +279,6 @@ class Vimeo90kSeptuplet(Dataset):
         clip = np.stack(frames)  # (T, H, W, 3)
         if self.crop_size is not None:
             _check_crop(path, clip.shape[2], clip.shape[1], self.crop_size)
-            top, left = _crop_box(rng, clip.shape[1], clip.shape[2], self.crop_size)
+            top, left = crop_box(rng, clip.shape[1], clip.shape[2], self.crop_size)
             clip = clip[:, top : top + self.crop_size, left : left + self.crop_size]
         return torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float() / 255.0

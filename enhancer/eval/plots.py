@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from enhancer.data.padding import centre_crop
 from enhancer.eval.results import curve_label
 
 PLOTS = {  # metric -> (file name, axis label)
@@ -74,21 +75,15 @@ def _to_uint8(frame: Tensor) -> np.ndarray:
     return values.permute(1, 2, 0).numpy().astype(np.uint8)
 
 
-def centre_crop_box(height: int, width: int, size: int = 256) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a centred crop of at most ``size`` x ``size``."""
-    crop_h, crop_w = min(size, height), min(size, width)
-    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
-
-
 def save_side_by_side(panels: list[tuple[str, Tensor]], path: str | Path, size: int = 256) -> Path:
     """Centre crops of each ``(label, frame (1, 3, H, W))`` next to each other, labelled."""
     height, width = panels[0][1].shape[-2:]
-    top, left, crop_h, crop_w = centre_crop_box(height, width, size)
+    crop_h, crop_w = min(size, height), min(size, width)
     label_h, gap = 14, 4
     canvas = Image.new("RGB", (len(panels) * (crop_w + gap) - gap, crop_h + label_h), "white")
     draw = ImageDraw.Draw(canvas)
     for index, (label, frame) in enumerate(panels):
-        crop = _to_uint8(frame[..., top : top + crop_h, left : left + crop_w])
+        crop = _to_uint8(centre_crop(frame, crop_h, crop_w))
         x = index * (crop_w + gap)
         canvas.paste(Image.fromarray(crop), (x, label_h))
         draw.text((x + 2, 1), label, fill="black")

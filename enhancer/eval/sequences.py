@@ -21,6 +21,7 @@ from PIL import Image
 from torch import Tensor
 
 from enhancer.data.images import IMAGE_EXTENSIONS, list_images, read_image
+from enhancer.data.padding import centre_crop
 from enhancer.data.sequence import READ_SUFFIXES, open_sequence
 
 if TYPE_CHECKING:
@@ -290,12 +291,7 @@ class FrameSource:
                 return
 
     def _crop(self, frame: Tensor) -> Tensor:
-        if self.crop is None:
-            return frame
-        height, width = frame.shape[-2:]
-        crop_h, crop_w = self.crop
-        top, left = (height - crop_h) // 2, (width - crop_w) // 2
-        return frame[..., top : top + crop_h, left : left + crop_w].contiguous()
+        return frame if self.crop is None else centre_crop(frame, *self.crop).contiguous()
 
     def close(self) -> None:
         if self._reader is not None:
@@ -316,10 +312,9 @@ def _load_image(path: Path, resize: str | None) -> Tensor:
         width, height = image.size
         scale = 768 / min(width, height)
         size = (max(768, round(width * scale)), max(768, round(height * scale)))
-        image = image.resize(size, Image.BILINEAR)
-        left, top = (size[0] - 768) // 2, (size[1] - 768) // 2
-        rgb = np.array(image.crop((left, top, left + 768, top + 768)))
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+        rgb = np.array(image.resize(size, Image.BILINEAR))
+    frame = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    return centre_crop(frame, 768, 768).contiguous() if resize == "cdc" else frame
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from enhancer.config import ConfigError
-from enhancer.data.datasets import ImageFolderDataset, VideoClipDataset, _crop_box, find_videos
+from enhancer.data.datasets import ImageFolderDataset, VideoClipDataset, find_videos
 from enhancer.data.images import read_image
+from enhancer.data.padding import centre_crop
 from enhancer.data.sequence import open_sequence
 from enhancer.train.config import DataConfig
 
@@ -134,15 +135,10 @@ class CachedImageDataset(ImageFolderDataset):
         super().__init__(root, crop_size, seed)
         self._images: dict[int, np.ndarray] = {}
 
-    def __getitem__(self, index: int) -> Tensor:
-        """A crop ``(3, crop, crop)`` float32 RGB in [0, 1]."""
+    def _image(self, index: int) -> np.ndarray:
         if index not in self._images:
-            self._images[index] = read_image(self.files[index])  # (H, W, 3) uint8
-        rgb = self._images[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        top, left = _crop_box(rng, rgb.shape[0], rgb.shape[1], self.crop_size)
-        patch = rgb[top : top + self.crop_size, left : left + self.crop_size]
-        return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0
+            self._images[index] = super()._image(index)  # (H, W, 3) uint8
+        return self._images[index]
 
 
 def _set_epoch(dataset: Dataset, epoch: int) -> None:
@@ -222,6 +218,5 @@ def load_val_clip(data: DataConfig) -> Tensor | None:
                 f"data.val {data.val!r} is {width}x{height}, smaller than val_crop={data.val_crop}; "
                 "lower data.val_crop or set it to null"
             )
-        top, left = (height - data.val_crop) // 2, (width - data.val_crop) // 2
-        frames = frames[..., top : top + data.val_crop, left : left + data.val_crop]
+        frames = centre_crop(frames, data.val_crop, data.val_crop)
     return frames.contiguous()
