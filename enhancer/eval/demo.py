@@ -18,8 +18,8 @@ from enhancer.eval.sequences import demo_clips
 from enhancer.eval.report import EvalReport
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.scoring import ALL_METRICS
-from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
-from enhancer.pipeline.enhancer import BUNDLED_DIR, read_checkpoint
+from enhancer.eval.specs import checkpoint_codec, load_enhancer_spec, untrained_enhancer
+from enhancer.pipeline.enhancer import BUNDLED_DIR
 
 DEMO_CODEC = "x264"
 DEMO_QUALITIES = [28, 32, 36]  # without a bundled model
@@ -32,7 +32,7 @@ def bundled_enhancers() -> list[Path]:
 
     def codec_of(path: Path) -> str:
         try:
-            return read_checkpoint(path)["enhancer_config"]["codec"]["name"]
+            return checkpoint_codec(path)["name"]
         except (ValueError, KeyError):
             return "?"
 
@@ -54,7 +54,7 @@ def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
     bundled = bundled_enhancers()
     if bundled:
         path = bundled[0]
-        config = read_checkpoint(path)["enhancer_config"]["codec"]
+        config = checkpoint_codec(path)
         codec_name, quality = config["name"], config["quality"]
         if codec_name == DEMO_CODEC:
             qualities = sorted({max(0, quality - 4), quality, min(51, quality + 4)})

@@ -45,18 +45,23 @@ class EnhancerSpec:
         return replace(self, enhancer=self.by_quality[quality], by_quality=None)
 
 
-def check_enhancer_codec(checkpoint: str | Path, codec_name: str | None) -> dict:
-    """Read a checkpoint's config; raise if it was trained for another codec than
-    ``codec_name`` (None: any codec)."""
-    payload = read_checkpoint(checkpoint)
-    codec = payload["enhancer_config"]["codec"]
+def checkpoint_codec(checkpoint: str | Path) -> dict[str, Any]:
+    """The codec config (``name``, ``quality``, ...) an enhancer checkpoint or bundled
+    name was trained with, read without building the enhancer."""
+    return read_checkpoint(checkpoint)["enhancer_config"]["codec"]
+
+
+def check_enhancer_codec(checkpoint: str | Path, codec_name: str | None) -> dict[str, Any]:
+    """A checkpoint's codec config (:func:`checkpoint_codec`); raise if it was trained for
+    another codec than ``codec_name`` (None: any codec)."""
+    codec = checkpoint_codec(checkpoint)
     if codec_name is not None and codec["name"] != codec_name:
         raise ValueError(
             f"enhancer {str(checkpoint)!r} was trained for codec {codec['name']!r} "
             f"(quality {codec['quality']}), but --codec is {codec_name!r}; pass --codec "
             f"{codec['name']} or an enhancer trained for {codec_name}"
         )
-    return payload
+    return codec
 
 
 def load_enhancer_spec(checkpoint: str | Path, codec_name: str | None,
@@ -83,7 +88,7 @@ def load_enhancer_spec(checkpoint: str | Path, codec_name: str | None,
     by_quality = {}
     for quality in qualities:
         path = str(checkpoint).format(quality=quality)
-        trained_for = check_enhancer_codec(path, codec_name)["enhancer_config"]["codec"]
+        trained_for = check_enhancer_codec(path, codec_name)
         codec_name = trained_for["name"]
         if trained_for["quality"] != quality:
             raise ValueError(f"enhancer {path!r} was trained for {codec_name} quality "
