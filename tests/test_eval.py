@@ -416,7 +416,8 @@ def test_eval_images_ours_vs_cdc(tmp_path, capsys):
 
 
 def test_div2k_is_resized_like_cdc(tmp_path):
-    from enhancer.eval.sequences import FrameSource, find_images
+    from enhancer.eval.sequences import find_images
+    from enhancer.eval.sources import FrameSource
 
     Image.new("RGB", (1000, 800), "red").save(tmp_path / "0001.png")
     (image,) = find_images(tmp_path, resize="cdc")

@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 from enhancer.cli import parse_size, run_cli
-from enhancer.eval.sequences import FrameSource, find_sequences
+from enhancer.eval.sequences import find_sequences
+from enhancer.eval.sources import FrameSource
 from enhancer.eval.tuning import (
     DEFAULT_GAMMAS,
     DEFAULT_T_STARTS,

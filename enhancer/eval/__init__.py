@@ -3,7 +3,8 @@
 Modules: ``specs`` (enhancers to evaluate and their codec), ``scoring`` (metrics per
 frame, running means), ``runner`` (sequences x rates, resume, error rows), ``report``
 (the printed table), ``results`` (rows, averages, BD-rates), ``plots`` (curves, crops),
-``sequences`` (finding and reading test sequences), ``tuning`` (sampling defaults).
+``sequences`` (finding test sequences), ``sources`` (reading and checking them),
+``tuning`` (sampling defaults).
 
 Entry points: :func:`evaluate_sequences` (video, ``tools/eval_uvg.py``),
 :func:`evaluate_images` (Kodak/DIV2K, ``tools/eval_images.py``), :func:`run_demo`
@@ -16,12 +17,12 @@ from enhancer.eval.images import evaluate_images
 from enhancer.eval.results import COLUMNS, ResultsStore, average_rows, bd_rates, summarize
 from enhancer.eval.sequences import (
     SequenceSpec,
-    check_sequences,
     demo_clips,
     find_images,
     find_sequences,
     load_sequence_list,
 )
+from enhancer.eval.sources import check_sequences
 from enhancer.eval.report import EvalReport
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.scoring import ALL_METRICS

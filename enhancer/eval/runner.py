@@ -55,7 +55,8 @@ from enhancer.eval.results import (
     write_compressai_results,
 )
 from enhancer.eval.scoring import ALL_METRICS, FrameScorer, StreamStats
-from enhancer.eval.sequences import FrameSource, SequencePlan, SequenceSpec, check_sequences
+from enhancer.eval.sequences import SequenceSpec
+from enhancer.eval.sources import FrameSource, SequencePlan, check_sequences
 from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enhancer_spec
 from enhancer.metrics.bpp import bpp_from_bytes
 from enhancer.pipeline.enhancer import Enhancer
