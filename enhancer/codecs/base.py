@@ -25,6 +25,10 @@ other. ``state=None`` codes the frame as intra.
 :class:`CodecStream` carries one sequence through a codec (encoder, decoder or
 training path) and applies an intra period: ``-1`` codes only the first frame as
 intra, ``32`` every 32nd. :meth:`CodecAdapter.encode_sequence` is the one helper over it.
+
+The contract, the stream that drives it, the registry and the few helpers every adapter
+shares (bpp, weight-file errors, string packing) are one module on purpose: they are
+all an adapter imports, and all a reader of the contract needs.
 """
 
 from __future__ import annotations

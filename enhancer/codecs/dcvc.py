@@ -45,6 +45,10 @@ Locations (environment variables override the defaults):
 ``ENHANCER_DCVC_BUILD`` the built extension (default ``<repo>/build/dcvc``).
 Checkpoints: ``checkpoint=`` is a folder holding DCVC-FM's official
 ``cvpr2024_image.pth.tar`` and ``cvpr2024_video.pth.tar``.
+
+Everything DCVC-FM needs (finding the submodule and its extension, colour, weights,
+the adapter) is one module on purpose: it is the one import that works, or skips
+with a clear reason, when the optional submodule is absent.
 """
 
 from __future__ import annotations

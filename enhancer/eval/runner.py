@@ -23,6 +23,9 @@ Metric conventions (documented in the rows' column names):
 - ``temporal``: mean |(out_t - out_{t-1}) - (gt_t - gt_{t-1})| (needs 2+ frames).
 - ``encode_s_per_frame`` includes the encoder's own reconstruction; x264/x265
   decode inside ``compress``. ``decode_s_per_frame`` is a separate decode of the bytes.
+
+One module on purpose: the checks before any work, the per-unit frame loop and the
+files written after each unit are one run, read in the order they happen.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ resized by ``latent_stride / level_stride`` and then cropped or edge-padded to t
 level's size. This keeps the alignment right whatever padding the codec used.
 
 The network is a plain ``nn.Module``: no loss, no sampling (see :mod:`enhancer.diffusion`).
+It is one module on purpose: the whole network (config, presets, blocks, latent
+alignment) reads top to bottom in one file, as the picture above does.
 """
 
 from __future__ import annotations
