@@ -220,3 +220,18 @@ def test_tiles_only_when_the_memory_budget_needs_them():
         assert (rows.stop - rows.start, cols.stop - cols.start) == (tile_h, tile_w)
         covered[rows, cols] = True
     assert covered.all()
+
+
+def test_bf16_precision_stays_close_to_fp32_and_bad_precisions_are_refused(frames):
+    enhancer = make_enhancer("x264", 32)
+    fp32 = next(enhancer.enhance(frames[:1], steps=2, seed=1)).enhanced
+    enhancer.precision = "bf16"
+    bf16 = next(enhancer.enhance(frames[:1], steps=2, seed=1)).enhanced
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # bf16 really ran
+    assert (bf16 - fp32).abs().max() < 4 / 255
+    enhancer.precision = "fp16"
+    with pytest.raises(ValueError, match="needs a CUDA device; on a CPU use 'bf16'"):
+        next(enhancer.enhance(frames[:1], steps=1))
+    enhancer.precision = "int8"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        next(enhancer.enhance(frames[:1], steps=1))

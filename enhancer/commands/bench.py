@@ -3,6 +3,7 @@
     python tools/bench.py                                  # tiny preset, 480p and 1080p
     python tools/bench.py --checkpoints x264_temporal_tiny # a model at its default steps
     python tools/bench.py --presets tiny cdc --json        # one JSON object per line
+    python tools/bench.py --bf16                           # bfloat16 denoiser (AVX512-BF16 CPUs)
     python tools/bench.py --device cuda --fp16             # GPU, half precision
 
 Ratios are to the --codec decode of the same frame, measured in the same process.
@@ -31,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codec", default="ssf")
     parser.add_argument("--quality", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--fp16", action="store_true", help="half precision (CUDA)")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="float16 denoiser (CUDA)")
+    precision.add_argument("--bf16", action="store_true",
+                           help="bfloat16 denoiser (CPUs with AVX512-BF16/AMX, recent GPUs)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args(argv)
@@ -48,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row.decode_s:9.3f} {row.enhance_s:10.2f} {row.ratio:7.1f} "
                   f"{row.peak_mem_mb:8.0f}  {row.device} {row.dtype}, {row.codec}", flush=True)
 
+    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     benchmark(tuple(args.presets), tuple(args.resolutions), args.steps, args.codec, args.quality,
-              args.device, args.fp16, args.repeats, checkpoints=tuple(args.checkpoints),
+              args.device, precision, args.repeats, checkpoints=tuple(args.checkpoints),
               report=report)
     return 0
 

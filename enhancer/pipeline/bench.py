@@ -20,7 +20,7 @@ import torch
 
 from enhancer.config import EnhancerConfig, from_dict
 from enhancer.codecs import load_codec
-from enhancer.pipeline.enhancer import Enhancer, load_enhancer
+from enhancer.pipeline.enhancer import PRECISIONS, Enhancer, load_enhancer
 
 RESOLUTIONS = {"480p": (480, 832), "720p": (720, 1280), "1080p": (1080, 1920)}
 
@@ -110,7 +110,7 @@ def benchmark(
     codec: str = "ssf",
     quality: int = 3,
     device: str = "cpu",
-    fp16: bool = False,
+    precision: str = "fp32",
     repeats: int = 1,
     memory_budget_mb: float | None = None,
     checkpoints: tuple[str, ...] = (),
@@ -121,10 +121,13 @@ def benchmark(
 
     The baseline is ``codec``'s decode of the same frame (random weights: timing only),
     measured in the same run. A checkpoint runs at its own default sampling steps (its
-    ``sampling``), a preset at 10, unless ``steps`` is given.
+    ``sampling``), a preset at 10, unless ``steps`` is given. ``precision``: the
+    denoiser's (:attr:`enhancer.pipeline.Enhancer.precision`); the decode stays fp32.
     """
     torch_device = torch.device(device)
-    dtype = torch.float16 if fp16 else torch.float32
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    dtype_name = str(PRECISIONS[precision] or torch.float32).replace("torch.", "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: timing only
         baseline = load_codec(codec, quality, device=device)
@@ -145,7 +148,7 @@ def benchmark(
     for label, enhancer, subject_steps, coder in subjects:
         if memory_budget_mb is not None:
             enhancer.memory_budget_mb = memory_budget_mb
-        enhancer.diffusion.to(dtype)
+        enhancer.precision = precision
         takes_latent = enhancer.diffusion.network.latent_channels is not None
         for resolution in resolutions:
             if resolution not in RESOLUTIONS:
@@ -155,8 +158,7 @@ def benchmark(
             data, _ = coder.compress(frame)
             decode = functools.partial(coder.decompress, data, (height, width))
             decode_and_enhance = functools.partial(
-                _decode_and_enhance, enhancer, decode, subject_steps, dtype, fp16, torch_device,
-                takes_latent,
+                _decode_and_enhance, enhancer, decode, subject_steps, torch_device, takes_latent,
             )
             decode_s = _timed(decode, torch_device, repeats)
             with _PeakMemory(torch_device) as memory:
@@ -165,21 +167,19 @@ def benchmark(
             tiled = len(enhancer.tile_plan(*canvas)[2]) > 1
             row = BenchRow(label, resolution, subject_steps, tiled, decode_s,
                            enhance_s, enhance_s / decode_s, memory.peak_mb, str(torch_device),
-                           str(dtype).replace("torch.", ""), coder.name)
+                           dtype_name, coder.name)
             rows.append(row)
             if report is not None:
                 report(row)
     return rows
 
 
-def _decode_and_enhance(enhancer: Enhancer, decode: Callable, steps: int, dtype: torch.dtype,
-                        fp16: bool, device: torch.device, takes_latent: bool) -> torch.Tensor:
+def _decode_and_enhance(enhancer: Enhancer, decode: Callable, steps: int,
+                        device: torch.device, takes_latent: bool) -> torch.Tensor:
     out = decode()
-    latent = out.latent.to(dtype) if takes_latent and out.latent is not None else None
+    latent = out.latent if takes_latent else None
     generator = torch.Generator(device=device).manual_seed(0)
-    with torch.autocast(device.type, dtype=dtype, enabled=fp16):
-        return enhancer.enhance_frame(out.decoded.to(dtype), latent, steps=steps,
-                                      generator=generator)
+    return enhancer.enhance_frame(out.decoded, latent, steps=steps, generator=generator)
 
 
 def row_dict(row: BenchRow) -> dict:
