@@ -1,19 +1,27 @@
 """FID/256 and KID/256: the distances against numpy/scipy references on synthetic features,
-patch counts, finding and checking the Inception weights offline.
+patch counts, finding and checking the Inception weights offline, and the evaluation's
+set-level columns (stored features, resume, small frames, missing weights).
 
 No test has the published Inception weights: where a network is needed it is a freshly
-initialised one saved in the real file layout. Its numbers are plumbing only.
+initialised one saved in the real file layout. Its numbers are plumbing only, and the
+evaluation says so (``fid_note``: NOT FID/KID).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import REPO
+from PIL import Image
 
+from enhancer.cli import run_cli
+from enhancer.eval.scoring import FrameScorer
 from enhancer.metrics.fid import (
     INCEPTION_URL,
     WEIGHTS_FILE_NAMES,
@@ -30,6 +38,10 @@ from enhancer.metrics.fid import (
 )
 
 torch_fidelity = pytest.importorskip("torch_fidelity")
+
+sys.path.insert(0, str(REPO / "tools"))
+import eval_uvg  # noqa: E402
+
 
 # --- distances on synthetic features ---------------------------------------------------
 def _gaussian_sets(dim: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +207,11 @@ def test_without_weights_one_line_says_how_to_get_them(tmp_path, monkeypatch):
     message = str(caught.value)
     cache_file = tmp_path / "empty_home" / "hub" / "checkpoints" / WEIGHTS_FILE_NAMES[0]
     assert "\n" not in message and INCEPTION_URL in message and str(cache_file) in message
+    lines = []
+    scorer = FrameScorer(("psnr_rgb", "fid", "kid"), "cpu", log=lines.append)
+    assert len(lines) == 1 and INCEPTION_URL in lines[0] and "fid/kid" in lines[0]
+    assert scorer.set_metrics == [] and scorer.inception is None and scorer.metrics == ["psnr_rgb"]
+    assert scorer.unavailable.startswith("Inception-v3 FID weights not found when this ran")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         InceptionFeatures(tmp_path / "nope.pth")  # an explicit path must exist
     assert not (tmp_path / "empty_home").exists()  # nothing was downloaded or created
@@ -243,3 +260,110 @@ def test_weights_are_found_in_a_temporary_torch_home_and_loaded(tmp_path, monkey
     assert features.shape == (2, 2048) and features.dtype == np.float32
     assert np.isfinite(features).all()
     assert extractor.patch_features(torch.rand(1, 3, 200, 520)).shape == (0, 2048)
+
+
+# --- the evaluation's set-level columns ------------------------------------------------
+def _png_sequence(root: Path, name: str, size: tuple[int, int], frames: int = 2) -> None:
+    """A smooth moving pattern (x264 codes it quickly) as a folder of PNG frames."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width]
+    for index in range(frames):
+        phase = index * 0.3
+        rgb = np.stack([np.sin(x / 17 + phase), np.cos(y / 23 - phase),
+                        np.sin((x + y) / 31 + phase)], axis=-1)
+        pixels = ((rgb + 1) * 127.5).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"im{index + 1:05d}.png")
+
+
+def _summary(out: Path) -> list[dict]:
+    return json.loads((out / "summary.json").read_text())["averages"]
+
+
+def test_eval_fid_kid_columns_resume_and_refusals(tmp_path, random_weights, capsys):
+    root = tmp_path / "seqs"
+    _png_sequence(root, "Wide", (256, 320))
+    _png_sequence(root, "Square", (300, 300))
+    out = tmp_path / "out"
+    argv = ["--root", str(root), "--codec", "x264", "--quality", "30", "40", "--frames", "2",
+            "--intra-period", "-1", "--out", str(out), "--quiet",
+            "--metrics", "psnr_rgb", "fid", "kid", "--inception-weights", str(random_weights)]
+    assert run_cli(eval_uvg.main, argv) == 0
+    printed = capsys.readouterr().out
+    averages = _summary(out)
+    assert [a["quality"] for a in averages] == [30, 40]
+    for average in averages:
+        # One value per rate point over both sequences: 2 x 2 frames x 1 patch.
+        assert average["fid_patches"] == 4 and average["sequences"] == 2
+        assert average["fid"] > 0 and isinstance(average["kid"], float) and average["kid_std"] >= 0
+        assert average["fid_note"].startswith("NOT FID/KID")  # random weights: plumbing only
+    (header,) = [line for line in printed.splitlines() if line.startswith("codec")]
+    assert "FID" in header and "KID" in header and "FID/KID: NOT FID/KID" in printed
+    features = sorted(p.name for p in (out / "features").iterdir())
+    assert len([f for f in features if f.endswith("_truth.npy")]) == 2  # shared by both rates
+    assert len([f for f in features if "_decoded_" in f]) == 4 and "inception.json" in features
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert "fid" not in rows[0]  # set-level: summary only
+    compressai = json.loads((out / "compressai" / "x264-decoded.json").read_text())["results"]
+    assert len(compressai["fid"]) == 2
+
+    # Resume: nothing is recomputed and the set-level values are the same.
+    assert run_cli(eval_uvg.main, argv) == 0
+    assert capsys.readouterr().out.count("skip ") == 4
+    assert _summary(out) == averages
+    # A unit whose features are gone is coded again (only it); the values come back.
+    (lost,) = (out / "features").glob("Square_x264_q40_decoded_*.npy")
+    lost.unlink()
+    assert run_cli(eval_uvg.main, argv) == 0
+    assert capsys.readouterr().out.count("skip ") == 3 and lost.is_file()
+    assert [a["fid"] for a in _summary(out)] == pytest.approx([a["fid"] for a in averages],
+                                                              rel=1e-5)
+    # Features made with other weights are never mixed in.
+    other = tmp_path / "other.pth"
+    state = torch.load(random_weights, weights_only=True)
+    state["fc.bias"] = state["fc.bias"] + 1.0
+    torch.save(state, other)
+    assert run_cli(eval_uvg.main, [*argv[:-2], "--inception-weights", str(other)]) == 2
+    assert "FID/KID would mix two networks" in capsys.readouterr().err
+    # Weights of the wrong layout: refused before any work.
+    state["Conv2d_1a_3x3.conv.weight"] = torch.zeros(8, 3, 3, 3)
+    torch.save(state, other)
+    fresh = tmp_path / "fresh"
+    assert run_cli(eval_uvg.main, [*argv[:-6], "--out", str(fresh), "--metrics", "fid",
+                                   "--inception-weights", str(other)]) == 2
+    assert "expected (32, 3, 3, 3)" in capsys.readouterr().err
+    assert not (fresh / "results.json").exists()
+
+
+def test_eval_small_frames_and_missing_weights_give_null_with_the_reason(
+        tmp_path, random_weights, monkeypatch, capsys):
+    root = tmp_path / "seqs"
+    _png_sequence(root, "Tiny", (96, 128))
+    base = ["--root", str(root), "--codec", "x264", "--quality", "35", "--frames", "2",
+            "--quiet", "--metrics", "psnr_rgb", "fid", "kid"]
+    small = tmp_path / "small"
+    assert run_cli(eval_uvg.main, [*base, "--out", str(small), "--inception-weights",
+                                   str(random_weights)]) == 0
+    (average,) = _summary(small)
+    assert average["fid"] is None and average["kid"] is None and average["fid_patches"] == 0
+    assert average["fid_note"] == ("no 256x256 patch fits in 128x96 frames: FID/KID need frames "
+                                   "of at least 256 px a side")
+    assert average["psnr_rgb"] > 20  # the rest of the evaluation is unaffected
+    capsys.readouterr()
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_home"))
+    missing = tmp_path / "missing"
+    assert run_cli(eval_uvg.main, [*base, "--out", str(missing)]) == 0
+    printed = capsys.readouterr().out
+    warnings = [line for line in printed.splitlines() if INCEPTION_URL in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: fid/kid unavailable")
+    (average,) = _summary(missing)
+    assert average["fid"] is None and average["kid"] is None
+    assert average["fid_note"].startswith("Inception-v3 FID weights not found when this ran")
+    assert f"FID/KID: {average['fid_note']}" in printed
+    assert not (missing / "features").exists()
+    # Without fid/kid asked for, the summary has no such keys at all.
+    plain = tmp_path / "plain"
+    assert run_cli(eval_uvg.main, [*base[:-4], "--metrics", "psnr_rgb", "--out", str(plain)]) == 0
+    assert "fid" not in _summary(plain)[0]

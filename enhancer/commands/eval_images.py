@@ -16,7 +16,7 @@ import sys
 
 from enhancer.cli import add_sampling_arguments, sampling_overrides, parse_size, run_cli
 from enhancer.codecs import available_codecs
-from enhancer.eval.images import IMAGE_METRICS, evaluate_images
+from enhancer.eval.images import IMAGE_METRIC_CHOICES, IMAGE_METRICS, evaluate_images
 from enhancer.eval.specs import load_enhancer_spec
 
 
@@ -37,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="for --ours (the CDC baseline always uses 1.0)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--crop", type=parse_size, default=None, help="centre crop WxH")
-    parser.add_argument("--metrics", nargs="+", choices=IMAGE_METRICS, default=list(IMAGE_METRICS),
-                        help="metrics to compute (default: all)")
+    parser.add_argument("--metrics", nargs="+", choices=IMAGE_METRIC_CHOICES,
+                        default=list(IMAGE_METRICS),
+                        help="metrics to compute (default: all but fid and kid, which are "
+                             "FID/256 and KID/256 over every image's 256x256 patches)")
+    parser.add_argument("--inception-weights", default=None, metavar="PATH",
+                        help="Inception-v3 FID weights for fid/kid (default: torch hub's cache)")
     add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     reports = evaluate_images(
         datasets, args.codec, args.quality, specs, out_dir=args.out,
         codec_checkpoint=args.checkpoint, limit=args.limit, crop=args.crop, device=args.device,
-        seed=args.seed, metrics=tuple(args.metrics),
+        seed=args.seed, metrics=tuple(args.metrics), inception_weights=args.inception_weights,
     )
     for name, report in reports.items():
         print(f"== {name}")

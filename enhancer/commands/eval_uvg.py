@@ -1,5 +1,6 @@
 """Evaluate a codec and its enhancer on UVG (or any sequences): bpp, PSNR, MS-SSIM, LPIPS,
-DISTS, temporal consistency, BD-rates, plots, side-by-side crops and an enhanced MP4.
+DISTS, temporal consistency, FID/KID on 256x256 patches (opt-in: --metrics ... fid kid),
+BD-rates, plots, side-by-side crops and an enhanced MP4.
 
     python tools/eval_uvg.py                      # demo: packaged clips, no downloads, < 1 min
     python tools/eval_uvg.py --root /data/UVG --codec ssf --quality 1 3 5 \\
@@ -27,7 +28,7 @@ from enhancer.codecs import available_codecs
 from enhancer.eval.demo import run_demo
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import ALL_METRICS
+from enhancer.eval.scoring import ALL_METRICS, DEFAULT_METRICS
 from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
 
 
@@ -58,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
                         "the demo shows 'default' and 10)")
     parser.add_argument("--residual-scale", type=float, nargs="+", default=[1.0])
     parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=None,
-                        help="metrics to compute (default: all; lpips_vgg and dists are the "
-                             "slow ones)")
+                        help="metrics to compute (default: all but fid and kid; lpips_vgg and "
+                             "dists are the slow ones). fid/kid: FID/256 and KID/256 over the "
+                             "256x256 patches of all sequences, in summary.json (opt-in: "
+                             "Inception-v3 on every patch)")
+    parser.add_argument("--inception-weights", default=None, metavar="PATH",
+                        help="Inception-v3 FID weights for fid/kid (default: torch hub's cache, "
+                             "as torch-fidelity keeps them; never downloaded)")
     add_sampling_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--seed", type=int, default=0)
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_demo(args.out or "eval_demo", frames=args.frames or 8,
                           steps=args.steps or (None, 10), sampling=sampling_overrides(args),
                           device=args.device, residual_scales=args.residual_scale,
-                          metrics=tuple(args.metrics or ALL_METRICS))
+                          metrics=tuple(args.metrics or DEFAULT_METRICS))
         print(report.format())
         return 0
 
@@ -103,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = EvalSettings(
         frames=args.frames, intra_period=args.intra_period, device=args.device,
         out_dir=args.out or "eval_out", codec_checkpoint=args.checkpoint, crop=args.crop,
-        seed=args.seed, metrics=tuple(args.metrics or ALL_METRICS), quiet=args.quiet,
+        seed=args.seed, metrics=tuple(args.metrics or DEFAULT_METRICS), quiet=args.quiet,
+        inception_weights=args.inception_weights,
     )
     report = evaluate_sequences(sequences, codec_name, qualities, spec, settings)
     print(report.format())

@@ -25,12 +25,13 @@ from enhancer.eval.sequences import (
 from enhancer.eval.sources import check_sequences
 from enhancer.eval.report import EvalReport
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import ALL_METRICS
+from enhancer.eval.scoring import ALL_METRICS, DEFAULT_METRICS
 from enhancer.eval.specs import EnhancerSpec, load_enhancer_spec, untrained_enhancer
 
 __all__ = [
     "ALL_METRICS",
     "COLUMNS",
+    "DEFAULT_METRICS",
     "EnhancerSpec",
     "EvalReport",
     "EvalSettings",

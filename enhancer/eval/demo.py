@@ -17,7 +17,7 @@ from pathlib import Path
 from enhancer.eval.sequences import demo_clips
 from enhancer.eval.report import EvalReport
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import ALL_METRICS
+from enhancer.eval.scoring import DEFAULT_METRICS
 from enhancer.eval.specs import checkpoint_codec, load_enhancer_spec, untrained_enhancer
 from enhancer.pipeline.enhancer import BUNDLED_DIR
 
@@ -42,7 +42,7 @@ def bundled_enhancers() -> list[Path]:
 def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
              steps: Sequence[int | None] = (None, 10), device: str = "cpu",
              residual_scales: list[float] = (1.0,), sampling: dict | None = None,
-             metrics: tuple[str, ...] = ALL_METRICS, log: Callable[[str], None] = print) -> EvalReport:
+             metrics: tuple[str, ...] = DEFAULT_METRICS, log: Callable[[str], None] = print) -> EvalReport:
     """Evaluate the demo clips; prints what it uses and returns the report.
 
     ``steps``: the sampling step counts to show; by default the checkpoint's own

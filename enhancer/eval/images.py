@@ -17,10 +17,11 @@ from pathlib import Path
 from enhancer.eval.sequences import find_images
 from enhancer.eval.report import EvalReport
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import ALL_METRICS
+from enhancer.eval.scoring import DEFAULT_METRICS, SET_METRICS
 from enhancer.eval.specs import EnhancerSpec
 
-IMAGE_METRICS = tuple(m for m in ALL_METRICS if m != "temporal")
+IMAGE_METRICS = tuple(m for m in DEFAULT_METRICS if m != "temporal")  # the default
+IMAGE_METRIC_CHOICES = IMAGE_METRICS + SET_METRICS  # fid/kid: FID/256 over all images' patches
 DATASET_RESIZE = {"kodak": None, "div2k": "cdc"}
 
 
@@ -37,10 +38,12 @@ def evaluate_images(
     device: str = "cpu",
     seed: int = 0,
     metrics: tuple[str, ...] = IMAGE_METRICS,
+    inception_weights: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, EvalReport]:
     """Evaluate every data set folder; ``datasets`` maps ``kodak``/``div2k`` (or any name,
-    used as is) to a folder. ``limit`` keeps the first N images, ``crop=(h, w)`` centre-crops."""
+    used as is) to a folder. ``limit`` keeps the first N images, ``crop=(h, w)`` centre-crops;
+    ``inception_weights`` for fid/kid (None: torch hub's cache)."""
     if not datasets:
         raise ValueError("give at least one image folder (--kodak DIR and/or --div2k DIR)")
     images = {name: find_images(folder, DATASET_RESIZE.get(name.lower()), limit)
@@ -55,7 +58,7 @@ def evaluate_images(
         settings = EvalSettings(frames=1, intra_period=-1, device=device,
                                 out_dir=Path(out_dir) / name, codec_checkpoint=codec_checkpoint,
                                 crop=crop, seed=seed, metrics=metrics, write_videos=False,
-                                title=name)
+                                title=name, inception_weights=inception_weights)
         reports[name] = evaluate_sequences(sequences, codec_name, qualities, enhancers, settings,
                                            log=log)
     return reports

@@ -27,17 +27,23 @@ class EvalReport:
         if self.untrained:
             lines.append("!! UNTRAINED ENHANCER (random weights): enhanced numbers are plumbing "
                          "only, not results !!")
+        averages = self.summary["averages"]
+        set_level = any("fid" in a or "kid" in a for a in averages)  # asked for this run
         lines.append(f"{'codec':<8}{'q':>4}  {'variant':<44}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
-                     f"{'DISTS':>8}{'temporal':>9}{'seqs':>6}")
-        for avg in self.summary["averages"]:
+                     f"{'DISTS':>8}{'temporal':>9}" + (f"{'FID':>9}{'KID':>9}" if set_level else "")
+                     + f"{'seqs':>6}")
+        for avg in averages:
             name = "decoded" if avg["variant"] == "decoded" else (
                 f"{avg['enhancer']} {avg.get('sampling') or avg['steps']} s={avg['residual_scale']}")
             lines.append(
                 f"{avg['codec']:<8}{avg['quality']:>4}  {name[:43]:<44}{_fmt(avg['bpp'], 4):>8}"
                 f"{_fmt(avg['psnr_rgb'], 2):>8}{_fmt(avg['lpips_alex'], 4):>8}"
                 f"{_fmt(avg.get('dists'), 4):>8}{_fmt(avg.get('temporal'), 4):>9}"
-                f"{avg['sequences']:>6}"
+                + (f"{_fmt(avg.get('fid'), 2):>9}{_fmt(avg.get('kid'), 4):>9}" if set_level else "")
+                + f"{avg['sequences']:>6}"
             )
+        for note in dict.fromkeys(a["fid_note"] for a in averages if a.get("fid_note")):
+            lines.append(f"FID/KID: {note}")
         for bd in self.summary["bd_rate"]:
             if bd["sequence"] == "average" and bd["metric"] in ("psnr_rgb", "lpips_alex"):
                 lines.append(

@@ -4,7 +4,9 @@ run can resume), averages over sequences, and BD-rates of enhanced vs decoded.
 One row = one sequence x codec x rate point x variant. ``variant`` is ``decoded``
 (the codec's own output), ``enhanced`` (one enhancer, number of steps and residual
 scale) or ``error`` (the sequence failed at that rate point; ``error`` says why).
-Metrics a run could not compute are ``null`` (JSON) / empty (CSV).
+Metrics a run could not compute are ``null`` (JSON) / empty (CSV). FID and KID are
+set-level (one value over all sequences' patches), so they are not row columns: they are in
+``summary.json``'s averages (:mod:`enhancer.eval.setlevel`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import math
 import os
 import weakref
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,10 +188,14 @@ def _setting(row: dict[str, Any]) -> tuple:
             row["steps"], row.get("sampling"), row["residual_scale"])
 
 
-def average_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def average_rows(rows: list[dict[str, Any]],
+                 set_scores: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+                 ) -> list[dict[str, Any]]:
     """Mean of every metric over sequences, per codec, rate point and variant.
 
     A mean is ``None`` if any sequence lacks that metric; ``sequences`` counts them.
+    ``set_scores`` (e.g. :class:`enhancer.eval.setlevel.SetScorer`) adds set-level values
+    computed over all the group's rows at once (FID, KID), not means.
     """
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -204,6 +211,8 @@ def average_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         average["sequence_names"] = sorted(m["sequence"] for m in members)
         for metric in METRICS:
             average[metric] = clean_number(_mean([m.get(metric) for m in members]))
+        if set_scores is not None:
+            average.update({k: clean_number(v) for k, v in set_scores(members).items()})
         averages.append(average)
     return sorted(averages, key=lambda a: (_sort_key(_setting(a)), a["quality"]))
 
@@ -262,11 +271,14 @@ def _bd_one(anchor_rows: list[dict], test_rows: list[dict], metric: str, method:
     return value if math.isfinite(value) else None
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Averages and BD-rates, as written to ``summary.json``."""
+def summarize(rows: list[dict[str, Any]],
+              set_scores: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+              ) -> dict[str, Any]:
+    """Averages (with ``set_scores``' values, see :func:`average_rows`) and BD-rates, as
+    written to ``summary.json``."""
     errors = [r for r in rows if r["variant"] == "error"]
     return {
-        "averages": average_rows(rows),
+        "averages": average_rows(rows, set_scores),
         "bd_rate": bd_rates(rows),
         "errors": [{k: r[k] for k in ("sequence", "codec", "quality", "error")} for r in errors],
     }
@@ -276,8 +288,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 COMPRESSAI_KEYS = {"bpp": "bpp", "bitrate_kbps": "bitrate", "psnr_rgb": "psnr-rgb",
                    "psnr_yuv": "psnr-yuv", "ms_ssim": "ms-ssim-rgb", "ssim": "ssim-rgb",
                    "lpips_alex": "lpips", "lpips_vgg": "lpips-vgg", "dists": "dists",
-                   "temporal": "temporal", "encode_s_per_frame": "encoding_time",
-                   "decode_s_per_frame": "decoding_time"}
+                   "temporal": "temporal", "fid": "fid", "kid": "kid",
+                   "encode_s_per_frame": "encoding_time", "decode_s_per_frame": "decoding_time"}
 
 
 def compressai_results(averages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

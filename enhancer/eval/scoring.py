@@ -1,13 +1,19 @@
-"""Scores per frame (PSNR, MS-SSIM, SSIM, LPIPS, DISTS) and running means per output stream."""
+"""Scores per frame (PSNR, MS-SSIM, SSIM, LPIPS, DISTS) and running means per output stream;
+the Inception patch features of each stream for the set-level FID/KID
+(:mod:`enhancer.eval.setlevel`).
+"""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from enhancer.eval.setlevel import SET_METRICS
 from enhancer.metrics import (
     TemporalConsistency,
     get_dists_model,
@@ -17,23 +23,48 @@ from enhancer.metrics import (
     psnr_yuv,
     ssim,
 )
+from enhancer.metrics.fid import WEIGHTS_MISSING, InceptionFeatures, InceptionWeightsNotFoundError
 from enhancer.metrics.msssim import MS_SSIM_MIN_SIDE
 
-ALL_METRICS = ("psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
-               "temporal")
+FRAME_METRICS = ("psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
+                 "temporal")
+ALL_METRICS = FRAME_METRICS + SET_METRICS  # every name --metrics takes
+DEFAULT_METRICS = FRAME_METRICS  # FID/KID are opt-in: Inception on every patch is slow on CPU
 PSNR_CAP_DB = 100.0
 
 
 class FrameScorer:
-    """Per-frame metrics for the requested names; unavailable perceptual metrics are dropped."""
+    """Per-frame metrics for the requested names; unavailable perceptual metrics are dropped.
+
+    ``fid``/``kid`` load the Inception network (``inception_weights``, else torch hub's
+    cache): :meth:`patch_features` then gives each frame's patch features. Without the
+    weights one line (logged here, once) says how to get them, both are dropped and
+    ``unavailable`` says why for the summary; weights of the wrong layout raise.
+    """
 
     def __init__(self, metrics: tuple[str, ...], device: str | torch.device,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print,
+                 inception_weights: str | os.PathLike | None = None):
         unknown = sorted(set(metrics) - set(ALL_METRICS))
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; choose from {list(ALL_METRICS)}")
         self.models: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
-        self.metrics = list(metrics)
+        self.metrics = [m for m in metrics if m in FRAME_METRICS]
+        self.set_metrics = [m for m in metrics if m in SET_METRICS]
+        self.inception: InceptionFeatures | None = None
+        self.unavailable: str | None = None
+        if self.set_metrics:
+            try:
+                self.inception = InceptionFeatures(inception_weights, device)
+            except InceptionWeightsNotFoundError as err:
+                log(f"warning: {'/'.join(self.set_metrics)} unavailable, left empty: {err}")
+                self.unavailable = (f"{WEIGHTS_MISSING} when this ran: not computed (its "
+                                    "warning said where to put them)")
+                self.set_metrics = []
+            else:
+                if not self.inception.published:
+                    log(f"warning: {self.inception.path} is not the published Inception file "
+                        f"(sha256 {self.inception.sha256[:12]}...): fid/kid are plumbing only")
         for name, build in (("lpips_alex", lambda: get_lpips_model("alex", device)),
                             ("lpips_vgg", lambda: get_lpips_model("vgg", device)),
                             ("dists", lambda: get_dists_model(device))):
@@ -64,6 +95,10 @@ class FrameScorer:
                 scores[name] = self.models[name](output, truth).item()
         return scores
 
+    def patch_features(self, frame: Tensor) -> np.ndarray | None:
+        """Inception features ``(P, 2048)`` of ``frame``'s 256x256 patches; None without fid/kid."""
+        return self.inception.patch_features(frame) if self.set_metrics else None
+
 
 class StreamStats:
     """Running means of one output stream's per-frame scores, temporal consistency, timing."""
@@ -74,12 +109,16 @@ class StreamStats:
         self.frames = 0
         self.seconds = 0.0
         self.temporal = TemporalConsistency() if "temporal" in scorer.metrics else None
+        self.features: list[np.ndarray] = []  # patch features per frame, with fid/kid
 
     def add(self, output: Tensor, truth: Tensor) -> None:
         for name, value in self.scorer(output, truth).items():
             self.sums[name] = self.sums.get(name, 0.0) + value
         if self.temporal is not None:
             self.temporal.update(output, truth)
+        features = self.scorer.patch_features(output)
+        if features is not None:
+            self.features.append(features)
         self.frames += 1
 
     def means(self) -> dict[str, float | None]:
