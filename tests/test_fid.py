@@ -281,28 +281,47 @@ def _summary(out: Path) -> list[dict]:
     return json.loads((out / "summary.json").read_text())["averages"]
 
 
+def _random_enhancer(path: Path) -> Path:
+    from enhancer.config import CodecConfig, EnhancerConfig
+    from enhancer.pipeline import Enhancer, save_enhancer
+
+    torch.manual_seed(0)
+    save_enhancer(path, Enhancer.from_config(EnhancerConfig(
+        codec=CodecConfig(name="x264", quality=30), unet="tiny", temporal=False)))
+    return path
+
+
 def test_eval_fid_kid_columns_resume_and_refusals(tmp_path, random_weights, capsys):
     root = tmp_path / "seqs"
     _png_sequence(root, "Wide", (256, 320))
     _png_sequence(root, "Square", (300, 300))
     out = tmp_path / "out"
+    enhancer = _random_enhancer(tmp_path / "rand.pt")
     argv = ["--root", str(root), "--codec", "x264", "--quality", "30", "40", "--frames", "2",
-            "--intra-period", "-1", "--out", str(out), "--quiet",
+            "--intra-period", "-1", "--out", str(out), "--quiet", "--enhancer", str(enhancer),
+            "--steps", "1",
             "--metrics", "psnr_rgb", "fid", "kid", "--inception-weights", str(random_weights)]
     assert run_cli(eval_uvg.main, argv) == 0
     printed = capsys.readouterr().out
     averages = _summary(out)
-    assert [a["quality"] for a in averages] == [30, 40]
+    assert sorted((a["quality"], a["variant"]) for a in averages) == [
+        (30, "decoded"), (30, "enhanced"), (40, "decoded"), (40, "enhanced")]
     for average in averages:
         # One value per rate point over both sequences: 2 x 2 frames x 1 patch.
         assert average["fid_patches"] == 4 and average["sequences"] == 2
-        assert average["fid"] > 0 and isinstance(average["kid"], float) and average["kid_std"] >= 0
+        # (A random network's features are nearly constant: tiny values, of no meaning.)
+        assert isinstance(average["fid"], float) and isinstance(average["kid"], float)
+        assert average["kid_std"] >= 0
         assert average["fid_note"].startswith("NOT FID/KID")  # random weights: plumbing only
     (header,) = [line for line in printed.splitlines() if line.startswith("codec")]
     assert "FID" in header and "KID" in header and "FID/KID: NOT FID/KID" in printed
     features = sorted(p.name for p in (out / "features").iterdir())
     assert len([f for f in features if f.endswith("_truth.npy")]) == 2  # shared by both rates
     assert len([f for f in features if "_decoded_" in f]) == 4 and "inception.json" in features
+    enhanced = sorted((out / "features").glob("Wide_x264_q30_enhanced_*.npy"))
+    (decoded,) = (out / "features").glob("Wide_x264_q30_decoded_*.npy")
+    assert len(enhanced) == 1 and len([f for f in features if "_enhanced_" in f]) == 4
+    assert np.load(enhanced[0]).shape == np.load(decoded).shape == (2, 2048)
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert "fid" not in rows[0]  # set-level: summary only
     compressai = json.loads((out / "compressai" / "x264-decoded.json").read_text())["results"]
