@@ -357,3 +357,19 @@ def test_a_students_checkpoint_carries_its_sampling_and_warns_past_it(tmp_path):
 def test_bad_student_settings_are_config_errors(tmp_path, student, message):
     with pytest.raises(ConfigError, match=message):
         write_config(tmp_path / "s.yaml", video_config(student=student))
+
+
+def test_a_relative_student_loss_is_one_for_the_decode_itself(tmp_path):
+    """relative_loss: each clip's terms divided by its decode's own, so leaving the decode
+    as it is (a fresh network predicts no residual) costs exactly 1 per term."""
+    x264 = {"codec": {"name": "x264", "quality": 32}}
+    student = dict(STUDENT, gamma=0.0)  # deterministic: the fresh network returns the decode
+    cfg = write_config(tmp_path / "s.yaml", video_config(student=student, model=x264,
+                                                         relative_loss=True, rho=0.5))
+    trainer = Trainer(cfg, tmp_path / "run")
+    clip = torch.stack(real_frames(2), dim=1)
+    terms = trainer.loss_fn(clip)
+    assert terms["dist"].item() == pytest.approx(1.0, abs=1e-5)
+    assert terms["perc"].item() == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ConfigError, match="relative_loss is for few-step students"):
+        write_config(tmp_path / "t.yaml", video_config(relative_loss=True))

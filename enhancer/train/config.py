@@ -122,6 +122,9 @@ class TrainConfig:
                     calls) instead of on one denoising step at a random time, the previous
                     enhanced frame is the student's own output, and the checkpoint stores
                     it as its ``sampling`` default. None: the diffusion training above.
+    relative_loss:  (students) each clip's L_dist and L_perc divided by its decode's own
+                    MSE and LPIPS: every clip and rate counts by its improvement over the
+                    decode, as the evaluation's ratios do.
     """
 
     model: EnhancerConfig = field(default_factory=EnhancerConfig)
@@ -151,6 +154,7 @@ class TrainConfig:
     temporal_weight: float = 0.0
     init_from: str | None = None
     student: Sampling | None = None
+    relative_loss: bool = False
 
     # Older configs and checkpoints call ``iterations`` "steps"; from_dict reads both.
     LEGACY_KEYS = {"steps": "iterations"}
@@ -192,6 +196,9 @@ class TrainConfig:
         if self.data.codec_qualities is not None and self.data.codec_cache is None:
             raise ConfigError("data.codec_qualities needs data.codec_cache (the qualities are "
                               "coded once into the cache); set data.codec_cache or remove it")
+        if self.relative_loss and self.student is None:
+            raise ConfigError("relative_loss is for few-step students; set student (e.g. "
+                              "{steps: 1, gamma: 0, t_start: 0.35}) or drop relative_loss")
         if self.lpips_net not in ("alex", "vgg"):
             raise ConfigError(f"lpips_net must be 'alex' or 'vgg', got {self.lpips_net!r}")
         if not self.data.train:

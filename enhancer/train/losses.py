@@ -65,18 +65,26 @@ class ClipLoss(nn.Module):
                     ground truth's change (image units; against flicker). 0: off.
         student:    train a few-step student for this sampling (see the module notes);
                     None: the diffusion loss at random times.
+        relative:   (students) divide each clip's ``L_dist`` and ``L_perc`` by its decode's
+                    own MSE and LPIPS, so every clip and rate counts by how much it improves
+                    on its decode (what the evaluation's ratios measure), not by how bad
+                    its decode is; a sharp, high-rate decode is then not worth harming.
     """
 
     def __init__(self, codec: CodecAdapter, diffusion: ResidualDiffusion, mode: str,
                  lmbda: float, rho: float, perceptual: Callable[[Tensor, Tensor], Tensor] | None,
                  rollout: str = "self", rollout_steps: int = 1, intra_period: int = -1,
                  min_snr_gamma: float | None = 5.0, amp: bool = False,
-                 temporal_weight: float = 0.0, student: Sampling | None = None):
+                 temporal_weight: float = 0.0, student: Sampling | None = None,
+                 relative: bool = False):
         super().__init__()
         if rho > 0 and perceptual is None and mode != "codec":
             raise ValueError(f"rho={rho} needs a perceptual loss; pass perceptual=LPIPS")
         if student is not None and mode == "codec":
             raise ValueError("a student trains the denoiser; mode 'codec' has none")
+        if relative and student is None:
+            raise ValueError("relative losses are for students (the diffusion loss at a random "
+                             "time has no decode to compare with); set student or drop relative")
         self.codec, self.diffusion = codec, diffusion
         self.mode, self.lmbda, self.rho = mode, lmbda, rho
         # A plain attribute, not a submodule: LPIPS is never saved, moved or wrapped with the model.
@@ -85,7 +93,7 @@ class ClipLoss(nn.Module):
         self.intra_period, self.min_snr_gamma, self.amp = intra_period, min_snr_gamma, amp
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
         self.temporal_weight = temporal_weight
-        self.student = student
+        self.student, self.relative = student, relative
 
     def _autocast(self, device: torch.device):
         if self.amp and device.type == "cuda":
@@ -141,11 +149,14 @@ class ClipLoss(nn.Module):
                         clean_pred, dist = result["x0_pred"], result["loss"]
                     else:
                         clean_pred = self._student_sample(cond, decoded, start_noise)
-                        dist = F.mse_loss(clean_pred.float(), clean.float())
+                        dist = (clean_pred.float() - clean.float()).pow(2).mean(dim=(1, 2, 3))
                     onestep = self.diffusion.decode_target(clean_pred.float(), decoded)
                     if self.rho > 0:
-                        perc = self.perceptual(onestep, frame).float().mean()
-                dist = dist.float()
+                        perc = self.perceptual(onestep, frame).float()
+                    if self.relative:  # each clip by how much it improves on its own decode
+                        dist, perc = self._relative_to_decode(dist, perc, clean, decoded, frame)
+                    perc = perc.mean()
+                dist = dist.float().mean()
                 if self.temporal_weight > 0 and self.temporal and index > 0:
                     temporal = F.mse_loss(onestep - prev_enhanced, frame - clip[:, index - 1])
                 if self.temporal and index + 1 < num_frames:
@@ -160,6 +171,17 @@ class ClipLoss(nn.Module):
             if with_metrics:
                 self._add_metrics(sums, frame, decoded, onestep, out.likelihoods, num_pixels)
         return {name: value / num_frames for name, value in sums.items()}
+
+    @torch.no_grad()
+    def _relative_to_decode(self, dist: Tensor, perc: Tensor, clean: Tensor, decoded: Tensor,
+                            frame: Tensor) -> tuple[Tensor, Tensor]:
+        """``dist`` and ``perc`` (B,) divided by the decode's own MSE and LPIPS (detached)."""
+        decoded_clean = self.diffusion.encode_target(decoded, decoded).float()
+        decoded_mse = (decoded_clean - clean.float()).pow(2).mean(dim=(1, 2, 3))
+        dist = dist / decoded_mse.clamp(min=1e-8)
+        if self.rho > 0:
+            perc = perc / self.perceptual(decoded, frame).float().clamp(min=1e-3)
+        return dist, perc
 
     def _student_sample(self, cond: dict[str, Tensor], decoded: Tensor,
                         start_noise: Tensor | None) -> Tensor:
