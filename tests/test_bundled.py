@@ -12,7 +12,7 @@ from conftest import SHARED_DATA, requires_shared_data
 from enhancer.data.images import read_image
 from enhancer.metrics import lpips
 from enhancer.pipeline import load_enhancer, read_checkpoint
-from enhancer.pipeline.enhancer import BUNDLED_DIR
+from enhancer.pipeline.checkpoint import BUNDLED_DIR
 
 BUNDLED = sorted(path.stem for path in BUNDLED_DIR.glob("*.pt"))
 

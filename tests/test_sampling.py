@@ -15,7 +15,7 @@ from enhancer.data.sequence import open_sequence
 from enhancer.diffusion import sample_ddim
 from enhancer.diffusion.schedule import alpha_sigma
 from enhancer.pipeline import Enhancer, Rollout, Sampling, load_enhancer, save_enhancer
-from enhancer.pipeline.enhancer import read_checkpoint, store_sampling
+from enhancer.pipeline.checkpoint import read_checkpoint, store_sampling
 
 CISCO = SHARED_DATA / "video" / "openh264" / "CiscoVT2people_160x96_6fps.yuv"
 

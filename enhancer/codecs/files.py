@@ -19,9 +19,9 @@ from enhancer.codecs.container import (
     decode_container,
     weights_fingerprint,
 )
-from enhancer.metrics.psnr import mse_to_psnr
 from enhancer.data.paths import check_file_target, check_not_input, write_atomic_text
 from enhancer.data.sequence import check_writer_target, open_sequence, open_writer
+from enhancer.metrics.psnr import mse_to_psnr
 
 
 @dataclass
@@ -101,7 +101,7 @@ def zoo_file_quality(path: str | Path) -> int | None:
 
 def _enhancer_checkpoint(checkpoint: str) -> Path | None:
     """The enhancer checkpoint ``checkpoint`` names (a file of ours, or a bundled name), else None."""
-    from enhancer.pipeline.enhancer import CHECKPOINT_FORMAT, resolve_enhancer_path
+    from enhancer.pipeline.checkpoint import CHECKPOINT_FORMAT, resolve_enhancer_path
 
     path = Path(checkpoint)
     if not path.is_file():
@@ -119,7 +119,7 @@ def _enhancer_checkpoint(checkpoint: str) -> Path | None:
 
 
 def _codec_from_enhancer(path: Path, codec_name: str, quality: int, device: str) -> CodecAdapter:
-    from enhancer.pipeline.enhancer import load_enhancer
+    from enhancer.pipeline.checkpoint import load_enhancer
 
     codec = load_enhancer(path, device=device).codec
     if (codec.name, codec.quality) != (codec_name, quality):

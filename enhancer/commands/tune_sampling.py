@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from enhancer.cli import parse_size, run_cli
+from enhancer.codecs import load_codec
 from enhancer.eval.sequences import find_sequences
 from enhancer.eval.sources import FrameSource
 from enhancer.eval.tuning import (
@@ -30,8 +31,7 @@ from enhancer.eval.tuning import (
     results_table,
     write_sweep,
 )
-from enhancer.pipeline.enhancer import load_enhancer, resolve_enhancer_path, store_sampling
-from enhancer.codecs import load_codec
+from enhancer.pipeline.checkpoint import load_enhancer, resolve_enhancer_path, store_sampling
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from enhancer.eval.sequences import demo_clips
 from enhancer.eval.report import EvalReport
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.scoring import DEFAULT_METRICS
-from enhancer.eval.specs import checkpoint_codec, load_enhancer_spec, untrained_enhancer
-from enhancer.pipeline.enhancer import BUNDLED_DIR
+from enhancer.eval.sequences import demo_clips
+from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
+from enhancer.pipeline.checkpoint import BUNDLED_DIR, checkpoint_codec
 
 DEMO_CODEC = "x264"
 DEMO_QUALITIES = [28, 32, 36]  # without a bundled model

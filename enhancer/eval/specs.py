@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from enhancer.pipeline.enhancer import Enhancer, load_enhancer, read_checkpoint
+from enhancer.pipeline.checkpoint import checkpoint_codec, load_enhancer
+from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Sampling
 
 
@@ -43,12 +44,6 @@ class EnhancerSpec:
         if self.by_quality is None:
             return self
         return replace(self, enhancer=self.by_quality[quality], by_quality=None)
-
-
-def checkpoint_codec(checkpoint: str | Path) -> dict[str, Any]:
-    """The codec config (``name``, ``quality``, ...) an enhancer checkpoint or bundled
-    name was trained with, read without building the enhancer."""
-    return read_checkpoint(checkpoint)["enhancer_config"]["codec"]
 
 
 def check_enhancer_codec(checkpoint: str | Path, codec_name: str | None) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from enhancer.config import EnhancerConfig, from_dict
 from enhancer.codecs import load_codec
-from enhancer.pipeline.enhancer import PRECISIONS, Enhancer, load_enhancer
+from enhancer.config import EnhancerConfig, from_dict
+from enhancer.pipeline.checkpoint import load_enhancer
+from enhancer.pipeline.enhancer import PRECISIONS, Enhancer
 
 RESOLUTIONS = {"480p": (480, 832), "720p": (720, 1280), "1080p": (1080, 1920)}
 

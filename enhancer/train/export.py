@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from enhancer.data.paths import write_atomic
-from enhancer.pipeline.enhancer import denoiser_weights, read_checkpoint
+from enhancer.pipeline.checkpoint import checkpoint_codec, denoiser_weights, read_checkpoint
 
 KEPT_KEYS = ("format", "enhancer_config", "train_config", "step", "sampling")
 
@@ -37,7 +37,7 @@ def export_checkpoint(source: str | Path, destination: str | Path, half: bool = 
     exported["denoiser"] = _cast(denoiser_weights(payload), half)
     exported["codec"] = _cast(payload.get("codec"), half)
     if exported["codec"] is not None:  # self-contained: the training-time codec path is moot
-        codec_config = dict(exported["enhancer_config"]["codec"], checkpoint=None)
+        codec_config = dict(checkpoint_codec(payload), checkpoint=None)
         exported["enhancer_config"] = dict(exported["enhancer_config"], codec=codec_config)
     buffer = io.BytesIO()
     torch.save(exported, buffer)

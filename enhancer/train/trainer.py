@@ -39,15 +39,21 @@ from tqdm import tqdm
 
 from enhancer.codecs.base import CodecError
 from enhancer.codecs.files import write_codec_sidecar
-from enhancer.data.paths import write_atomic, write_atomic_text
 from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
-from enhancer.metrics.lpips import get_lpips_model
+from enhancer.data.paths import write_atomic, write_atomic_text
 from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.metrics.lpips import get_lpips_model
 from enhancer.metrics.psnr import psnr
-from enhancer.pipeline.enhancer import Enhancer, denoiser_weights, read_checkpoint, save_enhancer
+from enhancer.pipeline.checkpoint import denoiser_weights, read_checkpoint, save_enhancer
+from enhancer.pipeline.enhancer import Enhancer
 from enhancer.train.config import TrainConfig
-from enhancer.train.data import (build_cached_dataset, build_train_dataset, load_val_clip,
-                                 train_loader, training_files)
+from enhancer.train.data import (
+    build_cached_dataset,
+    build_train_dataset,
+    load_val_clip,
+    train_loader,
+    training_files,
+)
 from enhancer.train.losses import METRICS, TERMS, ClipLoss
 
 LOG_COLUMNS = ("kind", "step", *TERMS, "aux", *METRICS, "lr", "seconds",
