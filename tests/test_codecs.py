@@ -134,25 +134,38 @@ class TestContract:
         with pytest.raises(CodecError):
             codec.decompress(data[: len(data) // 3], (HEIGHT, WIDTH))
 
-    def test_aux_loss_trains_only_the_bottleneck_quantiles(self, name):
-        """The trainer steps ``aux_loss()`` with an optimizer over ``aux_parameter_names``:
-        the loss is a finite scalar >= 0 whose gradient reaches exactly those parameters."""
-        from enhancer.train.trainer import aux_parameter_names
-
+    def test_aux_loss_trains_only_the_bottleneck_quantiles(self, name, clip):
+        """The trainer steps ``aux_loss()`` with an optimizer over ``aux_parameter_names()``
+        and keeps those out of the main one: the loss is a finite scalar >= 0 whose gradient
+        reaches exactly those parameters, and the training-mode rate-distortion path reaches
+        none of them."""
         codec = shared_codec(name)
         loss = codec.aux_loss()
         assert loss.shape == () and torch.isfinite(loss) and loss >= 0
-        aux_names = aux_parameter_names(codec)
+        aux_names = codec.aux_parameter_names()
+        assert aux_names <= {n for n, _ in codec.named_parameters()}
         if not aux_names:  # no entropy bottleneck: a constant zero, nothing to train
             assert loss == 0 and not loss.requires_grad
             return
-        codec.zero_grad(set_to_none=True)
+
+        def names_with_grad(loss: torch.Tensor) -> set[str]:
+            codec.zero_grad(set_to_none=True)
+            try:
+                loss.backward()
+                return {n for n, p in codec.named_parameters() if p.grad is not None}
+            finally:
+                codec.zero_grad(set_to_none=True)  # the shared codec stays as it was
+
+        assert names_with_grad(loss) == aux_names
+        was_training = codec.training
         try:
-            loss.backward()
-            with_grad = {n for n, p in codec.named_parameters() if p.grad is not None}
+            out = codec.train()(clip[0])  # noisy quantisation, as the trainer runs it
         finally:
-            codec.zero_grad(set_to_none=True)  # the shared codec stays as it was
-        assert with_grad == aux_names
+            codec.train(was_training)
+        rate_distortion = (bpp_from_likelihoods(out.likelihoods, HEIGHT * WIDTH)
+                           + (out.decoded - clip[0]).square().mean())
+        reached = names_with_grad(rate_distortion)
+        assert reached and not reached & aux_names
 
 
 @pytest.mark.parametrize("name", ["ssf", "ssf-small", "bmshj2018-hyperprior"])

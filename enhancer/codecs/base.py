@@ -10,6 +10,7 @@ auto-encoder, DCVC, x264, ...) behind the same small, CompressAI-like API::
     out = codec(frame, state)                     # CodecOutput
     out.decoded, out.latent, out.likelihoods, out.state
     codec.aux_loss()                              # the entropy bottlenecks' own loss (or 0)
+    codec.aux_parameter_names()                   # what only that loss trains (or none)
 
     # real coding path: bytes in, bytes out
     data, enc_out = codec.compress(frame, state)  # bytes, CodecOutput (decoder's view)
@@ -129,6 +130,17 @@ class CodecAdapter(nn.Module):
         """
         reference = next(itertools.chain(self.parameters(), self.buffers()), None)
         return torch.zeros((), device=None if reference is None else reference.device)
+
+    def aux_parameter_names(self) -> set[str]:
+        """Names (as :meth:`named_parameters` gives them) of the parameters that only
+        :meth:`aux_loss` trains: the entropy bottlenecks' ``quantiles``.
+
+        While the codec trains they get the auxiliary optimizer and are kept out of the
+        main one; the rate-distortion loss gives them no gradient. Default: none, for codecs
+        without such bottlenecks (x264, x265) and for those whose entropy models train
+        through the rate term alone (DCVC-FM's bit estimators).
+        """
+        return set()
 
     def weights(self) -> dict[str, Tensor]:
         """The trainable state, without entropy-coder tables (rebuilt by :meth:`update`)."""

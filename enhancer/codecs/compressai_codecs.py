@@ -152,6 +152,10 @@ class _CompressAIAdapter(CodecAdapter):
         loss = self.model.aux_loss()
         return sum(loss) if isinstance(loss, list) else loss
 
+    def aux_parameter_names(self) -> set[str]:
+        """The entropy bottlenecks' ``quantiles`` (CompressAI trains them by ``aux_loss``)."""
+        return {name for name, _ in self.named_parameters() if name.endswith("quantiles")}
+
 
 # --- image auto-encoders ---------------------------------------------------------------
 class _HyperpriorImageCodec(_CompressAIAdapter):

@@ -73,11 +73,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def aux_parameter_names(codec: nn.Module) -> set[str]:
-    """CompressAI's entropy-bottleneck ``quantiles``: trained only by the auxiliary loss."""
-    return {name for name, _ in codec.named_parameters() if name.endswith("quantiles")}
-
-
 def rng_state() -> dict[str, Any]:
     """Every global RNG state, in a form ``torch.load(weights_only=True)`` accepts."""
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
@@ -201,7 +196,7 @@ class Trainer:
         diffusion = self.enhancer.diffusion
         diffusion.train(cfg.mode != "codec").requires_grad_(cfg.mode != "codec")
         codec.train(self.codec_trains).requires_grad_(self.codec_trains)
-        aux_names = aux_parameter_names(codec) if self.codec_trains else set()
+        aux_names = codec.aux_parameter_names() if self.codec_trains else set()
         groups = []
         if cfg.mode != "codec":
             groups.append({"params": list(diffusion.parameters()), "lr": cfg.lr,
