@@ -27,6 +27,10 @@ flagged (:attr:`InceptionFeatures.published` is False): its numbers are not FID.
 
 :func:`frechet_distance` and :func:`kid` work on plain feature arrays; :class:`PatchFIDKID`
 accumulates the features of a set of frame pairs and computes both.
+
+One module on purpose: the patching, the Inception network and the checks on its weights
+(file, layout, published hash) are what makes a number FID/256, so the whole protocol is
+defined in one file; the set-level bookkeeping of an evaluation is :mod:`enhancer.eval.setlevel`.
 """
 
 from __future__ import annotations

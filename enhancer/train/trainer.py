@@ -16,6 +16,10 @@ state dict that ``model.codec.checkpoint`` of a later stage can point at.
 
 Multi-GPU: launch with ``torchrun --nproc_per_node N tools/train.py ...``; the
 process group is only initialised when ``WORLD_SIZE > 1``.
+
+One module on purpose: the loop and the few pieces that make it resumable bit for bit
+(every RNG's state, the log cut back to the checkpoint's step, the device and process
+group) are one run's lifecycle, and are read together; losses, data and config live apart.
 """
 
 from __future__ import annotations
