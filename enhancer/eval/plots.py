@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
 from enhancer.data.padding import centre_crop
@@ -75,19 +77,49 @@ def _to_uint8(frame: Tensor) -> np.ndarray:
     return values.permute(1, 2, 0).numpy().astype(np.uint8)
 
 
+PANELS_KEY = "enhancer-panels"  # PNG text chunk: where each panel of a crop image is
+
+
 def save_side_by_side(panels: list[tuple[str, Tensor]], path: str | Path, size: int = 256) -> Path:
-    """Centre crops of each ``(label, frame (1, 3, H, W))`` next to each other, labelled."""
+    """Centre crops of each ``(label, frame (1, 3, H, W))`` next to each other, labelled.
+
+    The PNG says where each panel is (:func:`read_panels`), so the HTML report can show any
+    two of them under a before/after slider.
+    """
     height, width = panels[0][1].shape[-2:]
     crop_h, crop_w = min(size, height), min(size, width)
     label_h, gap = 14, 4
     canvas = Image.new("RGB", (len(panels) * (crop_w + gap) - gap, crop_h + label_h), "white")
     draw = ImageDraw.Draw(canvas)
+    boxes = []
     for index, (label, frame) in enumerate(panels):
         crop = _to_uint8(centre_crop(frame, crop_h, crop_w))
         x = index * (crop_w + gap)
         canvas.paste(Image.fromarray(crop), (x, label_h))
         draw.text((x + 2, 1), label, fill="black")
+        boxes.append({"label": label, "x": x, "y": label_h, "width": crop_w, "height": crop_h})
+    info = PngInfo()
+    info.add_text(PANELS_KEY, json.dumps(boxes))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    canvas.save(path, pnginfo=info)
     return path
+
+
+def read_panels(path: str | Path) -> list[dict[str, Any]] | None:
+    """The panels of a :func:`save_side_by_side` image: ``[{"label", "x", "y", "width",
+    "height"}, ...]`` in pixels, left to right; None for an image without them (or none)."""
+    try:
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}).get(PANELS_KEY)
+    except (OSError, ValueError):
+        return None
+    try:
+        panels = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+    keys = ("label", "x", "y", "width", "height")
+    if not isinstance(panels, list) or not all(
+            isinstance(p, dict) and all(k in p for k in keys) for p in panels):
+        return None
+    return panels

@@ -47,6 +47,24 @@ def row_key(row: dict[str, Any]) -> tuple:
     return tuple(float(v) if isinstance(v, float) else v for v in key)
 
 
+def file_label(text: str) -> str:
+    """``text`` as a file name: anything but letters, digits, ``-``, ``_`` and ``.`` -> ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def crop_path(out_dir: str | Path, row: dict[str, Any]) -> Path:
+    """The side-by-side crop of ``row``'s unit (sequence x codec x rate point)."""
+    return Path(out_dir) / "crops" / file_label(
+        f"{row['sequence']}_{row['codec']}_q{row['quality']}.png")
+
+
+def video_path(out_dir: str | Path, row: dict[str, Any]) -> Path:
+    """The MP4 of an enhanced row's frames (written for one rate point, one variant)."""
+    return Path(out_dir) / "videos" / file_label(
+        f"{row['sequence']}_{row['codec']}_q{row['quality']}_{row['enhancer']}"
+        f"_{row['steps']}steps_s{row['residual_scale']:g}.mp4")
+
+
 def clean_number(value: Any) -> Any:
     """NaN/inf -> None so JSON stays valid; numbers rounded to 6 significant digits."""
     if isinstance(value, float):
@@ -334,4 +352,4 @@ def write_compressai_results(folder: Path, averages: list[dict[str, Any]]) -> li
 
 
 def _file_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
+    return file_label(text).strip("_")

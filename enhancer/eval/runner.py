@@ -57,8 +57,10 @@ from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.report import EvalReport
 from enhancer.eval.results import (
     ResultsStore,
+    crop_path,
     row_key,
     summarize,
+    video_path,
     write_compressai_results,
 )
 from enhancer.eval.scoring import DEFAULT_METRICS, FrameScorer, StreamStats
@@ -97,10 +99,6 @@ def check_out_dir(out_dir: str | Path) -> Path:
             f"output folder {out_dir} is not writable ({err.strerror or err}); pick another --out"
         ) from err
     return out_dir
-
-
-def _file_label(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def _codecs(codec_name: str, qualities: list[int], checkpoint: str | None,
@@ -351,10 +349,9 @@ class _Unit:
         writer = None
         if self.write_mp4 and variants:
             spec, sampling, scale = variants[0]
-            name = _file_label(f"{self.seq.name}_{codec.name}_q{codec.quality}_{spec.label}"
-                               f"_{sampling.steps}steps_s{scale:g}.mp4")
-            writer = open_writer(self.out_dir / "videos" / name, width=self.size[1],
-                                 height=self.size[0], fps=self.fps, crf=12)
+            video = video_path(self.out_dir, self.row("enhanced", spec, sampling, scale))
+            writer = open_writer(video, width=self.size[1], height=self.size[0], fps=self.fps,
+                                 crf=12)
         count = 0
         progress = tqdm(total=self.frames, desc=f"{self.seq.name} {codec.name} q{codec.quality}",
                         unit="frame", disable=not self.show_progress, leave=False,
@@ -405,9 +402,8 @@ class _Unit:
         if writer is not None:
             writer.close()
             self.video_paths.append(writer.path)
-        crop_name = _file_label(f"{self.seq.name}_{codec.name}_q{codec.quality}.png")
-        self.crop_paths.append(save_side_by_side(crop_panels, self.out_dir / "crops" / crop_name,
-                                                 self.crop_size))
+        crop = crop_path(self.out_dir, self.row("decoded"))
+        self.crop_paths.append(save_side_by_side(crop_panels, crop, self.crop_size))
 
         height, width = self.size
         bpp = bpp_from_bytes(total_bytes, height, width, count)
