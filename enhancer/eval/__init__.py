@@ -4,7 +4,8 @@ Modules: ``specs`` (enhancers to evaluate and their codec), ``scoring`` (metrics
 frame, running means), ``runner`` (sequences x rates, resume, error rows), ``report``
 (the printed table), ``results`` (rows, averages, BD-rates), ``plots`` (curves, crops),
 ``sequences`` (finding test sequences), ``sources`` (reading and checking them),
-``tuning`` (sampling defaults).
+``tuning`` (sampling defaults), ``html_report`` (``report.html``: settings, tables, plots,
+crops under a before/after slider, videos).
 
 Entry points: :func:`evaluate_sequences` (video, ``tools/eval_uvg.py``),
 :func:`evaluate_images` (Kodak/DIV2K, ``tools/eval_images.py``), :func:`run_demo`

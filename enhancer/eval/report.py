@@ -20,6 +20,7 @@ class EvalReport:
     errors: list[str]
     skipped: int
     untrained: bool
+    html: Path | None = None  # report.html
 
     def format(self) -> str:
         """A short human-readable table of the averages and BD-rates, and where files are."""
@@ -51,6 +52,8 @@ class EvalReport:
                     f"s={bd['residual_scale']} vs decoded: {_fmt(bd['bd_rate_percent'], 2)} %"
                 )
         lines.append(f"results: {self.out_dir / 'results.json'} (and .csv, summary.json)")
+        if self.html is not None:
+            lines.append(f"report:  {self.html} (open it in a browser)")
         if self.plots:
             lines.append(f"plots:   {self.plots[0].parent}/ ({len(self.plots)} PNG)")
         if self.crops:

@@ -9,7 +9,8 @@ For every sequence x rate point::
 Frames are read, coded, enhanced and scored one at a time; only running sums (and
 the previous frame, for temporal consistency) are kept, so a 1080p sequence never
 sits in memory. ``results.json``/``results.csv`` are rewritten after every
-sequence x rate point; a rerun with the same ``out_dir`` skips what is done.
+sequence x rate point; a rerun with the same ``out_dir`` skips what is done. ``report.html``
+(:mod:`enhancer.eval.html_report`) is rewritten once, at the end of every run.
 A sequence that fails gets an ``error`` row (and a traceback in ``errors.log``);
 the others still run.
 
@@ -53,6 +54,7 @@ from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
 from enhancer.codecs.files import load_codec_for_files
 from enhancer.data.sequence import open_writer
+from enhancer.eval.html_report import check_report_target, write_html_report
 from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.report import EvalReport
 from enhancer.eval.results import (
@@ -141,7 +143,8 @@ class EvalSettings:
     intra_period:  the codec's intra period (-1: only the first frame).
     steps:         sampling steps to run (None: the enhancer's default) when the
                    enhancers are not already specs; likewise ``residual_scales``.
-    out_dir:       where results.json/.csv, summary.json, plots/, crops/, videos/ go.
+    out_dir:       where results.json/.csv, summary.json, plots/, crops/, videos/ and
+                   report.html go.
     codec_checkpoint: codec weights for rate points no enhancer carries ('{quality}').
     crop:          ``(h, w)`` centre crop of every frame (None: full frames).
     metrics:       names from :data:`ALL_METRICS` (default :data:`DEFAULT_METRICS`; fid and
@@ -184,11 +187,13 @@ def evaluate_sequences(
 
     Writes ``results.json``/``.csv`` (after every sequence x rate point), ``summary.json``
     (averages over sequences and BD-rates of enhanced vs decoded), ``plots/*.png``,
-    ``crops/*.png`` (ground truth | decoded | enhanced, middle frame) and ``videos/*.mp4``.
+    ``crops/*.png`` (ground truth | decoded | enhanced, middle frame), ``videos/*.mp4`` and,
+    at the end, ``report.html`` showing them all (:mod:`enhancer.eval.html_report`).
     """
     # --- every check before any long work ---
     device = check_device(settings.device)
     out_dir = check_out_dir(settings.out_dir)
+    check_report_target(out_dir)
     if not sequences:
         raise ValueError("no sequences to evaluate")
     if not qualities:
@@ -264,8 +269,9 @@ def evaluate_sequences(
         plots = plot_curves(averages, out_dir / "plots", plot_title)
         write_compressai_results(out_dir / "compressai", averages)
         rows = store.rows
+        html_path = write_html_report(out_dir, written, rows, summary, plots, plot_title)
     return EvalReport(out_dir, rows, summary, plots, crops, videos, errors, skipped,
-                      any(s.untrained for s in specs))
+                      any(s.untrained for s in specs), html_path)
 
 
 def _as_specs(enhancers, codec_name: str, settings: EvalSettings,
