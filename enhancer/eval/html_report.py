@@ -17,6 +17,9 @@ copied, zipped or opened offline (no server, no CDN). Every text is escaped. The
 rewritten atomically at the end of every run, resumed ones included
 (:func:`enhancer.eval.runner.evaluate_sequences`); without JavaScript the tables and the
 default comparison still show.
+
+One module on purpose: the page is written section by section in the order it shows, and a
+third of the module is the page's own CSS and JavaScript (inline, so the page is one file).
 """
 
 from __future__ import annotations
