@@ -15,8 +15,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from enhancer.data.color import rgb_to_planes
+from enhancer.data.color import planes_to_rgb, rgb_to_planes
 from enhancer.data.reader import FrameReader, Planes
+from enhancer.data.writer import FrameWriter
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -124,8 +125,15 @@ class ImageFolderReader(FrameReader):
             yield rgb_to_planes(rgb, matrix)
 
 
-class ImageFolderWriter:
-    """Writes RGB frames as ``im00001.png``, ``im00002.png``, ... (DCVC's naming)."""
+def _rgb_tensor_to_uint8(rgb: Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` in [0, 1] -> uint8 ``(H, W, 3)``."""
+    values = (rgb.detach().float().cpu()[0] * 255.0).round().clamp(0, 255)
+    return values.permute(1, 2, 0).numpy().astype(np.uint8)
+
+
+class ImageFolderWriter(FrameWriter):
+    """Writes RGB frames as ``im00001.png``, ``im00002.png``, ... (DCVC's naming); 4:2:0
+    planes are converted to RGB with ``matrix`` and ``upsample`` first. Nothing stays open."""
 
     def __init__(self, folder: str | Path, width: int, height: int) -> None:
         self.path = Path(folder)
@@ -133,14 +141,18 @@ class ImageFolderWriter:
         self.width, self.height = width, height
         self.num_frames = 0
 
-    def write_frame(self, rgb: np.ndarray) -> None:
-        """Append one uint8 RGB ``(H, W, 3)`` frame."""
-        if rgb.shape != (self.height, self.width, 3):
+    def write_rgb(self, rgb: Tensor, matrix: str = "bt709") -> None:
+        """Append one RGB frame ``(1, 3, H, W)`` in [0, 1] as an 8-bit PNG; the pixels need no
+        conversion, so ``matrix`` is unused."""
+        pixels = _rgb_tensor_to_uint8(rgb)  # (H, W, 3)
+        if pixels.shape != (self.height, self.width, 3):
             raise ValueError(
-                f"expected a {self.width}x{self.height} frame (H, W, 3), got {rgb.shape}"
+                f"expected a {self.width}x{self.height} frame (H, W, 3), got {pixels.shape}"
             )
         self.num_frames += 1
-        write_image(self.path / f"im{self.num_frames:05d}.png", rgb)
+        write_image(self.path / f"im{self.num_frames:05d}.png", pixels)
 
-    def close(self) -> None:
-        """Nothing stays open."""
+    def write_planes(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = "bt709",
+                     upsample: str = "bilinear") -> None:
+        """Append one frame given as uint8 4:2:0 planes, converted to RGB with ``matrix``."""
+        self.write_rgb(planes_to_rgb(y, u, v, matrix, upsample=upsample))

@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import Tensor
 
-from enhancer.data.color import MATRICES, UPSAMPLE_MODES, planes_to_rgb, rgb_to_planes
+from enhancer.data.color import MATRICES, UPSAMPLE_MODES
 from enhancer.data.images import ImageFolderReader, ImageFolderWriter
 from enhancer.data.paths import check_file_target, check_writable_parent
 from enhancer.data.reader import FrameReader, Planes, SequenceInfo
 from enhancer.data.video import READ_EXTENSIONS as VIDEO_EXTENSIONS
 from enhancer.data.video import WRITE_FORMATS, PyAVReader, PyAVWriter
+from enhancer.data.writer import FrameWriter
 from enhancer.data.y4m import Y4mReader, Y4mWriter
 from enhancer.data.yuv import YuvReader, YuvWriter, check_even_size
 
@@ -51,12 +52,6 @@ def _check_matrix(matrix: str, upsample: str = "bilinear") -> None:
         raise ValueError(f"unknown colour matrix {matrix!r}; choose one of {sorted(MATRICES)}")
     if upsample not in UPSAMPLE_MODES:
         raise ValueError(f"unknown chroma upsampling {upsample!r}; choose one of {UPSAMPLE_MODES}")
-
-
-def _rgb_tensor_to_uint8(rgb: Tensor) -> np.ndarray:
-    """``(1, 3, H, W)`` in [0, 1] -> uint8 ``(H, W, 3)``."""
-    values = (rgb.detach().float().cpu()[0] * 255.0).round().clamp(0, 255)
-    return values.permute(1, 2, 0).numpy().astype(np.uint8)
 
 
 class VideoReader:
@@ -176,14 +171,16 @@ class VideoWriter:
 
     Frames go to a temporary file (or folder) next to the target; :meth:`close` renames
     it into place. If the ``with`` block raises, :meth:`abort` deletes the temporary, so
-    no half-written output is ever left under the target name.
+    no half-written output is ever left under the target name. Each frame is handed to the
+    one writer :func:`open_writer` picked (the contract of :mod:`enhancer.data.writer`),
+    which converts between RGB and 4:2:0 planes where its format needs it.
     """
 
     def __init__(
         self,
         path: Path,
         temp_path: Path,
-        sink: YuvWriter | Y4mWriter | PyAVWriter | ImageFolderWriter,
+        sink: FrameWriter,
         width: int,
         height: int,
         matrix: str,
@@ -205,19 +202,12 @@ class VideoWriter:
                 f"expected an RGB frame of shape (1, 3, {self.height}, {self.width}), "
                 f"got {tuple(rgb.shape)}"
             )
-        if isinstance(self._sink, ImageFolderWriter):
-            self._sink.write_frame(_rgb_tensor_to_uint8(rgb))
-        else:
-            self._sink.write_frame(*rgb_to_planes(rgb.clamp(0.0, 1.0), self.matrix))
+        self._sink.write_rgb(rgb, self.matrix)
         self.num_frames += 1
 
     def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
         """Append one frame given as uint8 planes ``Y (H, W)``, ``U, V (H/2, W/2)``."""
-        if isinstance(self._sink, ImageFolderWriter):
-            rgb = planes_to_rgb(y, u, v, self.matrix, upsample=self.upsample)
-            self._sink.write_frame(_rgb_tensor_to_uint8(rgb))
-        else:
-            self._sink.write_frame(y, u, v)
+        self._sink.write_planes(y, u, v, self.matrix, self.upsample)
         self.num_frames += 1
 
     def close(self) -> None:
@@ -248,10 +238,7 @@ class VideoWriter:
             return
         self._done = True
         try:
-            if isinstance(self._sink, PyAVWriter):
-                self._sink.abort()
-            else:
-                self._sink.close()
+            self._sink.abort()
         finally:
             if self.temp_path.is_dir():
                 shutil.rmtree(self.temp_path, ignore_errors=True)
@@ -319,7 +306,7 @@ def open_writer(
         raise ValueError(f"crf= applies only to {', '.join(WRITE_FORMATS)} output, not {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     temp_path = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    sink: YuvWriter | Y4mWriter | PyAVWriter | ImageFolderWriter
+    sink: FrameWriter
     if suffix == ".yuv":
         sink = YuvWriter(temp_path, width, height)
     elif suffix == ".y4m":

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from enhancer.data.reader import FrameReader, Planes
+from enhancer.data.writer import FrameWriter
 from enhancer.data.y4m import fps_to_fraction
 from enhancer.data.yuv import check_even_size, check_planes
 
 if TYPE_CHECKING:
     import av
-    from typing_extensions import Self
 
 READ_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".264", ".h264", ".265",
                    ".hevc")
@@ -173,7 +173,7 @@ class PyAVReader(FrameReader):
         return y, chroma[0], chroma[1]
 
 
-class PyAVWriter:
+class PyAVWriter(FrameWriter):
     """Encodes 4:2:0 uint8 planes with libx264 into an MP4 or MKV container.
 
     ``container_format`` is "mp4" or "matroska"; it is given explicitly so that the file
@@ -211,8 +211,10 @@ class PyAVWriter:
             self._container.close()
             raise
 
-    def write_frame(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
-        """Encode one frame given as uint8 planes ``Y (H, W)``, ``U, V (H/2, W/2)``."""
+    def write_planes(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = "bt709",
+                     upsample: str = "bilinear") -> None:
+        """Encode one frame given as uint8 planes ``Y (H, W)``, ``U, V (H/2, W/2)``; they are
+        encoded as they are, so ``matrix``/``upsample`` are unused."""
         check_planes(y, u, v, self.width, self.height, np.dtype(np.uint8))
         # (H*3/2, W): the layout PyAV's yuv420p from_ndarray expects
         stacked = np.concatenate((y.ravel(), u.ravel(), v.ravel())).reshape(-1, self.width)
@@ -233,9 +235,3 @@ class PyAVWriter:
     def abort(self) -> None:
         """Close without flushing (the caller deletes the file)."""
         self._container.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

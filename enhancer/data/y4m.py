@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from enhancer.data.writer import FrameWriter
 from enhancer.data.yuv import PlanarFile, PlanarReader, check_even_size, check_planes, frame_bytes
 
 MAGIC = b"YUV4MPEG2"
@@ -128,7 +129,7 @@ class Y4mReader(PlanarReader):
         return self._read_planes(index, self._offsets[index] if in_range else 0)
 
 
-class Y4mWriter(PlanarFile):
+class Y4mWriter(PlanarFile, FrameWriter):
     """Writes 4:2:0 frames to a Y4M file (``C420jpeg``, or ``C420p10`` etc. above 8 bits)."""
 
     def __init__(
@@ -148,8 +149,10 @@ class Y4mWriter(PlanarFile):
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
         self._file.write(header.encode())
 
-    def write_frame(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
-        """Append one frame given as planes ``Y (H, W)``, ``U, V (H/2, W/2)``."""
+    def write_planes(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = "bt709",
+                     upsample: str = "bilinear") -> None:
+        """Append one frame given as planes ``Y (H, W)``, ``U, V (H/2, W/2)``; stored as they
+        are, so ``matrix``/``upsample`` are unused."""
         check_planes(y, u, v, self.width, self.height, self.dtype)
         self._file.write(b"FRAME\n")
         for plane in (y, u, v):

@@ -24,14 +24,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
 from enhancer.data.reader import FrameReader
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
+from enhancer.data.writer import FrameWriter
 
 DEFAULT_FPS = 30.0
 
@@ -98,18 +96,13 @@ def _sample_dtype(bit_depth: int) -> np.dtype:
 
 
 class PlanarFile:
-    """Owns ``self._file``: ``close()`` and the context-manager protocol for readers/writers."""
+    """Owns ``self._file``: ``close()`` for the readers and writers of 4:2:0 files (``with``
+    comes from :class:`FrameReader` / :class:`FrameWriter`)."""
 
     _file: BinaryIO
 
     def close(self) -> None:
         self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class PlanarReader(PlanarFile, FrameReader):
@@ -209,7 +202,7 @@ def check_planes(
             raise ValueError(f"expected {np.dtype(dtype).name} planes, got {plane.dtype}")
 
 
-class YuvWriter(PlanarFile):
+class YuvWriter(PlanarFile, FrameWriter):
     """Appends 4:2:0 frames to a raw ``.yuv`` file (8-bit: uint8; deeper: uint16 LE)."""
 
     def __init__(self, path: str | Path, width: int, height: int, bit_depth: int = 8) -> None:
@@ -220,8 +213,10 @@ class YuvWriter(PlanarFile):
         self.num_frames = 0
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
 
-    def write_frame(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
-        """Append one frame given as planes ``Y (H, W)``, ``U, V (H/2, W/2)``."""
+    def write_planes(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = "bt709",
+                     upsample: str = "bilinear") -> None:
+        """Append one frame given as planes ``Y (H, W)``, ``U, V (H/2, W/2)``; stored as they
+        are, so ``matrix``/``upsample`` are unused."""
         check_planes(y, u, v, self.width, self.height, self.dtype)
         for plane in (y, u, v):
             self._file.write(np.ascontiguousarray(plane, dtype=self.dtype).tobytes())
