@@ -359,9 +359,9 @@ def test_bad_student_settings_are_config_errors(tmp_path, student, message):
         write_config(tmp_path / "s.yaml", video_config(student=student))
 
 
-def test_a_relative_student_loss_is_one_for_the_decode_itself(tmp_path):
-    """relative_loss: each clip's terms divided by its decode's own, so leaving the decode
-    as it is (a fresh network predicts no residual) costs exactly 1 per term."""
+def test_a_relative_student_loss_is_zero_for_the_decode_itself(tmp_path):
+    """relative_loss: each clip's terms are log-ratios to its decode's own, so leaving the
+    decode as it is (a fresh network predicts no residual) costs exactly 0 per term."""
     x264 = {"codec": {"name": "x264", "quality": 32}}
     student = dict(STUDENT, gamma=0.0)  # deterministic: the fresh network returns the decode
     cfg = write_config(tmp_path / "s.yaml", video_config(student=student, model=x264,
@@ -369,7 +369,10 @@ def test_a_relative_student_loss_is_one_for_the_decode_itself(tmp_path):
     trainer = Trainer(cfg, tmp_path / "run")
     clip = torch.stack(real_frames(2), dim=1)
     terms = trainer.loss_fn(clip)
-    assert terms["dist"].item() == pytest.approx(1.0, abs=1e-5)
-    assert terms["perc"].item() == pytest.approx(1.0, abs=1e-4)
+    assert terms["dist"].item() == pytest.approx(0.0, abs=1e-5)
+    assert terms["perc"].item() == pytest.approx(0.0, abs=1e-4)
+    terms["loss"].backward()  # and both terms train the network
+    out_conv = trainer.enhancer.diffusion.network.out_conv
+    assert out_conv.weight.grad is not None and out_conv.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="relative_loss is for few-step students"):
         write_config(tmp_path / "t.yaml", video_config(relative_loss=True))

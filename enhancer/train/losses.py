@@ -43,6 +43,8 @@ from enhancer.diffusion import ResidualDiffusion
 from enhancer.metrics.psnr import psnr
 from enhancer.pipeline.rollout import Sampling
 
+# relative_loss: the decode quality below which a crop counts as "near perfect".
+RELATIVE_FLOOR_PSNR, RELATIVE_FLOOR_LPIPS = 45.0, 0.005
 TERMS = ("loss", "bitrate", "dist", "perc", "decoder", "temporal")
 METRICS = ("bpp", "psnr_decoded", "psnr_onestep", "lpips_decoded", "lpips_onestep")
 
@@ -172,15 +174,28 @@ class ClipLoss(nn.Module):
                 self._add_metrics(sums, frame, decoded, onestep, out.likelihoods, num_pixels)
         return {name: value / num_frames for name, value in sums.items()}
 
-    @torch.no_grad()
     def _relative_to_decode(self, dist: Tensor, perc: Tensor, clean: Tensor, decoded: Tensor,
                             frame: Tensor) -> tuple[Tensor, Tensor]:
-        """``dist`` and ``perc`` (B,) divided by the decode's own MSE and LPIPS (detached)."""
+        """``log(dist / decoded's MSE)`` and ``log(perc / decoded's LPIPS)`` per clip (B,).
+
+        Logarithms of the ratios: 0 for the decode itself, negative where the clip
+        improves; the mean over clips is the log of the geometric-mean ratio, and a clip
+        the student harms badly does not outweigh all the others.
+
+        The divisors are floored at the decode quality of a near-perfect crop (MSE of 45
+        dB PSNR, LPIPS 0.005): any change to a flat crop the codec got almost right
+        would otherwise cost more than every real improvement elsewhere.
+        """
         decoded_clean = self.diffusion.encode_target(decoded, decoded).float()
         decoded_mse = (decoded_clean - clean.float()).pow(2).mean(dim=(1, 2, 3))
-        dist = dist / decoded_mse.clamp(min=1e-8)
+        one, zero = decoded.new_ones(()), decoded.new_zeros(())
+        unit = self.diffusion.encode_target(one, zero) - self.diffusion.encode_target(zero, zero)
+        mse_floor = 10 ** (-RELATIVE_FLOOR_PSNR / 10) * float(unit) ** 2  # in clean units
+        dist = torch.log(dist.clamp(min=1e-12) / decoded_mse.clamp(min=mse_floor))
         if self.rho > 0:
-            perc = perc / self.perceptual(decoded, frame).float().clamp(min=1e-3)
+            with torch.no_grad():
+                decoded_lpips = self.perceptual(decoded, frame).float()
+            perc = torch.log(perc.clamp(min=1e-6) / decoded_lpips.clamp(min=RELATIVE_FLOOR_LPIPS))
         return dist, perc
 
     def _student_sample(self, cond: dict[str, Tensor], decoded: Tensor,
