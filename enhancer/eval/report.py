@@ -9,7 +9,8 @@ from typing import Any
 
 @dataclass
 class EvalReport:
-    """What a run produced; ``rows`` holds every row in ``results.json`` (earlier runs too)."""
+    """What a run produced; ``rows`` holds every row in ``results.json`` (earlier runs too;
+    on a torchrun job's other ranks, only the rows of their share)."""
 
     out_dir: Path
     rows: list[dict[str, Any]]
@@ -21,9 +22,21 @@ class EvalReport:
     skipped: int
     untrained: bool
     html: Path | None = None  # report.html
+    rank: int = 0  # a torchrun job's other ranks report their share only; rank 0 merges
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a unit failed, else 0. Only rank 0 says so for a torchrun job: torchrun
+        stops every rank as soon as one exits non-zero, which could cut rank 0's merge short."""
+        return 1 if self.errors and self.rank == 0 else 0
 
     def format(self) -> str:
         """A short human-readable table of the averages and BD-rates, and where files are."""
+        if self.rank != 0:
+            done = len({(r["sequence"], r["codec"], r["quality"]) for r in self.rows})
+            return (f"rank {self.rank}: evaluated {done} sequence x rate points "
+                    f"({len(self.errors)} failed), skipped {self.skipped}; rank 0 merges "
+                    f"them into {self.out_dir / 'results.json'}")
         lines = []
         if self.untrained:
             lines.append("!! UNTRAINED ENHANCER (random weights): enhanced numbers are plumbing "

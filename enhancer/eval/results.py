@@ -122,11 +122,13 @@ class ResultsStore:
         self.out_dir = Path(out_dir)
         self.json_path = self.out_dir / "results.json"
         self.csv_path = self.out_dir / "results.csv"
-        self.rows: list[dict[str, Any]] = []
-        if self.json_path.is_file():
-            self.rows = _read_rows(self.json_path)
         self._lock_key = _lock_out_dir(self.out_dir)
         self._finalizer = weakref.finalize(self, _unlock_out_dir, self._lock_key)
+        try:  # read under the lock: no other run is rewriting it
+            self.rows: list[dict[str, Any]] = stored_rows(self.out_dir)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Release ``out_dir``'s lock (idempotent)."""
@@ -137,9 +139,6 @@ class ResultsStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def has(self, key: tuple) -> bool:
-        return any(row_key(row) == key for row in self.rows if row.get("variant") != "error")
 
     def upsert(self, rows: list[dict[str, Any]]) -> None:
         """Replace rows with the same key (and error rows of the same unit), append the rest."""
@@ -165,6 +164,18 @@ class ResultsStore:
         write_atomic_text(self.csv_path, buffer.getvalue())
         if summary is not None:
             write_atomic_text(self.out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
+
+
+def stored_rows(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``out_dir/results.json`` (none when there is no such file), read
+    without its lock."""
+    path = Path(out_dir) / "results.json"
+    return _read_rows(path) if path.is_file() else []
+
+
+def done_keys(rows: list[dict[str, Any]]) -> set[tuple]:
+    """The keys of ``rows`` that a rerun skips (all but error rows)."""
+    return {row_key(row) for row in rows if row.get("variant") != "error"}
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

@@ -14,6 +14,11 @@ sequence x rate point; a rerun with the same ``out_dir`` skips what is done. ``r
 A sequence that fails gets an ``error`` row (and a traceback in ``errors.log``);
 the others still run.
 
+Several processes: ``torchrun --nproc_per_node N tools/eval_uvg.py ...`` deals the
+sequence x rate point units round robin to the ranks, each writing ``partial/rank<r>/``;
+rank 0 holds the folder's lock, merges the rows in one process's order and writes the
+summary, plots and report once (:mod:`enhancer.eval.ranks`).
+
 Metric conventions (documented in the rows' column names):
 - PSNR per frame on the float frames as decoded (RGB, and BT.709 YUV 4:2:0
   ``(6Y+U+V)/8``), capped at 100 dB, then averaged over frames (DCVC's convention).
@@ -41,7 +46,8 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +62,14 @@ from enhancer.codecs.files import load_codec_for_files
 from enhancer.data.sequence import open_writer
 from enhancer.eval.html_report import check_report_target, write_html_report
 from enhancer.eval.plots import plot_curves, save_side_by_side
+from enhancer.eval.ranks import RankGroup, Ranks, partial_dir, partial_rows, remove_partials
 from enhancer.eval.report import EvalReport
 from enhancer.eval.results import (
     ResultsStore,
     crop_path,
+    done_keys,
     row_key,
+    stored_rows,
     summarize,
     video_path,
     write_compressai_results,
@@ -152,6 +161,9 @@ class EvalSettings:
     inception_weights: Inception-v3 weights for fid/kid (None: torch hub's cache).
     mp4_quality:   the rate point whose enhanced frames go to an MP4 (None: the middle).
     crop_size:     side of the side-by-side crop images.
+    ranks:         which share of the units this process runs when torchrun starts several
+                   (:mod:`enhancer.eval.ranks`; ``device`` already placed by
+                   :meth:`Ranks.place`); the default: one process, all of them.
     """
 
     frames: int | None = 96
@@ -170,6 +182,7 @@ class EvalSettings:
     write_videos: bool = True
     title: str = ""
     quiet: bool = False  # no progress bars (they are also off when stderr is not a terminal)
+    ranks: Ranks = field(default_factory=Ranks)  # share of a torchrun job (Ranks.from_env())
 
 
 def evaluate_sequences(
@@ -191,6 +204,7 @@ def evaluate_sequences(
     at the end, ``report.html`` showing them all (:mod:`enhancer.eval.html_report`).
     """
     # --- every check before any long work ---
+    log = settings.ranks.log(log)
     device = check_device(settings.device)
     out_dir = check_out_dir(settings.out_dir)
     check_report_target(out_dir)
@@ -229,36 +243,52 @@ def evaluate_sequences(
                        "published": scorer.inception.published} if scorer.inception else None),
     }
 
-    with ResultsStore(out_dir) as store:  # the folder's lock: a second run refuses here
-        if scorer.inception is not None:
-            check_features_weights(out_dir, scorer.inception)
-        (out_dir / "settings.json").write_text(json.dumps(written, indent=1) + "\n")
-        crops, videos, errors, skipped = [], [], [], 0
-        for seq in sequences:
-            for quality in qualities:
-                unit = _Unit(seq, plans[seq.name], codecs[quality],
-                             [s.at(quality) for s in specs], settings, scorer, device, out_dir,
-                             write_mp4=settings.write_videos and quality == mp4_quality)
-                if all(store.has(key) for key in unit.expected_keys()) and unit.has_features():
-                    skipped += 1
-                    log(f"skip {seq.name} {codec_name} q{quality}: already in "
-                        f"{store.json_path.name}")
-                    continue
-                log(f"{seq.name} {codec_name} q{quality}: {unit.frames} frames "
-                    f"{unit.size[1]}x{unit.size[0]}")
-                try:
-                    rows = unit.run(log)
-                    crops.extend(unit.crop_paths)
-                    videos.extend(unit.video_paths)
-                except Exception as err:  # noqa: BLE001 - one failing sequence must not stop the rest
-                    message = f"{seq.name} {codec_name} q{quality}: {type(err).__name__}: {err}"
-                    errors.append(message)
-                    log(f"error: {message}")
-                    with open(out_dir / "errors.log", "a") as handle:
-                        handle.write(f"=== {message}\n{traceback.format_exc()}\n")
-                    rows = [unit.row("error", error=f"{type(err).__name__}: {err}")]
-                store.upsert(rows)
-                store.save(summarize(store.rows))
+    # Units in the order one process runs them; torchrun's ranks each take a share.
+    units = [(seq, quality) for seq in sequences for quality in qualities]
+    ranks = settings.ranks
+    with RankGroup(ranks) as group, ExitStack() as held:
+        # Rank 0 holds the folder's lock for the whole job: a second evaluation is refused
+        # here, on every rank, before anything is written.
+        store = group.on_rank0(lambda: _open_store(out_dir, units, scorer, written))
+        if store is not None:
+            held.callback(store.close)
+        done = done_keys(stored_rows(out_dir))  # rank 0 has folded earlier partial rows in
+        # One process writes results.json as it goes; each rank of a job its own partial file.
+        work = (held.enter_context(ResultsStore(partial_dir(out_dir, ranks.rank)))
+                if ranks.shared else store)
+        outcomes = []  # (unit index, crops, videos, error or None, skipped)
+        for seq, quality in ranks.share(units, key=lambda unit: (unit[0].name, unit[1])):
+            index = units.index((seq, quality))
+            unit = _Unit(seq, plans[seq.name], codecs[quality],
+                         [s.at(quality) for s in specs], settings, scorer, device, out_dir,
+                         write_mp4=settings.write_videos and quality == mp4_quality)
+            if all(key in done for key in unit.expected_keys()) and unit.has_features():
+                outcomes.append((index, [], [], None, True))
+                log(f"skip {seq.name} {codec_name} q{quality}: already in results.json")
+                continue
+            log(f"{seq.name} {codec_name} q{quality}: {unit.frames} frames "
+                f"{unit.size[1]}x{unit.size[0]}")
+            error = None
+            try:
+                rows = unit.run(log)
+            except Exception as err:  # noqa: BLE001 - one failing sequence must not stop the rest
+                error = f"{seq.name} {codec_name} q{quality}: {type(err).__name__}: {err}"
+                log(f"error: {error}")
+                with open(out_dir / "errors.log", "a") as handle:
+                    handle.write(f"=== {error}\n{traceback.format_exc()}\n")
+                rows = [unit.row("error", error=f"{type(err).__name__}: {err}")]
+            outcomes.append((index, unit.crop_paths, unit.video_paths, error, False))
+            work.upsert(rows)
+            work.save(None if ranks.shared else summarize(work.rows))
+        if ranks.shared:
+            work.close()  # rank 0 reads and deletes it next
+        shares = group.gather(outcomes)  # rank 0 waits here for every rank's share
+        if store is None:  # not rank 0: it merges, scores and reports
+            return EvalReport(out_dir, work.rows, {}, [], *_joined([outcomes]),
+                              any(s.untrained for s in specs), rank=ranks.rank)
+        if ranks.shared:
+            _fold_partials(store, units)
+        crops, videos, errors, skipped = _joined(shares)
 
         set_scores = SetScorer(out_dir, settings.metrics, scorer.unavailable)
         summary = summarize(store.rows, set_scores)  # FID/KID from the stored features
@@ -272,6 +302,45 @@ def evaluate_sequences(
         html_path = write_html_report(out_dir, written, rows, summary, plots, plot_title)
     return EvalReport(out_dir, rows, summary, plots, crops, videos, errors, skipped,
                       any(s.untrained for s in specs), html_path)
+
+
+def _open_store(out_dir: Path, units: list[tuple[SequenceSpec, int]], scorer: FrameScorer,
+                written: dict[str, Any]) -> ResultsStore:
+    """``out_dir``'s results, its lock taken (a second run refuses here), with the rows an
+    earlier stopped job left in ``partial/``; the run's settings written."""
+    store = ResultsStore(out_dir)
+    try:
+        _fold_partials(store, units)
+        if scorer.inception is not None:
+            check_features_weights(out_dir, scorer.inception)
+        (out_dir / "settings.json").write_text(json.dumps(written, indent=1) + "\n")
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _fold_partials(store: ResultsStore, units: list[tuple[SequenceSpec, int]]) -> None:
+    """Move the ranks' partial rows into ``store``, unit by unit in ``units``' order (the
+    order one process writes them in), then delete the partial files."""
+    rows = partial_rows(store.out_dir)
+    if not rows:
+        return
+    order = {(seq.name, quality): index for index, (seq, quality) in enumerate(units)}
+    by_unit: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_unit.setdefault((row["sequence"], row["codec"], row["quality"]), []).append(row)
+    for unit in sorted(by_unit, key=lambda u: (order.get((u[0], u[2]), len(order)), str(u))):
+        store.upsert(by_unit[unit])
+    store.save()
+    remove_partials(store.out_dir)
+
+
+def _joined(shares: list[list[tuple]]) -> tuple[list[Path], list[Path], list[str], int]:
+    """Crops, videos, errors and the skip count of every rank's units, in unit order."""
+    outcomes = sorted((o for share in shares for o in share), key=lambda o: o[0])
+    return ([p for o in outcomes for p in o[1]], [p for o in outcomes for p in o[2]],
+            [o[3] for o in outcomes if o[3] is not None], sum(o[4] for o in outcomes))
 
 
 def _as_specs(enhancers, codec_name: str, settings: EvalSettings,
@@ -299,7 +368,8 @@ class _Unit:
         self.intra_period, self.crop, self.seed = settings.intra_period, settings.crop, settings.seed
         self.scorer, self.device, self.out_dir = scorer, device, out_dir
         self.crop_size, self.write_mp4 = settings.crop_size, write_mp4
-        self.show_progress = not settings.quiet and sys.stderr.isatty()
+        self.show_progress = (not settings.quiet and sys.stderr.isatty()
+                              and settings.ranks.rank == 0)  # one rank's bars, not N at once
         self.size, self.fps = (plan.height, plan.width), plan.fps
         self.crop_paths: list[Path] = []
         self.video_paths: list[Path] = []
