@@ -26,14 +26,20 @@ from enhancer.cli import (
 )
 from enhancer.codecs import available_codecs
 from enhancer.eval.demo import run_demo
-from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
+from enhancer.eval.ranks import Ranks
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.scoring import ALL_METRICS, DEFAULT_METRICS
+from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
 from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
+
+EPILOG = """\
+several processes (one GPU each, or sharing the CPU; rank 0 merges, resume works alike):
+  torchrun --nproc_per_node 4 tools/eval_uvg.py --root /data/UVG --codec x264 --quality 22 27 32 37 --enhancer x264_temporal_tiny --device cuda --out out/uvg
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("sequences (neither: the demo)")
     source.add_argument("--root", help="folder of sequences (UVG .yuv names, .y4m, .mp4, PNG folders)")
@@ -72,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="output folder (default eval_out / eval_demo)")
     args = parser.parse_args(argv)
+    ranks = Ranks.from_env()
 
     if args.demo or (args.root is None and args.config is None):
+        if ranks.shared:
+            raise ValueError(f"the demo runs in one process, not {ranks.size} ranks: start it "
+                             "without torchrun, or give --root/--config")
         report = run_demo(args.out or "eval_demo", frames=args.frames or 8,
                           steps=args.steps or (None, 10), sampling=sampling_overrides(args),
                           device=args.device, residual_scales=args.residual_scale,
@@ -81,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(report.format())
         return 0
 
+    args.device = ranks.place(args.device)  # under torchrun: this rank's GPU or CPU share
     args.steps = args.steps or [None]  # None: the checkpoint's default
     if args.config is not None:
         sequences = select_sequences(load_sequence_list(args.config, args.root), args.sequences)
@@ -110,11 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         frames=args.frames, intra_period=args.intra_period, device=args.device,
         out_dir=args.out or "eval_out", codec_checkpoint=args.checkpoint, crop=args.crop,
         seed=args.seed, metrics=tuple(args.metrics or DEFAULT_METRICS), quiet=args.quiet,
-        inception_weights=args.inception_weights,
+        inception_weights=args.inception_weights, ranks=ranks,
     )
     report = evaluate_sequences(sequences, codec_name, qualities, spec, settings)
     print(report.format())
-    return 1 if report.errors else 0
+    return report.exit_code
 
 
 def console() -> None:

@@ -5,7 +5,8 @@ frame, running means), ``runner`` (sequences x rates, resume, error rows), ``rep
 (the printed table), ``results`` (rows, averages, BD-rates), ``plots`` (curves, crops),
 ``sequences`` (finding test sequences), ``sources`` (reading and checking them),
 ``tuning`` (sampling defaults), ``html_report`` (``report.html``: settings, tables, plots,
-crops under a before/after slider, videos).
+crops under a before/after slider, videos), ``ranks`` (one evaluation shared by torchrun's
+processes).
 
 Entry points: :func:`evaluate_sequences` (video, ``tools/eval_uvg.py``),
 :func:`evaluate_images` (Kodak/DIV2K, ``tools/eval_images.py``), :func:`run_demo`
