@@ -26,7 +26,7 @@ Every rank runs the same command; the ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` (
   of ranks, or one process) folds them into ``results.json`` first, so whatever any rank
   finished is skipped.
 
-The process group only coordinates (three small messages per job); the work needs none.
+The process group only coordinates (two small messages per job); the work needs none.
 A rank that dies closes its connections and the others stop at their next message with
 gloo's "Connection reset by peer" (torchrun also stops the job); only a rank that hangs
 is waited for, up to :data:`RANK_WAIT`.
