@@ -1,13 +1,13 @@
 """Data-parallel training (DDP, gloo on CPU): two ranks of batch 1 train as one process of batch 2.
 
 Two processes are forked on this machine (forked, not spawned: they inherit the
-imported modules, and start in a second instead of re-importing torch for twenty) and
-run :class:`enhancer.train.Trainer` under the same environment torchrun gives them (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
-``MASTER_ADDR``, ``MASTER_PORT``), so the real path is tested: ``_init_distributed``,
-the loader's sharding, DistributedDataParallel's gradient averaging, the hand-made
-all-reduce of the auxiliary (entropy bottleneck) gradients and the EMA. Each rank saves
-its final weights; the test compares them with each other (bit for bit) and with one
-process of the same global batch (to float rounding).
+imported modules and start at once, instead of re-importing torch for twenty seconds)
+and run :class:`enhancer.train.Trainer` under the environment torchrun gives them
+(``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), so the
+real path is tested: ``_init_distributed``, the loader's sharding, DistributedDataParallel's
+gradient averaging, the hand-made all-reduce of the auxiliary (entropy bottleneck)
+gradients and the EMA. Each rank saves its final weights; the test compares them with
+each other (bit for bit) and with one process of the same global batch (to rounding).
 
 Random draws: one process draws its diffusion times, noise and quantisation noise once
 for its whole batch, while every rank draws for its own share (from the same seed, so
@@ -15,14 +15,15 @@ both ranks draw the same numbers). No data-parallel run can draw what one proces
 draws, so the equivalence is checked with draws that are the same for every sample
 (:func:`sample_independent_draws`); everything else runs as in training.
 
-What rounding leaves: the denoiser and its EMA agree to 1e-5. A batch of 2 rounds its
-sums differently from two of 1 (1e-7 apart), and in the codec a few weights sit where
-CompressAI's gradients are tiny or at a kink (GDN's and the likelihoods' LowerBound,
-``|.|`` in the aux loss, where a median quantile starts): Adam normalises each step, so
-there the 1e-7 becomes up to a step of ``lr`` either way. The codec is therefore checked
-as a whole: at most 0.5% of its entries more than 1e-5 apart (0.05% here), none more
-than ``2 * codec_lr`` per step. Wrong sharding or gradients that are not averaged move
-nearly every entry by a step, and are caught by both checks.
+What rounding leaves: the denoiser and its EMA agree to 1e-5 (checked to 2e-5; the
+weights move by 1e-3). A batch of 2 rounds its sums differently from two of 1 (1e-7
+apart), and in the codec a few weights sit where CompressAI's gradients are tiny or at
+a kink (GDN's and the likelihoods' LowerBound, ``|.|`` in the aux loss, where a median
+quantile starts): Adam normalises each step, so there the 1e-7 becomes up to a step of
+``lr`` either way. The codec is therefore checked as a whole: at most 0.5% of its
+entries more than 1e-5 apart (0.05% here), none more than ``2 * codec_lr`` per step.
+A rank-blind sharding moves nearly every entry by a step and fails both checks;
+unsynchronised gradients fail the bit-for-bit one.
 """
 
 from __future__ import annotations
@@ -90,11 +91,10 @@ def sample_independent_draws():
 
 def final_state(trainer: Trainer) -> dict[str, dict[str, torch.Tensor]]:
     """What training changes: denoiser, codec (with the aux-trained quantiles), EMA."""
-    return {
-        "denoiser": {k: v.detach().clone() for k, v in trainer.enhancer.diffusion.state_dict().items()},
-        "codec": {k: v.detach().clone() for k, v in trainer.enhancer.codec.weights().items()},
-        "ema": {k: v.detach().clone() for k, v in trainer.ema.items()},
-    }
+    parts = {"denoiser": trainer.enhancer.diffusion.state_dict(),
+             "codec": trainer.enhancer.codec.weights(), "ema": trainer.ema}
+    return {part: {k: v.detach().clone() for k, v in state.items()}
+            for part, state in parts.items()}
 
 
 def train_rank(rank: int, port: int, config_path: str, out_dir: str) -> None:
@@ -147,10 +147,15 @@ def test_two_ranks_train_as_one_process_with_their_global_batch(tmp_path, monkey
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]
     assert ddp_config.data.batch_size == 1 and single_config.data.batch_size == 2
 
-    with sample_independent_draws():
-        single = Trainer(single_config, tmp_path / "single_run")
-        initial = final_state(single)
-        single.run()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the ranks' kernels: a thread count of its own rounds otherwise
+    try:
+        with sample_independent_draws():
+            single = Trainer(single_config, tmp_path / "single_run")
+            initial = final_state(single)
+            single.run()
+    finally:
+        torch.set_num_threads(threads)
     expected = final_state(single)
 
     for part in ("denoiser", "codec", "ema"):
@@ -163,7 +168,7 @@ def test_two_ranks_train_as_one_process_with_their_global_batch(tmp_path, monkey
                if k.endswith("quantiles"))  # the aux optimizer stepped
     for part in ("denoiser", "ema"):
         for name, value in expected[part].items():
-            torch.testing.assert_close(ranks[0][part][name], value, rtol=1e-4, atol=1e-5,
+            torch.testing.assert_close(ranks[0][part][name], value, rtol=1e-4, atol=2e-5,
                                        msg=lambda m, p=part, n=name: f"{p} {n}: {m}")
     apart = torch.cat([(ranks[0]["codec"][k] - v).abs().flatten()
                        for k, v in expected["codec"].items() if v.is_floating_point()])
