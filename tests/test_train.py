@@ -6,9 +6,11 @@ import hashlib
 import importlib.util
 import json
 import math
+import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -376,3 +378,59 @@ def test_a_relative_student_loss_is_zero_for_the_decode_itself(tmp_path):
     assert out_conv.weight.grad is not None and out_conv.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="relative_loss is for few-step students"):
         write_config(tmp_path / "t.yaml", video_config(relative_loss=True))
+
+
+# --- TensorBoard ----------------------------------------------------------------------------
+def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir))
+    accumulator.Reload()
+    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+            for tag in accumulator.Tags()["scalars"]}
+
+
+def rows_as_scalars(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """What TensorBoard should hold for these JSONL rows (it stores float32)."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        for name, value in row.items():
+            if name not in ("kind", "step") and value is not None:
+                scalars.setdefault(name, []).append((row["step"], float(np.float32(value))))
+    return scalars
+
+
+def test_tensorboard_scalars_are_the_log_rows_and_a_resume_replaces_what_it_reruns(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install "
+                                              "tensorboard, or the project's test extra)")
+    config = image_config(mode="frozen", val_every=2, ckpt_every=2, data={"val_crop": 32,
+                                                                          "crop_size": 32})
+    run = tmp_path / "run"
+    train(write_config(tmp_path / "c.yaml", config), run)  # steps 1, 2 (val at 2)
+    step_two = (run / "last.pt").read_bytes()
+    train(write_config(tmp_path / "c.yaml", config, ["iterations=3"]), run, resume=True)
+    # A crash after step 3 was logged but before its checkpoint: resume from step 2 again.
+    (run / "last.pt").write_bytes(step_two)
+    train(write_config(tmp_path / "c.yaml", config, ["iterations=4"]), run, resume=True)
+
+    rows = read_rows(run)
+    assert [(r["kind"], r["step"]) for r in rows] == [
+        ("train", 1), ("train", 2), ("val", 2), ("train", 3), ("train", 4), ("val", 4)]
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 3
+    scalars = tensorboard_scalars(run / "tensorboard")
+    assert scalars == rows_as_scalars(rows)  # the rerun step 3 once, with its new numbers
+    assert {"loss", "dist", "perc", "lr", "val_psnr_enhanced", "val_bpp"} <= scalars.keys()
+
+
+def test_without_tensorboard_one_line_and_no_crash_and_it_can_be_turned_off(
+        tmp_path, monkeypatch, capsys):
+    config = image_config(mode="frozen", iterations=1, data={"val": None})
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+        train(write_config(tmp_path / "a.yaml", config), tmp_path / "missing")
+    lines = [line for line in capsys.readouterr().out.splitlines() if "tensorboard" in line]
+    assert len(lines) == 1 and "pip install tensorboard" in lines[0]
+    assert read_rows(tmp_path / "missing") and not (tmp_path / "missing" / "tensorboard").exists()
+    train(write_config(tmp_path / "b.yaml", config, ["tensorboard=false"]), tmp_path / "off")
+    assert "tensorboard" not in capsys.readouterr().out
+    assert read_rows(tmp_path / "off") and not (tmp_path / "off" / "tensorboard").exists()

@@ -125,6 +125,8 @@ class TrainConfig:
     relative_loss:  (students) each clip's L_dist and L_perc divided by its decode's own
                     MSE and LPIPS: every clip and rate counts by its improvement over the
                     decode, as the evaluation's ratios do.
+    tensorboard:    also log every train and val row as TensorBoard scalars (same names) in
+                    ``<run_dir>/tensorboard/`` (rank 0; needs the ``tensorboard`` package).
     """
 
     model: EnhancerConfig = field(default_factory=EnhancerConfig)
@@ -155,6 +157,7 @@ class TrainConfig:
     init_from: str | None = None
     student: Sampling | None = None
     relative_loss: bool = False
+    tensorboard: bool = True
 
     # Older configs and checkpoints call ``iterations`` "steps"; from_dict reads both.
     LEGACY_KEYS = {"steps": "iterations"}

@@ -8,10 +8,11 @@
 
 A run directory holds ``config.yaml`` and ``train_config.json`` (written at the
 start), ``log.jsonl`` / ``log.csv`` (loss terms every ``log_every`` steps,
-validation scores every ``val_every``) and ``last.pt``: an enhancer checkpoint
-(:func:`enhancer.pipeline.save_enhancer`) with the training state in its extra
-keys (``train_config``, ``ema``, ``optimizer``, ``aux_optimizer``, ``step``,
-``rng``). Codec-training modes also write ``codec.pth.tar``, a CompressAI-style
+validation scores every ``val_every``; the same rows as TensorBoard scalars in
+``tensorboard/`` when the ``tensorboard`` package is installed) and ``last.pt``: an
+enhancer checkpoint (:func:`enhancer.pipeline.save_enhancer`) with the training state
+in its extra keys (``train_config``, ``ema``, ``optimizer``, ``aux_optimizer``,
+``step``, ``rng``). Codec-training modes also write ``codec.pth.tar``, a CompressAI-style
 state dict that ``model.codec.checkpoint`` of a later stage can point at.
 
 Multi-GPU: launch with ``torchrun --nproc_per_node N tools/train.py ...``; the
@@ -113,18 +114,23 @@ def _finite_or_none(value: float) -> float | None:
 
 
 class RunLog:
-    """Appends rows to ``log.jsonl`` and ``log.csv`` (fixed columns) in the run directory.
+    """Appends rows to ``log.jsonl`` and ``log.csv`` (fixed columns) in the run directory,
+    and with ``tensorboard`` each number of a row as a TensorBoard scalar of the same name
+    (``<run_dir>/tensorboard/``; skipped, with one line saying so, without the package).
 
     Rows after ``step`` (the checkpoint a resumed run starts from) are dropped first:
-    those steps run again, and would otherwise be logged twice.
+    those steps run again, and would otherwise be logged twice. TensorBoard hides its
+    events after ``step`` the same way (``purge_step``).
     """
 
-    def __init__(self, run_dir: Path, step: int = 0):
+    def __init__(self, run_dir: Path, step: int = 0, tensorboard: bool = False):
         self.jsonl_path, self.csv_path = run_dir / "log.jsonl", run_dir / "log.csv"
         self._truncate(step)
         if not self.csv_path.exists():
             with self.csv_path.open("w", newline="") as handle:
                 csv.writer(handle).writerow(LOG_COLUMNS)
+        self.tensorboard = (_tensorboard_writer(run_dir / "tensorboard", step) if tensorboard
+                            else None)
 
     def _truncate(self, step: int) -> None:
         def kept(lines: list[str], step_of) -> list[str]:
@@ -154,6 +160,29 @@ class RunLog:
             handle.write(json.dumps(row) + "\n")
         with self.csv_path.open("a", newline="") as handle:
             csv.writer(handle).writerow(["" if row.get(c) is None else row[c] for c in LOG_COLUMNS])
+        if self.tensorboard is not None:
+            for name, value in row.items():
+                if name not in ("kind", "step") and value is not None:
+                    self.tensorboard.add_scalar(name, value, row["step"])
+            self.tensorboard.flush()  # every row on disk, as in the JSONL
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _tensorboard_writer(log_dir: Path, step: int):
+    """A ``SummaryWriter`` that hides earlier runs' events after ``step``; None (and one
+    line saying how to get it) without the ``tensorboard`` package."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        tqdm.write("tensorboard is not installed: the training log is log.jsonl and log.csv "
+                   "only (pip install tensorboard for TensorBoard curves, or set "
+                   "tensorboard: false to silence this)")
+        return None
+    # TensorBoard keeps events before purge_step: the rows up to the checkpoint stay.
+    return SummaryWriter(log_dir=str(log_dir), purge_step=step + 1 if step else None)
 
 
 # --- the trainer ----------------------------------------------------------------------------
@@ -416,7 +445,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             (self.run_dir / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        log = RunLog(self.run_dir, self.step) if self.is_main else None
+        log = RunLog(self.run_dir, self.step, cfg.tensorboard) if self.is_main else None
         loader = train_loader(self.dataset, cfg.data, cfg.seed, self.step, self.rank,
                               self.world_size)
         progress = tqdm(total=cfg.iterations, initial=self.step, disable=not self.is_main,
@@ -450,6 +479,8 @@ class Trainer:
             elif self.step % cfg.ckpt_every == 0:
                 self.save()
         progress.close()
+        if log is not None:
+            log.close()
         if self.world_size > 1:
             dist.barrier()
         return last_row
