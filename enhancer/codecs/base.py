@@ -200,10 +200,15 @@ class CodecAdapter(nn.Module):
 
     # --- sequences ----------------------------------------------------------------------
     @staticmethod
-    def is_intra(index: int, intra_period: int) -> bool:
-        """Frame ``index`` is intra for this period (-1: only frame 0)."""
+    def check_intra_period(intra_period: int) -> None:
+        """Refuse an intra period that is neither -1 (only frame 0) nor positive."""
         if intra_period == 0 or intra_period < -1:
             raise CodecError(f"intra period must be -1 or a positive number, got {intra_period}")
+
+    @staticmethod
+    def is_intra(index: int, intra_period: int) -> bool:
+        """Frame ``index`` is intra for this period (-1: only frame 0)."""
+        CodecAdapter.check_intra_period(intra_period)
         return index == 0 if intra_period == -1 else index % intra_period == 0
 
     def encode_sequence(
@@ -234,7 +239,7 @@ class CodecStream:
     """
 
     def __init__(self, codec: CodecAdapter, intra_period: int = -1):
-        CodecAdapter.is_intra(0, intra_period)  # validates the period
+        CodecAdapter.check_intra_period(intra_period)
         self.codec, self.intra_period = codec, intra_period
         self.index, self.state = 0, None
 

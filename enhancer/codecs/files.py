@@ -192,7 +192,7 @@ def encode_file(
     check_not_input(output_path, input_path)
     check_file_target(output_path, ".bin container")
     codec = load_codec_for_files(codec_name, quality, checkpoint, device)
-    codec.is_intra(0, intra_period)  # validates the period before any work
+    codec.check_intra_period(intra_period)  # before any work
     with open_sequence(input_path, width=width, height=height) as reader:
         info = reader.info
         check_frame_size(info.width, info.height, str(input_path))

@@ -218,7 +218,7 @@ def evaluate_sequences(
         if quality not in cls.qualities:
             raise ValueError(f"codec {codec_name!r} has no quality {quality}; choose from "
                              f"{cls.qualities[0]}..{cls.qualities[-1]}")
-    CodecAdapter.is_intra(0, settings.intra_period)
+    CodecAdapter.check_intra_period(settings.intra_period)
     specs = _as_specs(enhancers, codec_name, settings, qualities)
     for spec in specs:
         check_spec(spec, codec_name)
