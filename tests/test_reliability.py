@@ -308,7 +308,7 @@ def test_a_checkpoint_of_another_quality_is_refused(tmp_path, capsys):
     assert "is a quality 1 file, but --quality is 2" in capsys.readouterr().err
     assert not (tmp_path / "o.bin").exists()
     # Our own codec files (a training run's codec.pth.tar) record their codec and quality.
-    from enhancer.codecs.files import write_codec_sidecar
+    from enhancer.pipeline.codec_files import write_codec_sidecar
 
     ours = tmp_path / "run" / "codec.pth.tar"
     ours.parent.mkdir()

@@ -11,7 +11,7 @@ import sys
 
 from enhancer.cli import run_cli
 from enhancer.codecs import available_codecs
-from enhancer.codecs.files import decode_file, encode_file
+from enhancer.pipeline.codec_files import decode_file, encode_file
 
 
 def main(argv: list[str] | None = None) -> int:

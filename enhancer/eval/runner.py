@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
-from enhancer.codecs.files import load_codec_for_files
+from enhancer.pipeline.codec_files import load_codec_for_files
 from enhancer.data.sequence import open_writer
 from enhancer.eval.html_report import check_report_target, write_html_report
 from enhancer.eval.plots import plot_curves, save_side_by_side

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecError
-from enhancer.codecs.files import write_codec_sidecar
+from enhancer.pipeline.codec_files import write_codec_sidecar
 from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
 from enhancer.data.paths import write_atomic, write_atomic_text
 from enhancer.metrics.bpp import bpp_from_bytes

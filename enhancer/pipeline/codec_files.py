@@ -1,4 +1,8 @@
-"""Encode a video file to a ``.bin`` container and decode it back (what ``tools/codec.py`` runs)."""
+"""Encode a video file to a ``.bin`` container and decode it back (what ``tools/codec.py`` runs).
+
+It sits in the pipeline layer, not in ``enhancer.codecs``, because a codec may come from
+an enhancer checkpoint (:mod:`enhancer.pipeline.checkpoint`).
+"""
 
 from __future__ import annotations
 
