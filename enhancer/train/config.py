@@ -122,8 +122,8 @@ class TrainConfig:
                     calls) instead of on one denoising step at a random time, the previous
                     enhanced frame is the student's own output, and the checkpoint stores
                     it as its ``sampling`` default. None: the diffusion training above.
-    relative_loss:  (students) each clip's L_dist and L_perc divided by its decode's own
-                    MSE and LPIPS: every clip and rate counts by its improvement over the
+    relative_loss:  (students) each clip's L_dist and L_perc as log-ratios to its decode's
+                    own MSE and LPIPS: every clip and rate counts by its improvement over the
                     decode, as the evaluation's ratios do.
     tensorboard:    also log every train and val row as TensorBoard scalars (same names) in
                     ``<run_dir>/tensorboard/`` (rank 0; needs the ``tensorboard`` package).

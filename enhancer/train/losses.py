@@ -67,10 +67,10 @@ class ClipLoss(nn.Module):
                     ground truth's change (image units; against flicker). 0: off.
         student:    train a few-step student for this sampling (see the module notes);
                     None: the diffusion loss at random times.
-        relative:   (students) divide each clip's ``L_dist`` and ``L_perc`` by its decode's
-                    own MSE and LPIPS, so every clip and rate counts by how much it improves
-                    on its decode (what the evaluation's ratios measure), not by how bad
-                    its decode is; a sharp, high-rate decode is then not worth harming.
+        relative:   (students) take each clip's ``L_dist`` and ``L_perc`` as log-ratios to
+                    its decode's own MSE and LPIPS, so every clip and rate counts by how much
+                    it improves on its decode (what the evaluation's ratios measure), not by
+                    how bad its decode is; a sharp, high-rate decode is then not worth harming.
     """
 
     def __init__(self, codec: CodecAdapter, diffusion: ResidualDiffusion, mode: str,
@@ -96,6 +96,10 @@ class ClipLoss(nn.Module):
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
         self.temporal_weight = temporal_weight
         self.student, self.relative = student, relative
+        # The relative MSE floor in clean-signal units (one image unit is ``unit`` of them).
+        unit = float(diffusion.encode_target(torch.ones(()), torch.zeros(()))
+                     - diffusion.encode_target(torch.zeros(()), torch.zeros(())))
+        self.relative_mse_floor = 10 ** (-RELATIVE_FLOOR_PSNR / 10) * unit**2
 
     def _autocast(self, device: torch.device):
         if self.amp and device.type == "cuda":
@@ -188,10 +192,7 @@ class ClipLoss(nn.Module):
         """
         decoded_clean = self.diffusion.encode_target(decoded, decoded).float()
         decoded_mse = (decoded_clean - clean.float()).pow(2).mean(dim=(1, 2, 3))
-        one, zero = decoded.new_ones(()), decoded.new_zeros(())
-        unit = self.diffusion.encode_target(one, zero) - self.diffusion.encode_target(zero, zero)
-        mse_floor = 10 ** (-RELATIVE_FLOOR_PSNR / 10) * float(unit) ** 2  # in clean units
-        dist = torch.log(dist.clamp(min=1e-12) / decoded_mse.clamp(min=mse_floor))
+        dist = torch.log(dist.clamp(min=1e-12) / decoded_mse.clamp(min=self.relative_mse_floor))
         if self.rho > 0:
             with torch.no_grad():
                 decoded_lpips = self.perceptual(decoded, frame).float()
