@@ -21,7 +21,7 @@ import torch
 from enhancer.codecs import load_codec
 from enhancer.config import EnhancerConfig, from_dict
 from enhancer.pipeline.checkpoint import load_enhancer
-from enhancer.pipeline.enhancer import PRECISIONS, Enhancer
+from enhancer.pipeline.enhancer import Enhancer, precision_dtype
 
 RESOLUTIONS = {"480p": (480, 832), "720p": (720, 1280), "1080p": (1080, 1920)}
 
@@ -126,9 +126,7 @@ def benchmark(
     denoiser's (:attr:`enhancer.pipeline.Enhancer.precision`); the decode stays fp32.
     """
     torch_device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    dtype_name = str(PRECISIONS[precision] or torch.float32).replace("torch.", "")
+    dtype_name = str(precision_dtype(precision) or torch.float32).replace("torch.", "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: timing only
         baseline = load_codec(codec, quality, device=device)

@@ -64,6 +64,13 @@ def build_diffusion(config: EnhancerConfig, codec: CodecAdapter) -> ResidualDiff
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def precision_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` (None: float32, no autocast); unknown ones fail."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
+
 class Enhancer(torch.nn.Module):
     """``Enhancer(codec, diffusion)``: decode, then sample the residual frame by frame."""
 
@@ -152,10 +159,7 @@ class Enhancer(torch.nn.Module):
 
     def _autocast(self):
         """The autocast context of :attr:`precision` (a no-op for fp32)."""
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got "
-                             f"{self.precision!r}")
-        dtype = PRECISIONS[self.precision]
+        dtype = precision_dtype(self.precision)
         if dtype is None:
             return contextlib.nullcontext()
         device = self.device.type
