@@ -5,7 +5,8 @@ BD-rates, plots, side-by-side crops and an enhanced MP4.
     python tools/eval_uvg.py                      # demo: packaged clips, no downloads, < 1 min
     python tools/eval_uvg.py --root /data/UVG --codec ssf --quality 1 3 5 \\
         --checkpoint 'ssf2020-mse-{quality}.pth.tar' --enhancer ssf_q3 --out out/uvg
-    python tools/eval_uvg.py --config configs/eval/uvg.json --codec x264 --quality 22 27 32 37
+    python tools/eval_uvg.py --config configs/eval/uvg.json --codec x264 --quality 22 27 32 37 \\
+        --reference x264 vtm        # CompressAI's published UVG 1080p curves on the plots
 
 --root holds UVG files under their standard names (Beauty_1920x1080_120fps_420_8bit_YUV.yuv),
 or .y4m, .mp4/.mkv, or folders of PNG frames. Rerunning with the same --out resumes.
@@ -27,6 +28,7 @@ from enhancer.cli import (
 from enhancer.codecs import available_codecs
 from enhancer.eval.demo import run_demo
 from enhancer.eval.ranks import Ranks
+from enhancer.eval.references import available_references
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.scoring import ALL_METRICS, DEFAULT_METRICS
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
@@ -72,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inception-weights", default=None, metavar="PATH",
                         help="Inception-v3 FID weights for fid/kid (default: torch hub's cache, "
                              "as torch-fidelity keeps them; never downloaded)")
+    parser.add_argument("--reference", nargs="+", default=[], metavar="NAME",
+                        help="draw CompressAI's published UVG 1080p curves on the rate-"
+                        "distortion plots (PSNR RGB, MS-SSIM RGB; comparable only on UVG "
+                        f"1080p): {', '.join(available_references())}")
     add_sampling_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--seed", type=int, default=0)
@@ -81,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     ranks = Ranks.from_env()
 
     if args.demo or (args.root is None and args.config is None):
+        if args.reference:
+            raise ValueError("--reference draws CompressAI's UVG 1080p curves, which the "
+                             "demo's 128x128 clips cannot be compared with: give --root or "
+                             "--config with the UVG sequences")
         if ranks.shared:
             raise ValueError(f"the demo runs in one process, not {ranks.size} ranks: start it "
                              "without torchrun, or give --root/--config")
@@ -121,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         frames=args.frames, intra_period=args.intra_period, device=args.device,
         out_dir=args.out or "eval_out", codec_checkpoint=args.checkpoint, crop=args.crop,
         seed=args.seed, metrics=tuple(args.metrics or DEFAULT_METRICS), quiet=args.quiet,
-        inception_weights=args.inception_weights, ranks=ranks,
+        inception_weights=args.inception_weights, references=tuple(args.reference),
+        ranks=ranks,
     )
     report = evaluate_sequences(sequences, codec_name, qualities, spec, settings)
     print(report.format())

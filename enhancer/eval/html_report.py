@@ -143,6 +143,7 @@ def _settings_section(out_dir: Path, settings: dict[str, Any]) -> str:
          if settings.get("crop") else "full frames"),
         ("seed", settings.get("seed")),
         ("metrics", ", ".join(settings.get("metrics") or [])),
+        ("reference curves", "; ".join(settings.get("references") or []) or "-"),
     ]
     if inception:
         fields.append(("Inception weights", f"{inception['path']} (sha256 {inception['sha256']}"

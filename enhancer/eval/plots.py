@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +14,30 @@ from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
 from enhancer.data.padding import centre_crop
+from enhancer.eval.references import ReferenceCurve
 from enhancer.eval.results import curve_label
 
 PLOTS = {  # metric -> (file name, axis label)
     "psnr_rgb": ("rd_psnr_rgb.png", "PSNR RGB (dB), higher is better"),
     "psnr_yuv": ("rd_psnr_yuv.png", "PSNR YUV 6:1:1 (dB), higher is better"),
+    "ms_ssim": ("rd_ms_ssim.png", "MS-SSIM RGB, higher is better"),
     "lpips_alex": ("rp_lpips_alex.png", "LPIPS (AlexNet), lower is better"),
     "lpips_vgg": ("rp_lpips_vgg.png", "LPIPS (VGG), lower is better"),
     "dists": ("rp_dists.png", "DISTS, lower is better"),
 }
 
 
-def plot_curves(averages: list[dict[str, Any]], out_dir: str | Path,
-                title: str = "") -> list[Path]:
+CURVES_KEY = "enhancer-curves"  # PNG text chunk: the label of every curve drawn
+
+
+def plot_curves(averages: list[dict[str, Any]], out_dir: str | Path, title: str = "",
+                references: Sequence[ReferenceCurve] = ()) -> list[Path]:
     """One PNG per metric: bpp on x, one line per variant and codec setting.
 
-    Metrics without values (weights missing) are skipped. Returns the written paths.
+    ``references`` (:mod:`enhancer.eval.references`) are drawn dashed on the plots of the
+    metrics they have. Metrics without values of ours (weights missing, frames too small)
+    are skipped. Every PNG lists its curves' labels (:func:`read_curves`). Returns the
+    written paths.
     """
     import matplotlib
 
@@ -55,20 +64,39 @@ def plot_curves(averages: list[dict[str, Any]], out_dir: str | Path,
             points.sort()
             style = "o--" if label.split(" ", 1)[1] == "decoded" else "s-"
             axis.plot(*zip(*points), style, label=label)
+        labels = sorted(lines)
+        drawn = [r for r in references if metric in r.metrics]
+        for reference in drawn:
+            axis.plot(reference.bpp, reference.metrics[metric], "x--", linewidth=1,
+                      markersize=4, label=reference.label)
+            labels.append(reference.label)
         axis.set_xlabel("bits per pixel")
         axis.set_ylabel(axis_label)
         full_title = title
         if untrained:
             full_title += "\nUNTRAINED enhancer (random weights): plumbing only"
+        if drawn:
+            full_title += "\ndashed x: CompressAI's UVG 1080p means (compare on UVG 1080p only)"
         axis.set_title(full_title.strip(), fontsize=9)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
         figure.tight_layout()
         path = out_dir / file_name
-        figure.savefig(path, dpi=110)
+        figure.savefig(path, dpi=110, metadata={CURVES_KEY: json.dumps(labels)})
         plt.close(figure)
         written.append(path)
     return written
+
+
+def read_curves(path: str | Path) -> list[str] | None:
+    """The labels of the curves a :func:`plot_curves` PNG shows (ours sorted, then the
+    references); None for an image without them."""
+    try:
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}).get(CURVES_KEY)
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
 
 
 def _to_uint8(frame: Tensor) -> np.ndarray:

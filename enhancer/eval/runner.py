@@ -58,11 +58,11 @@ from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
-from enhancer.pipeline.codec_files import load_codec_for_files
 from enhancer.data.sequence import open_writer
 from enhancer.eval.html_report import check_report_target, write_html_report
 from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.ranks import RankGroup, Ranks, partial_dir, partial_rows, remove_partials
+from enhancer.eval.references import load_references
 from enhancer.eval.report import EvalReport
 from enhancer.eval.results import (
     ResultsStore,
@@ -86,6 +86,7 @@ from enhancer.eval.setlevel import (
 from enhancer.eval.sources import FrameSource, SequencePlan, check_sequences
 from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enhancer_spec
 from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.pipeline.codec_files import load_codec_for_files
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Rollout, Sampling
 
@@ -161,6 +162,8 @@ class EvalSettings:
     inception_weights: Inception-v3 weights for fid/kid (None: torch hub's cache).
     mp4_quality:   the rate point whose enhanced frames go to an MP4 (None: the middle).
     crop_size:     side of the side-by-side crop images.
+    references:    published curves drawn on the rate–distortion plots
+                   (:mod:`enhancer.eval.references`: CompressAI's UVG 1080p results).
     ranks:         which share of the units this process runs when torchrun starts several
                    (:mod:`enhancer.eval.ranks`; ``device`` already placed by
                    :meth:`Ranks.place`); the default: one process, all of them.
@@ -181,6 +184,7 @@ class EvalSettings:
     crop_size: int = 256
     write_videos: bool = True
     title: str = ""
+    references: tuple[str, ...] = ()
     quiet: bool = False  # no progress bars (they are also off when stderr is not a terminal)
     ranks: Ranks = field(default_factory=Ranks)  # share of a torchrun job (Ranks.from_env())
 
@@ -219,6 +223,7 @@ def evaluate_sequences(
             raise ValueError(f"codec {codec_name!r} has no quality {quality}; choose from "
                              f"{cls.qualities[0]}..{cls.qualities[-1]}")
     CodecAdapter.check_intra_period(settings.intra_period)
+    references = load_references(settings.references)
     specs = _as_specs(enhancers, codec_name, settings, qualities)
     for spec in specs:
         check_spec(spec, codec_name)
@@ -238,6 +243,7 @@ def evaluate_sequences(
                        "untrained": s.untrained} for s in specs],
         "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
                       for s in sequences],
+        "references": [r.label for r in references],
         "metrics": list(settings.metrics),
         "inception": ({"path": str(scorer.inception.path), "sha256": scorer.inception.sha256,
                        "published": scorer.inception.published} if scorer.inception else None),
@@ -296,7 +302,7 @@ def evaluate_sequences(
         plot_title = f"{codec_name}, {', '.join(s.name for s in sequences)}" + (
             f" ({settings.title})" if settings.title else "")
         averages = summary["averages"]
-        plots = plot_curves(averages, out_dir / "plots", plot_title)
+        plots = plot_curves(averages, out_dir / "plots", plot_title, references)
         write_compressai_results(out_dir / "compressai", averages)
         rows = store.rows
         html_path = write_html_report(out_dir, written, rows, summary, plots, plot_title)
@@ -413,7 +419,7 @@ class _Unit:
         # The encoder and the decoder each carry their own reference state, as they would
         # on two machines; every variant rolls out its own enhanced sequence.
         encoder, decoder = CodecStream(codec, self.intra_period), CodecStream(codec, self.intra_period)
-        rollouts = [Rollout(spec.enhancer, sampling, scale, self.seed)
+        rollouts = [Rollout(spec.enhancer, sampling, scale, self.seed, quality=codec.quality)
                     for spec, sampling, scale in variants]
         decoded_stats = StreamStats(self.scorer)
         enhanced_stats = [StreamStats(self.scorer) for _ in variants]
