@@ -52,6 +52,9 @@ class EnhancerConfig:
     unet: str | UNetConfig = "tiny"  # a preset name or a full UNetConfig
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     temporal: bool = True  # video: the previous enhanced frame is an input
+    # the decode's codec quality (CodecAdapter.quality_level) is an input: one model for
+    # a conventional codec's whole CRF range that knows how sharp the decode already is
+    quality_conditioning: bool = False
 
     def unet_config(self) -> UNetConfig:
         if isinstance(self.unet, UNetConfig):

@@ -78,6 +78,32 @@ def test_other_settings_get_their_own_entry_and_damage_is_rebuilt(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_quality_conditioned_training_from_a_cache_of_two_crfs(tmp_path):
+    """Every cached clip carries its CRF's quality level into training, and the quality
+    embedding (zeros at the start) learns from it."""
+    config = {
+        "model": {"codec": {"name": "x264", "quality": 32}, "unet": MICRO_UNET,
+                  "temporal": True, "quality_conditioning": True},
+        "mode": "frozen", "rho": 0.0,
+        "data": {"train": [str(CLIP)], "val": None, "clip_len": 2, "crop_size": 64,
+                 "batch_size": 2, "kind": "video", "samples_per_video": 2,
+                 "max_frames_per_video": 3, "codec_cache": str(tmp_path / "cache"),
+                 "codec_qualities": [28, 40]},
+        "iterations": 2, "lr": 1e-3, "log_every": 1, "val_every": 100, "ckpt_every": 100,
+        "device": "cpu",
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    trainer = Trainer(load_train_config(path), tmp_path / "run")
+    levels = sorted({round(float(trainer.dataset[i]["quality_level"]), 6)
+                     for i in range(len(trainer.dataset))})
+    assert levels == [round(1 - 40 / 51, 6), round(1 - 28 / 51, 6)]
+    last = trainer.enhancer.diffusion.network.quality_embed.mlp[-1].weight
+    assert last.abs().max() == 0
+    trainer.run()
+    assert last.abs().max() > 0
+
+
 def test_unwritable_cache_path_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -174,6 +174,24 @@ def test_unknown_quality_is_a_clear_error(name):
         load_codec(name, 99)
 
 
+def test_quality_level_runs_from_the_coarsest_to_the_finest_rate_point():
+    x264 = codec_class("x264")
+    assert x264.quality_level(51) == 0.0 and x264.quality_level(0) == 1.0
+    assert x264.quality_level(24) > x264.quality_level(32) > x264.quality_level(40)
+    hyperprior = codec_class("bmshj2018-hyperprior")  # qualities 1..8, more bits upwards
+    assert hyperprior.quality_level(1) == 0.0 and hyperprior.quality_level(8) == 1.0
+    assert hyperprior.quality_level(2) < hyperprior.quality_level(3)
+    with pytest.raises(CodecError, match="has no quality 52"):
+        x264.quality_level(52)
+
+
+@pytest.mark.parametrize("name", ["x264", "x265"])
+def test_conventional_streams_carry_their_crf(name):
+    """What a quality-conditioned enhancer is told, a decoder can read from the bytes."""
+    data, _ = load_codec(name, 27).compress(torch.rand(1, 3, 64, 64))
+    assert b"crf=27.0" in data
+
+
 def test_unknown_codec_is_a_clear_error():
     with pytest.raises(CodecError, match="unknown codec 'vvc'; available: .*ssf"):
         load_codec("vvc", 1)

@@ -199,3 +199,33 @@ def test_conditioning_once_per_frame_matches_the_fused_stem():
         assert torch.equal(once, model(noisy, t, decoded, prev, latent))
         other = model.encode_condition(decoded.flip(-1), prev, latent)
         assert not torch.allclose(model(noisy, t, decoded, prev, latent, features=other), once)
+
+
+def test_quality_conditioning_starts_as_the_plain_network_then_tells_qualities_apart():
+    """An x264 model that knows the CRF: built from an unconditioned model's weights it
+    computes exactly what that model does (its embedding ends in zeros); once that layer
+    has weights, each batch item answers to its own quality level."""
+    plain = _live(build_unet("tiny", None, temporal=True))
+    conditioned = build_unet("tiny", None, temporal=True, quality_conditioned=True).eval()
+    missing, unexpected = conditioned.load_state_dict(plain.state_dict(), strict=False)
+    assert missing and all(k.startswith("quality_embed.") for k in missing) and not unexpected
+    noisy, decoded, prev = _frames(2, 40, 56)
+    t = torch.tensor([0.35, 0.35])
+    levels = torch.tensor([0.2, 0.9])
+    with torch.no_grad():
+        assert torch.equal(conditioned(noisy, t, decoded, prev, quality_level=levels),
+                           plain(noisy, t, decoded, prev))
+        torch.nn.init.normal_(conditioned.quality_embed.mlp[-1].weight, std=0.5)  # "trained"
+        both = conditioned(noisy, t, decoded, prev, quality_level=levels)
+        swapped = conditioned(noisy, t, decoded, prev, quality_level=levels.flip(0))
+        assert not torch.allclose(both, swapped)
+        single = conditioned(noisy[:1], t[:1], decoded[:1], prev[:1], quality_level=0.2)
+        torch.testing.assert_close(single, both[:1], rtol=1e-5, atol=1e-4)  # batch rounding
+        features = conditioned.encode_condition(decoded, prev, None, levels)  # once per frame
+        assert torch.equal(conditioned(noisy, t, decoded, prev, features=features), both)
+    with pytest.raises(ValueError, match="quality-conditioned: pass quality_level"):
+        conditioned(noisy, t, decoded, prev)
+    with pytest.raises(ValueError, match=r"quality_level must be a scalar or \(B=2,\)"):
+        conditioned(noisy, t, decoded, prev, quality_level=torch.tensor([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="quality_conditioned=False"):
+        plain(noisy, t, decoded, prev, quality_level=0.5)

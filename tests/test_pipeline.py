@@ -13,7 +13,8 @@ from enhancer.codecs.container import Container, weights_fingerprint
 from enhancer.config import EnhancerConfig, from_dict
 from enhancer.data.images import read_image
 from enhancer.data.sequence import open_sequence
-from enhancer.pipeline import Enhancer, load_enhancer, save_enhancer
+from enhancer.codecs import CodecError
+from enhancer.pipeline import Enhancer, Rollout, Sampling, load_enhancer, save_enhancer
 
 pytestmark = requires_shared_data
 
@@ -104,6 +105,37 @@ def test_latent_reaches_the_network(hyperprior_enhancer, frames):
 
     other_latent = coded.latent + torch.randn_like(coded.latent)  # random codecs give ~0 latents
     assert not torch.equal(enhance(coded.latent), enhance(other_latent))
+
+
+def test_a_quality_conditioned_enhancer_is_told_the_stream_quality(frames):
+    """x264 at CRF 26 and at CRF 40 is enhanced differently by a quality-conditioned
+    model; the roll-out passes the quality of the stream it enhances (not the model's
+    label), and an x264 model tiles with the quality level on every tile."""
+    config = from_dict(EnhancerConfig, {"codec": {"name": "x264", "quality": 32},
+                                        "unet": "tiny", "quality_conditioning": True})
+    torch.manual_seed(0)
+    enhancer = Enhancer.from_config(config)
+    network = enhancer.diffusion.network
+    torch.nn.init.normal_(network.out_conv.weight, std=0.05)
+    torch.nn.init.normal_(network.quality_embed.mlp[-1].weight, std=0.5)
+    decoded = frames[0][..., :64, :96]
+
+    def rollout_output(quality):
+        return Rollout(enhancer, Sampling(steps=1, gamma=0.0, t_start=0.35),
+                       quality=quality).enhance(decoded, None)
+
+    crf26, crf40 = rollout_output(26), rollout_output(40)
+    assert not torch.allclose(crf26, crf40)
+    direct = enhancer.enhance_frame(decoded, None, steps=1, gamma=0.0, t_start=0.35, quality=26)
+    assert torch.equal(crf26, direct)
+    assert torch.equal(rollout_output(None), rollout_output(32))  # default: the model's codec
+    enhancer.memory_budget_mb = 64 * 64 * enhancer.activation_bytes_per_pixel() / 2**20
+    enhancer.tile_overlap = 16
+    assert len(enhancer.tile_plan(64, 96)[2]) == 2
+    tiled = enhancer.enhance_frame(decoded, None, steps=1, gamma=0.0, t_start=0.35, quality=26)
+    assert tiled.shape == direct.shape and not torch.equal(tiled, direct)
+    with pytest.raises(CodecError, match="has no quality 60"):
+        Rollout(enhancer, quality=60)
 
 
 def test_tiled_and_untiled_agree_away_from_the_seams(frames):
@@ -267,6 +299,10 @@ def test_tiles_only_when_the_memory_budget_needs_them():
         assert (rows.stop - rows.start, cols.stop - cols.start) == (tile_h, tile_w)
         covered[rows, cols] = True
     assert covered.all()
+    # A budget below what the overlap alone needs is an error that names the fix.
+    cdc.memory_budget_mb, cdc.tile_overlap = 0.01, 256
+    with pytest.raises(ValueError, match="raise memory_budget_mb or lower tile_overlap"):
+        cdc.tile_plan(height, width)
 
 
 def test_bf16_precision_stays_close_to_fp32_and_bad_precisions_are_refused(frames):

@@ -281,6 +281,15 @@ def test_export_init_from_and_time_limit(tmp_path):
     assert second.step == 0 and read_checkpoint(tmp_path / "second" / "last.pt")["step"] == 0
     for name, value in second.enhancer.diffusion.state_dict().items():
         assert torch.equal(value, loaded.diffusion.state_dict()[name]), name
+    # A quality-conditioned run may start from it: the new embedding starts at zero.
+    cfg = write_config(tmp_path / "q.yaml", config, [f"init_from={exported}", "time_limit_s=0",
+                                                     "model.quality_conditioning=true"])
+    conditioned = train(cfg, tmp_path / "conditioned").enhancer.diffusion.state_dict()
+    assert set(conditioned) - set(loaded.diffusion.state_dict()) == {
+        k for k in conditioned if k.startswith("network.quality_embed.")}
+    for name, value in loaded.diffusion.state_dict().items():
+        assert torch.equal(conditioned[name], value), name
+    assert conditioned["network.quality_embed.mlp.2.weight"].abs().max() == 0
     other = write_config(tmp_path / "c.yaml", image_config(data={"val": None}),
                          [f"init_from={exported}", "model.unet=tiny"])
     with pytest.raises(ConfigError, match="does not fit"):

@@ -104,6 +104,20 @@ class CodecAdapter(nn.Module):
             )
         self.quality = quality
 
+    @classmethod
+    def quality_level(cls, quality: int) -> float:
+        """Where ``quality`` lies among the codec's rate points: 0 the coarsest, 1 the finest.
+
+        A quality-conditioned enhancer takes it as an input (what the decoder knows of
+        the stream's quality). Learned codecs: the index's position in :attr:`qualities`
+        (higher = more bits); conventional codecs override it (their CRF runs the other way).
+        """
+        if quality not in cls.qualities:
+            raise CodecError(f"codec {cls.name!r} has no quality {quality!r}; "
+                             f"choose one of {list(cls.qualities)}")
+        ordered = sorted(cls.qualities)
+        return ordered.index(quality) / max(len(ordered) - 1, 1)
+
     # --- hooks for subclasses: frames here are already padded -------------------------
     def _forward_padded(self, frame: Tensor, state: Any) -> CodecOutput:
         raise NotImplementedError

@@ -106,7 +106,8 @@ class ResidualDiffusion(nn.Module):
                     imply lies in [0, 1].
 
     ``cond`` everywhere is the dict of network keyword arguments:
-    ``{"decoded": (B, 3, H, W) in [0, 1], "prev_enhanced": ... or absent, "latent": ...}``.
+    ``{"decoded": (B, 3, H, W) in [0, 1], "prev_enhanced": ... or absent, "latent": ...,
+    "quality_level": (B,) or absent}``.
     """
 
     def __init__(self, network: nn.Module, prediction: Prediction = "x0",
@@ -128,17 +129,26 @@ class ResidualDiffusion(nn.Module):
     # -- conditioning -----------------------------------------------------------------------
 
     def condition(self, decoded: Tensor, latent: Tensor | None = None,
-                  prev_enhanced: Tensor | None = None) -> dict[str, Tensor]:
+                  prev_enhanced: Tensor | None = None,
+                  quality_level: float | Tensor | None = None) -> dict[str, Tensor]:
         """The network's conditioning dict, the one way it is built (inference and training).
 
         ``latent`` is kept only when the network takes one; ``prev_enhanced`` only when it
-        is temporal, and defaults to ``decoded`` there (the first frame of a sequence).
+        is temporal, and defaults to ``decoded`` there (the first frame of a sequence);
+        ``quality_level`` (the decode's codec quality in [0, 1], a number or (B,)) only
+        when it is quality-conditioned, and then it is required.
         """
         cond = {"decoded": decoded}
         if getattr(self.network, "latent_channels", None) is not None:
             cond["latent"] = latent
         if getattr(self.network, "temporal", False):
             cond["prev_enhanced"] = decoded if prev_enhanced is None else prev_enhanced
+        if getattr(self.network, "quality_conditioned", False):
+            if quality_level is None:
+                raise ValueError("this denoiser is quality-conditioned: pass quality_level, "
+                                 "the decode's CodecAdapter.quality_level(quality)")
+            level = torch.as_tensor(quality_level, dtype=torch.float32, device=decoded.device)
+            cond["quality_level"] = level.expand(decoded.shape[0]) if level.ndim == 0 else level
         return cond
 
     def precompute(self, cond: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -148,7 +158,7 @@ class ResidualDiffusion(nn.Module):
         if encode is None or "features" in cond:
             return cond
         return {**cond, "features": encode(cond["decoded"], cond.get("prev_enhanced"),
-                                           cond.get("latent"))}
+                                           cond.get("latent"), cond.get("quality_level"))}
 
     # -- clean signal <-> frame ------------------------------------------------------------
 

@@ -127,7 +127,7 @@ class Sweep:
         result = CandidateResult(sampling)
         ratios = []
         for clip, base in zip(self.clips, self.decoded_scores):
-            rollout = Rollout(self.enhancer, sampling, seed=self.seed)
+            rollout = Rollout(self.enhancer, sampling, seed=self.seed, quality=clip.quality)
             outputs = [rollout.enhance(d, lat) for d, lat in zip(clip.decoded, clip.latents)]
             scores = score_stream(self.scorer, outputs, clip.truth)
             row = {"clip": clip.name, "quality": clip.quality, "bpp": clip.bpp,

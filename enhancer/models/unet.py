@@ -59,10 +59,13 @@ class FrameFeatures:
     stem:          (B, dims[0], H / p, W / p) the stem's response to the conditioning
                    frames, bias included (padded canvas / pixel-unshuffle factor p).
     latent_levels: the latent's features at each conditioned level (empty without one).
+    quality:       (B, 4 * dim) the embedding of the decode's codec quality, added to the
+                   time embedding (None: the network is not quality-conditioned).
     """
 
     stem: Tensor
     latent_levels: list[Tensor]
+    quality: Tensor | None = None
 
     def tile(self, rows: slice, cols: slice, stride: int) -> FrameFeatures:
         """The features of a pixel region (``stride`` = the pixel-unshuffle factor)."""
@@ -70,13 +73,16 @@ class FrameFeatures:
             return x[..., rows.start // scale:rows.stop // scale, cols.start // scale:cols.stop // scale]
 
         return FrameFeatures(region(self.stem, stride),
-                             [region(x, stride * 2**i) for i, x in enumerate(self.latent_levels)])
+                             [region(x, stride * 2**i) for i, x in enumerate(self.latent_levels)],
+                             self.quality)
 
     @staticmethod
     def cat(parts: list[FrameFeatures]) -> FrameFeatures:
         """The features of several regions stacked along the batch (for batched tiles)."""
+        quality = None if parts[0].quality is None else torch.cat([f.quality for f in parts])
         return FrameFeatures(torch.cat([f.stem for f in parts]),
-                             [torch.cat(levels) for levels in zip(*[f.latent_levels for f in parts])])
+                             [torch.cat(levels) for levels in zip(*[f.latent_levels for f in parts])],
+                             quality)
 
 
 @dataclass(frozen=True)
@@ -225,13 +231,20 @@ class ResidualUNet(nn.Module):
         latent_stride:   frame size / latent size (16 for SSF / hyperprior / DCVC
                          latents, 64 for hyper-latents). Sizes need not divide exactly.
         temporal:        True: ``prev_enhanced`` is an input (video); False: image mode.
+        quality_conditioned: True: ``quality_level`` (B,) in [0, 1], the decode's codec
+                         quality (:meth:`enhancer.codecs.CodecAdapter.quality_level`: x264's
+                         CRF / 51), is an input, embedded like the time and added to the
+                         time embedding, so one network can enhance a sharp CRF-24 decode
+                         less than a blurry CRF-40 one. Its last layer starts at zero: a
+                         network built from an unconditioned one's weights computes the same.
 
     What the output means (x0, eps or v, residual or image) is decided by the
     wrapper :class:`enhancer.diffusion.ResidualDiffusion`, not here.
     """
 
     def __init__(self, config: UNetConfig, latent_channels: int | None,
-                 latent_stride: int = 16, temporal: bool = True):
+                 latent_stride: int = 16, temporal: bool = True,
+                 quality_conditioned: bool = False):
         super().__init__()
         if latent_channels is not None and latent_channels < 1:
             raise ValueError(f"latent_channels must be >= 1 or None, got {latent_channels}")
@@ -241,6 +254,7 @@ class ResidualUNet(nn.Module):
         self.latent_channels = latent_channels
         self.latent_stride = latent_stride
         self.temporal = temporal
+        self.quality_conditioned = quality_conditioned
 
         p = config.pixel_unshuffle
         dims = [config.dim * m for m in config.dim_mults]
@@ -249,6 +263,11 @@ class ResidualUNet(nn.Module):
         in_frames = 3 if temporal else 2  # noisy, decoded (, prev_enhanced)
 
         self.time_embed = TimeEmbedding(config.dim, time_dim)
+        self.quality_embed = None
+        if quality_conditioned:
+            self.quality_embed = TimeEmbedding(config.dim, time_dim)
+            nn.init.zeros_(self.quality_embed.mlp[-1].weight)
+            nn.init.zeros_(self.quality_embed.mlp[-1].bias)
         self.stem = nn.Conv2d(3 * in_frames * p * p, dims[0], config.stem_kernel,
                               padding=config.stem_kernel // 2)
 
@@ -338,7 +357,8 @@ class ResidualUNet(nn.Module):
         return t
 
     def encode_condition(self, decoded: Tensor, prev_enhanced: Tensor | None = None,
-                         latent: Tensor | None = None) -> FrameFeatures:
+                         latent: Tensor | None = None,
+                         quality_level: Tensor | None = None) -> FrameFeatures:
         """What the network computes from the conditioning alone: once per frame.
 
         The stem is linear in its input channels, so its response to ``decoded`` and
@@ -359,10 +379,30 @@ class ResidualUNet(nn.Module):
         noisy_channels = 3 * p * p
         stem = F.conv2d(x, self.stem.weight[:, noisy_channels:], self.stem.bias,
                         padding=self.stem.padding)
-        return FrameFeatures(stem, self._latent_levels(latent, padded_h, padded_w))
+        return FrameFeatures(stem, self._latent_levels(latent, padded_h, padded_w),
+                             self._quality_features(quality_level, decoded.shape[0]))
+
+    def _quality_features(self, quality_level: Tensor | None, batch: int) -> Tensor | None:
+        """(B,) codec quality levels in [0, 1] -> their embedding (B, 4 * dim), or None."""
+        if not self.quality_conditioned:
+            if quality_level is not None:
+                raise ValueError("quality_level given, but this U-Net was built with "
+                                 "quality_conditioned=False")
+            return None
+        if quality_level is None:
+            raise ValueError("this U-Net is quality-conditioned: pass quality_level (B,) in "
+                             "[0, 1], the decode's CodecAdapter.quality_level")
+        quality_level = torch.as_tensor(quality_level, device=self.stem.weight.device)
+        if quality_level.ndim == 0:
+            quality_level = quality_level.expand(batch)
+        if quality_level.shape != (batch,):
+            raise ValueError(f"quality_level must be a scalar or (B={batch},), "
+                             f"got {tuple(quality_level.shape)}")
+        return self.quality_embed(quality_level)
 
     def forward(self, noisy: Tensor, t: Tensor, decoded: Tensor,
                 prev_enhanced: Tensor | None = None, latent: Tensor | None = None,
+                quality_level: Tensor | None = None,
                 features: FrameFeatures | None = None) -> Tensor:
         """Predict the denoising target.
 
@@ -374,6 +414,8 @@ class ResidualUNet(nn.Module):
             prev_enhanced: (B, 3, H, W) previous enhanced frame in [0, 1]; required iff temporal.
             latent:        (B, C, h, w) codec latent, h ~ H / latent_stride (need not divide);
                            required iff latent_channels is not None.
+            quality_level: (B,) or scalar, the decode's codec quality in [0, 1]; required
+                           iff quality_conditioned.
             features:      :meth:`encode_condition` of the same conditioning (optional): a
                            sampler passes it to skip the conditioning work at every step.
 
@@ -382,7 +424,9 @@ class ResidualUNet(nn.Module):
         """
         t = self._check_inputs(noisy, t, decoded, prev_enhanced, latent)
         if features is None:
-            features = self.encode_condition(decoded, prev_enhanced, latent)
+            features = self.encode_condition(decoded, prev_enhanced, latent, quality_level)
+        elif self.quality_conditioned and features.quality is None:
+            raise ValueError("this U-Net is quality-conditioned: its features need quality_level")
         height, width = noisy.shape[-2:]
         p = self.config.pixel_unshuffle
 
@@ -390,6 +434,8 @@ class ResidualUNet(nn.Module):
         if p > 1:
             x = F.pixel_unshuffle(x, p)  # (B, 3 * p^2, H / p, W / p)
         time_emb = self.time_embed(t)  # (B, 4 * dim)
+        if features.quality is not None:
+            time_emb = time_emb + features.quality
         latent_levels = features.latent_levels
 
         h = F.conv2d(x, self.stem.weight[:, : 3 * p * p], None, padding=self.stem.padding)
@@ -431,7 +477,8 @@ class ResidualUNet(nn.Module):
 
 
 def build_unet(preset_or_config: str | UNetConfig, latent_channels: int | None,
-               latent_stride: int = 16, temporal: bool = True) -> ResidualUNet:
+               latent_stride: int = 16, temporal: bool = True,
+               quality_conditioned: bool = False) -> ResidualUNet:
     """Build a :class:`ResidualUNet` from a preset name (``"tiny"``, ``"cdc"``) or a config."""
     if isinstance(preset_or_config, str):
         if preset_or_config not in PRESETS:
@@ -442,7 +489,7 @@ def build_unet(preset_or_config: str | UNetConfig, latent_channels: int | None,
         config = PRESETS[preset_or_config]
     else:
         config = preset_or_config
-    return ResidualUNet(config, latent_channels, latent_stride, temporal)
+    return ResidualUNet(config, latent_channels, latent_stride, temporal, quality_conditioned)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -50,9 +50,8 @@ class EnhancedFrame:
 
 def build_diffusion(config: EnhancerConfig, codec: CodecAdapter) -> ResidualDiffusion:
     """The denoiser for ``codec``'s latent, wrapped in its parameterisation."""
-    network = build_unet(
-        config.unet_config(), codec.latent_channels, codec.latent_stride, config.temporal
-    )
+    network = build_unet(config.unet_config(), codec.latent_channels, codec.latent_stride,
+                         config.temporal, config.quality_conditioning)
     return ResidualDiffusion(
         network,
         prediction=config.diffusion.prediction,
@@ -129,12 +128,15 @@ class Enhancer(torch.nn.Module):
         gamma: float | None = None,
         t_start: float | None = None,
         start_noise: Tensor | None = None,
+        quality: int | None = None,
     ) -> Tensor:
         """Enhance one decoded frame ``(B, 3, H, W)``; returns ``(B, 3, H, W)`` in [0, 1].
 
         ``steps``, ``eta``, ``gamma``, ``t_start``: None takes :attr:`sampling`'s value.
         ``start_noise``: standard normal noise of :meth:`canvas_shape` (None: drawn from
-        ``generator``). Sequences go through :class:`enhancer.pipeline.Rollout`.
+        ``generator``). ``quality``: the codec quality ``decoded`` was coded at (None: this
+        enhancer's codec's); a quality-conditioned model takes it as an input.
+        Sequences go through :class:`enhancer.pipeline.Rollout`.
         """
         if not 0.0 <= residual_scale <= 1.0:
             raise ValueError(f"residual_scale must be in [0, 1], got {residual_scale}")
@@ -146,7 +148,8 @@ class Enhancer(torch.nn.Module):
         multiple = self._canvas_multiple()
         padded = pad_to_multiple(decoded, multiple)
         prev = pad_to_multiple(prev_enhanced, multiple) if prev_enhanced is not None else None
-        denoise = self._frame_denoiser(self.diffusion.condition(padded, latent, prev))
+        level = self.codec.quality_level(self.codec.quality if quality is None else quality)
+        denoise = self._frame_denoiser(self.diffusion.condition(padded, latent, prev, level))
 
         # One noise sample for the whole canvas (tiles share it).
         with self._autocast():
@@ -203,6 +206,11 @@ class Enhancer(torch.nn.Module):
                     if best is None or rows * cols < best[0]:
                         best = (rows * cols, tile_h, tile_w, rows, cols)
                     break
+        if best is None:  # the overlap alone is wider than a tile the budget allows
+            raise ValueError(
+                f"memory_budget_mb={self.memory_budget_mb:g} leaves no room for tiles of a "
+                f"{height}x{width} canvas with tile_overlap={self.tile_overlap}; raise "
+                "memory_budget_mb or lower tile_overlap")
         _, tile_h, tile_w, rows, cols = best
         tile_h, tile_w = min(tile_h, height), min(tile_w, width)
         tiles = [(slice(top, top + tile_h), slice(left, left + tile_w))
@@ -231,8 +239,10 @@ class Enhancer(torch.nn.Module):
         def tile_cond(group: list[tuple[slice, slice]]) -> dict[str, Tensor]:
             parts = []
             for rows, cols in group:
-                part = {k: v[..., rows, cols] for k, v in cond.items()
-                        if k not in ("latent", "features")}
+                part = {k: cond[k][..., rows, cols] for k in ("decoded", "prev_enhanced")
+                        if k in cond}
+                if "quality_level" in cond:  # one number per frame: every tile has it
+                    part["quality_level"] = cond["quality_level"]
                 if "latent" in cond:
                     part["latent"] = cond["latent"][..., rows.start // stride:rows.stop // stride,
                                                     cols.start // stride:cols.stop // stride]

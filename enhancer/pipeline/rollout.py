@@ -112,10 +112,13 @@ class Rollout:
         residual_scale: the output blend ``s`` in [0, 1] (0: the codec's decode).
         seed:           seeds this sequence's generator (start noise, eta noise).
         intra_period:   the codec's intra period (for :meth:`step`).
+        quality:        the codec quality of the decodes :meth:`enhance` gets (None: the
+                        enhancer's codec's; an x264 model run at another CRF is told here).
     """
 
     def __init__(self, enhancer: Enhancer, sampling: Sampling | None = None,
-                 residual_scale: float = 1.0, seed: int = 0, intra_period: int = -1):
+                 residual_scale: float = 1.0, seed: int = 0, intra_period: int = -1,
+                 quality: int | None = None):
         if not 0.0 <= residual_scale <= 1.0:
             raise ValueError(f"residual_scale must be in [0, 1], got {residual_scale}")
         self.enhancer = enhancer
@@ -127,6 +130,8 @@ class Rollout:
                 f"{student.label()}); {self.sampling.steps} steps run but were never trained "
                 f"or validated: drop --steps to use its own", stacklevel=2)
         self.residual_scale = residual_scale
+        self.quality = enhancer.codec.quality if quality is None else quality
+        enhancer.codec.quality_level(self.quality)  # an unknown quality fails here
         self.codec = CodecStream(enhancer.codec, intra_period)
         self.generator = torch.Generator(device=enhancer.device).manual_seed(seed)
         self.prev_enhanced: Tensor | None = None
@@ -156,7 +161,7 @@ class Rollout:
         enhanced = enhancer.enhance_frame(
             decoded, latent, prev, residual_scale=self.residual_scale, generator=self.generator,
             start_noise=start_noise, steps=self.sampling.steps, eta=self.sampling.eta,
-            gamma=self.sampling.gamma, t_start=self.sampling.t_start,
+            gamma=self.sampling.gamma, t_start=self.sampling.t_start, quality=self.quality,
         )
         self.prev_enhanced = enhanced
         self.index += 1

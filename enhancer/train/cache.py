@@ -70,7 +70,8 @@ def _to_uint8(rgb: Tensor) -> np.ndarray:
 @dataclass
 class CachedVideo:
     """One cache entry, memory-mapped: ``original``/``decoded`` (T, H, W, 3) uint8,
-    ``latent`` (T, C, h, w) float16 or None, and the frames' byte counts."""
+    ``latent`` (T, C, h, w) float16 or None, the frames' byte counts and the codec's
+    :meth:`~enhancer.codecs.CodecAdapter.quality_level` of the entry's quality."""
 
     folder: Path
     source: str
@@ -78,6 +79,7 @@ class CachedVideo:
     decoded: np.ndarray
     latent: np.ndarray | None
     frame_bytes: list[int]
+    quality_level: float
 
     @property
     def num_frames(self) -> int:
@@ -110,7 +112,7 @@ def _entry_folder(cache_dir: Path, source: Path, key: dict) -> Path:
     return cache_dir / name
 
 
-def _open_entry(folder: Path, key: dict, verify: bool) -> CachedVideo | None:
+def _open_entry(folder: Path, key: dict, verify: bool, quality_level: float) -> CachedVideo | None:
     """The entry in ``folder`` if its key and checksums match, else None (to rebuild)."""
     meta_path = folder / "meta.json"
     try:
@@ -137,7 +139,7 @@ def _open_entry(folder: Path, key: dict, verify: bool) -> CachedVideo | None:
             or original.shape[0] != key["frames"]:
         return None
     return CachedVideo(folder, meta["source"], original, decoded, arrays["latent"],
-                       list(meta["frame_bytes"]))
+                       list(meta["frame_bytes"]), quality_level)
 
 
 def _check_writable(cache_dir: Path) -> None:
@@ -215,7 +217,8 @@ def cache_videos(codec: CodecAdapter, sources: list[Path], cache_dir: str | Path
         frames = total if max_frames is None else min(total, max_frames)
         key = entry_key(codec, file_digest(source), frames, intra_period, matrix)
         plans.append((source, key, _entry_folder(cache_dir, source, key)))
-    entries: list[CachedVideo | None] = [_open_entry(f, k, verify) for _, k, f in plans]
+    level = codec.quality_level(codec.quality)
+    entries: list[CachedVideo | None] = [_open_entry(f, k, verify, level) for _, k, f in plans]
     missing = [i for i, entry in enumerate(entries) if entry is None]
     if missing:
         total = sum(plans[i][1]["frames"] for i in missing)
@@ -226,7 +229,7 @@ def cache_videos(codec: CodecAdapter, sources: list[Path], cache_dir: str | Path
                 progress.set_postfix_str(source.name)
                 _code_video(codec, source, key["frames"], intra_period, matrix, folder, key,
                             progress)
-                entries[i] = _open_entry(folder, key, verify=False)
+                entries[i] = _open_entry(folder, key, verify=False, quality_level=level)
                 if entries[i] is None:
                     raise CacheError(f"cache entry {str(folder)!r} could not be read back after "
                                      "writing it; check the disk")
@@ -237,7 +240,8 @@ class CachedClipDataset(Dataset):
     """Random windows of ``clip_len`` frames, randomly cropped, from cached codec outputs.
 
     Item: ``{"frames": (T, 3, c, c), "decoded": (T, 3, c, c)`` float32 in [0, 1]``,
-    "latent": (T, C, c / stride, c / stride)}`` (no ``latent`` for codecs without one).
+    "latent": (T, C, c / stride, c / stride), "quality_level": ()}`` (no ``latent`` for
+    codecs without one).
     Crops start on multiples of ``align`` (the latent stride, so the latent crop covers
     exactly the pixel crop) and lie inside the unpadded frame. The randomness is a pure
     function of ``(seed, epoch, index)``, as in :class:`enhancer.data.VideoClipDataset`.
@@ -289,7 +293,8 @@ class CachedClipDataset(Dataset):
             patch = np.ascontiguousarray(array[window, rows, cols])  # (T, c, c, 3) uint8
             return torch.from_numpy(patch).permute(0, 3, 1, 2).float() / 255.0
 
-        item = {"frames": rgb(video.original), "decoded": rgb(video.decoded)}
+        item = {"frames": rgb(video.original), "decoded": rgb(video.decoded),
+                "quality_level": torch.tensor(video.quality_level, dtype=torch.float32)}
         if video.latent is not None:
             s = self.latent_stride
             latent = video.latent[window, :, top // s:(top + crop) // s, left // s:(left + crop) // s]

@@ -113,7 +113,8 @@ class ClipLoss(nn.Module):
 
         ``coded``: the frozen codec's outputs for ``clip``, precomputed
         (:mod:`enhancer.train.cache`): ``{"decoded": (B, T, 3, H, W), "latent": (B, T, C,
-        h, w)}`` (no latent for codecs without one). The codec is then not run.
+        h, w), "quality_level": (B,)}`` (no latent for codecs without one): the codec is
+        then not run. Without it the quality level is the codec's own.
         """
         if clip.ndim != 5 or clip.shape[2] != 3:
             raise ValueError(f"expected a clip (B, T, 3, H, W), got {tuple(clip.shape)}")
@@ -125,6 +126,8 @@ class ClipLoss(nn.Module):
         zero = clip.new_zeros(())
         sums = {name: zero for name in TERMS + (METRICS if with_metrics else ())}
         stream = CodecStream(self.codec, self.intra_period) if coded is None else None
+        quality_level = (self.codec.quality_level(self.codec.quality)
+                         if coded is None or "quality_level" not in coded else coded["quality_level"])
         prev_enhanced, start_noise = None, None
         if self.student is not None and self.student.noise == "shared":
             start_noise = torch.randn_like(clip[:, 0])  # one field per clip, as at inference
@@ -145,7 +148,7 @@ class ClipLoss(nn.Module):
             if self.mode != "codec":
                 if self.temporal and prev_enhanced is None:
                     prev_enhanced = decoded.detach()  # frame 0: the decode, as at inference
-                cond = self.diffusion.condition(decoded, out.latent, prev_enhanced)
+                cond = self.diffusion.condition(decoded, out.latent, prev_enhanced, quality_level)
                 with self._autocast(frame.device):
                     # The target does not pull the codec: gradients reach it via the conditioning.
                     clean = self.diffusion.encode_target(frame, decoded.detach())

@@ -270,7 +270,12 @@ class Trainer:
             raise ConfigError(f"init_from: {err}") from err
         denoiser = denoiser_weights(payload)
         try:
-            self.enhancer.diffusion.load_state_dict(denoiser)
+            # A quality-conditioned model may start from an unconditioned one: its quality
+            # embedding ends in zeros, so it starts as exactly that model.
+            missing, unexpected = self.enhancer.diffusion.load_state_dict(denoiser, strict=False)
+            new = [k for k in missing if not k.startswith("network.quality_embed.")]
+            if new or unexpected:
+                raise RuntimeError(f"missing keys {new}, unexpected keys {unexpected}")
             if payload.get("codec") is not None:
                 self.enhancer.codec.load_weights(payload["codec"])
         except (RuntimeError, CodecError) as err:
@@ -344,7 +349,8 @@ class Trainer:
 
     def train_step(self, clip: Tensor | dict[str, Tensor], with_metrics: bool) -> dict[str, float]:
         """One optimisation step on ``clip`` (B, T, 3, H, W), or a batch of cached codec
-        outputs ``{"frames", "decoded"[, "latent"]}``; returns the logged numbers."""
+        outputs ``{"frames", "decoded"[, "latent"], "quality_level"}``; returns the logged
+        numbers."""
         lr = self._set_lr()
         coded = None
         if isinstance(clip, dict):
