@@ -20,7 +20,7 @@ from enhancer.cli import run_cli
 from enhancer.config import CodecConfig, DiffusionConfig, EnhancerConfig
 from enhancer.data.sequence import open_sequence
 from enhancer.eval.bdrate import bd_rate
-from enhancer.eval.results import COLUMNS
+from enhancer.eval.results import COLUMNS, compressai_results
 from enhancer.eval.sequences import (
     SequenceSpec,
     find_sequences,
@@ -77,6 +77,16 @@ def test_bd_rate_edge_cases():
 
 
 # --- sequences ------------------------------------------------------------------------
+def test_compressai_files_keep_our_yuv_psnr_apart_from_theirs():
+    """CompressAI's psnr-yuv is (4Y + U + V) / 6; ours is 6:1:1, so it has its own key."""
+    points = [{"codec": "x264", "variant": "decoded", "quality": q, "bpp": b, "psnr_rgb": p,
+               "psnr_yuv": p + 1, "frames": 2, "intra_period": -1, "sequence_names": ["a"]}
+              for q, b, p in ((40, 0.05, 30.0), (30, 0.1, 34.0))]
+    (curve,) = compressai_results(points).values()
+    assert curve["results"]["psnr-yuv-611"] == [31.0, 35.0]
+    assert "psnr-yuv" not in curve["results"] and curve["results"]["psnr-rgb"] == [30.0, 34.0]
+
+
 def test_sequence_names_and_lists(tmp_path):
     assert sequence_name("Beauty_1920x1080_120fps_420_8bit_YUV.yuv") == "Beauty"
     assert sequence_name("C_RaceHorses_2frames_832x480_30Hz_8bit_P420.yuv") == "C_RaceHorses_2frames"
