@@ -97,12 +97,17 @@ class CodecAdapter(nn.Module):
 
     def __init__(self, quality: int):
         super().__init__()
-        if quality not in self.qualities:
-            raise CodecError(
-                f"codec {self.name!r} has no quality {quality!r}; "
-                f"choose one of {list(self.qualities)}"
-            )
+        self.check_quality(quality)
         self.quality = quality
+
+    @classmethod
+    def check_quality(cls, quality: int) -> None:
+        """Raise :class:`CodecError` listing the valid qualities if ``quality`` is not one."""
+        if quality not in cls.qualities:
+            raise CodecError(
+                f"codec {cls.name!r} has no quality {quality!r}; "
+                f"choose one of {list(cls.qualities)}"
+            )
 
     @classmethod
     def quality_level(cls, quality: int) -> float:
@@ -112,9 +117,7 @@ class CodecAdapter(nn.Module):
         the stream's quality). Learned codecs: the index's position in :attr:`qualities`
         (higher = more bits); conventional codecs override it (their CRF runs the other way).
         """
-        if quality not in cls.qualities:
-            raise CodecError(f"codec {cls.name!r} has no quality {quality!r}; "
-                             f"choose one of {list(cls.qualities)}")
+        cls.check_quality(quality)
         ordered = sorted(cls.qualities)
         return ordered.index(quality) / max(len(ordered) - 1, 1)
 

@@ -8,7 +8,8 @@ is the CRF (0 = best, 51 = worst). Frames are converted RGB -> YUV 4:2:0
 the chroma subsampling, as for any 4:2:0 codec.
 
 There are no weights and no latent: the enhancer conditions on the decoded
-frame (and, if built so, on the CRF: :meth:`_PyAVCodec.quality_level`). The "training path" codes for real (it is not differentiable).
+frame (and, if built so, on the CRF: :meth:`_PyAVCodec.quality_level`). The "training
+path" codes for real (it is not differentiable).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class _PyAVCodec(CodecAdapter):
     def quality_level(cls, quality: int) -> float:
         """CRF 51 (coarsest) -> 0, CRF 0 (finest) -> 1. libx264 and libx265 write their
         options, the CRF among them, into the stream (an SEI message): a decoder knows it."""
-        super().quality_level(quality)  # validates
+        cls.check_quality(quality)
         return 1.0 - quality / 51.0
 
     def _encoder_options(self) -> dict[str, str]:

@@ -131,7 +131,7 @@ class Rollout:
                 f"or validated: drop --steps to use its own", stacklevel=2)
         self.residual_scale = residual_scale
         self.quality = enhancer.codec.quality if quality is None else quality
-        enhancer.codec.quality_level(self.quality)  # an unknown quality fails here
+        enhancer.codec.check_quality(self.quality)
         self.codec = CodecStream(enhancer.codec, intra_period)
         self.generator = torch.Generator(device=enhancer.device).manual_seed(seed)
         self.prev_enhanced: Tensor | None = None
