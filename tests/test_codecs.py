@@ -181,8 +181,10 @@ def test_quality_level_runs_from_the_coarsest_to_the_finest_rate_point():
     hyperprior = codec_class("bmshj2018-hyperprior")  # qualities 1..8, more bits upwards
     assert hyperprior.quality_level(1) == 0.0 and hyperprior.quality_level(8) == 1.0
     assert hyperprior.quality_level(2) < hyperprior.quality_level(3)
-    with pytest.raises(CodecError, match="has no quality 52"):
+    with pytest.raises(CodecError, match="has no quality 52; choose an integer from 0 to 51$"):
         x264.quality_level(52)
+    with pytest.raises(CodecError, match=r"choose one of \[1, 2, 3\]$"):
+        codec_class("ssf-small").check_quality(0)
 
 
 @pytest.mark.parametrize("name", ["x264", "x265"])

@@ -348,6 +348,8 @@ def test_bad_input_is_reported_before_any_work(uvg_root, x264_enhancer, tmp_path
                                                     "--sequences", "Nope"])
     assert "unknown device 'gpu0'" in error_of(["--root", str(uvg_root), *base,
                                                  "--device", "gpu0"])
+    assert "has no quality 60; choose an integer from 0 to 51" in error_of(
+        ["--root", str(uvg_root), *base, "--quality", "60"])
     assert not (tmp_path / "o" / "results.json").exists()
 
 

@@ -104,10 +104,11 @@ class CodecAdapter(nn.Module):
     def check_quality(cls, quality: int) -> None:
         """Raise :class:`CodecError` listing the valid qualities if ``quality`` is not one."""
         if quality not in cls.qualities:
-            raise CodecError(
-                f"codec {cls.name!r} has no quality {quality!r}; "
-                f"choose one of {list(cls.qualities)}"
-            )
+            ordered = sorted(cls.qualities)
+            contiguous = len(ordered) > 4 and ordered == list(range(ordered[0], ordered[-1] + 1))
+            choices = (f"an integer from {ordered[0]} to {ordered[-1]}" if contiguous
+                       else f"one of {ordered}")
+            raise CodecError(f"codec {cls.name!r} has no quality {quality!r}; choose {choices}")
 
     @classmethod
     def quality_level(cls, quality: int) -> float:

@@ -219,9 +219,7 @@ def evaluate_sequences(
     qualities = list(qualities)
     cls = codec_class(codec_name)
     for quality in qualities:
-        if quality not in cls.qualities:
-            raise ValueError(f"codec {codec_name!r} has no quality {quality}; choose from "
-                             f"{cls.qualities[0]}..{cls.qualities[-1]}")
+        cls.check_quality(quality)
     CodecAdapter.check_intra_period(settings.intra_period)
     references = load_references(settings.references)
     specs = _as_specs(enhancers, codec_name, settings, qualities)
