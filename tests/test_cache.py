@@ -17,7 +17,8 @@ from enhancer.data.sequence import open_sequence
 from enhancer.pipeline.enhancer import build_diffusion
 from enhancer.train import Trainer, load_train_config
 from enhancer.train import cache as cache_module
-from enhancer.train.cache import CacheError, CachedClipDataset, cache_videos
+from enhancer.train.cache import CacheError, CachedClipDataset, cache_videos, soften_frame
+from enhancer.train.config import DataConfig
 from enhancer.train.losses import ClipLoss
 
 pytestmark = [requires_shared_data, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -55,6 +56,30 @@ def test_cache_holds_the_real_decode_and_is_reused(tmp_path, monkeypatch):
     assert again.folder == entry.folder and np.array_equal(again.decoded, entry.decoded)
 
 
+def test_softened_copies_are_entries_of_their_own_holding_the_soft_source(tmp_path):
+    """A softened copy's ground truth is the softened source (what the model must
+    reproduce), and its decode is that source's real decode, in an entry of its own."""
+    codec = load_codec("x264", 26)
+    (plain,) = cache_videos(codec, [CLIP], tmp_path, 3, show_progress=False)
+    (soft,) = cache_videos(codec, [CLIP], tmp_path, 3, show_progress=False, soften=2.0)
+    assert soft.folder != plain.folder and soft.folder.name.endswith("-soft2")
+    with open_sequence(CLIP) as video:
+        frames = [soften_frame(frame, 2.0) for frame in video.frames(0, 3)]
+    for index, frame in enumerate(frames):
+        truth = (frame[0] * 255).round().byte().permute(1, 2, 0).numpy()
+        assert np.array_equal(soft.original[index], truth)
+    coded = list(codec.encode_sequence(frames))
+    assert soft.frame_bytes == [len(data) for data, _ in coded]
+
+    def detail(video: np.ndarray) -> float:  # mean absolute horizontal gradient
+        return float(np.abs(np.diff(video.astype(np.float32), axis=2)).mean())
+
+    assert detail(soft.original) < 0.8 * detail(plain.original)
+    assert sum(soft.frame_bytes) < sum(plain.frame_bytes)  # less detail, fewer bits
+    with pytest.raises(CacheError, match="soften scale must be > 1"):
+        cache_videos(codec, [CLIP], tmp_path, 3, show_progress=False, soften=1.0)
+
+
 def test_other_settings_get_their_own_entry_and_damage_is_rebuilt(tmp_path):
     (crf32,) = cache_videos(load_codec("x264", 32), [CLIP], tmp_path, 3, show_progress=False)
     (crf40,) = cache_videos(load_codec("x264", 40), [CLIP], tmp_path, 3, show_progress=False)
@@ -88,13 +113,15 @@ def test_quality_conditioned_training_from_a_cache_of_two_crfs(tmp_path):
         "data": {"train": [str(CLIP)], "val": None, "clip_len": 2, "crop_size": 64,
                  "batch_size": 2, "kind": "video", "samples_per_video": 2,
                  "max_frames_per_video": 3, "codec_cache": str(tmp_path / "cache"),
-                 "codec_qualities": [28, 40]},
+                 "codec_qualities": [28, 40], "soften_scales": [2.0]},
         "iterations": 2, "lr": 1e-3, "log_every": 1, "val_every": 100, "ckpt_every": 100,
         "device": "cpu",
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     trainer = Trainer(load_train_config(path), tmp_path / "run")
+    names = sorted(video.folder.name for video in trainer.dataset.videos)  # 2 CRFs x 2 copies
+    assert len(names) == 4 and sum(name.endswith("-soft2") for name in names) == 2
     levels = sorted({round(float(trainer.dataset[i]["quality_level"]), 6)
                      for i in range(len(trainer.dataset))})
     assert levels == [round(1 - 40 / 51, 6), round(1 - 28 / 51, 6)]
@@ -102,6 +129,11 @@ def test_quality_conditioned_training_from_a_cache_of_two_crfs(tmp_path):
     assert last.abs().max() == 0
     trainer.run()
     assert last.abs().max() > 0
+
+
+def test_soften_scales_are_checked_before_any_work():
+    with pytest.raises(ConfigError, match="every scale must be > 1.*got 0.5"):
+        DataConfig(soften_scales=[2.0, 0.5])
 
 
 def test_unwritable_cache_path_is_a_clear_error(tmp_path):

@@ -4,7 +4,7 @@ In ``mode: frozen`` the codec's output for a clip never changes. Each training v
 therefore coded once per (codec, weights, quality, intra period), for real (the bytes a
 receiver would get), at its full frame size, and stored::
 
-    <cache_dir>/<video stem>-<video hash>-<codec>-q<quality>-<weights fingerprint>-ip<intra>-n<frames>/
+    <cache_dir>/<video stem>-<video hash>-<codec>-q<quality>-<weights fingerprint>-ip<intra>-n<frames>[-soft<s>]/
         original.npy   (T, H, W, 3) uint8   the source frames (RGB, BT.709 from YUV)
         decoded.npy    (T, H, W, 3) uint8   the codec's decode, rounded to 8 bits
         latent.npy     (T, C, h, w) float16 the conditioning latent (codecs that have one)
@@ -17,6 +17,10 @@ written to a temporary folder and renamed into place, so a crash leaves no half 
 
 Coding full frames also makes the training artefacts the real ones: before the cache,
 every 64-px crop was coded as a tiny video of its own.
+
+A softened copy (``soften``, :func:`soften_frame`) is the same video made soft at the
+source (every frame downscaled by ``s`` and upscaled back) and then coded: old film,
+upscaled or defocused footage, where the right enhancement of a soft decode is none.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
@@ -91,10 +96,21 @@ class CachedVideo:
         return bpp_from_bytes(sum(self.frame_bytes), height, width, frames)
 
 
+def soften_frame(frame: Tensor, scale: float) -> Tensor:
+    """``frame`` (N, 3, H, W) made soft at the source: area-downscaled by ``scale`` and
+    bicubic-upscaled back to H x W (what upscaled or old footage looks like)."""
+    if not scale > 1:
+        raise ValueError(f"soften scale must be > 1, got {scale}")
+    height, width = frame.shape[-2:]
+    small = F.interpolate(frame, size=(max(1, round(height / scale)), max(1, round(width / scale))),
+                          mode="area")
+    return F.interpolate(small, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
 def entry_key(codec: CodecAdapter, source_digest: str, num_frames: int, intra_period: int,
-              matrix: str) -> dict:
+              matrix: str, soften: float | None = None) -> dict:
     """What a cache entry depends on; any change means another entry."""
-    return {
+    key = {
         "format": CACHE_FORMAT,
         "codec": codec.name,
         "quality": codec.quality,
@@ -104,11 +120,16 @@ def entry_key(codec: CodecAdapter, source_digest: str, num_frames: int, intra_pe
         "matrix": matrix,
         "source_sha256": source_digest,
     }
+    if soften is not None:
+        key["soften"] = float(soften)
+    return key
 
 
 def _entry_folder(cache_dir: Path, source: Path, key: dict) -> Path:
     name = (f"{source.stem}-{key['source_sha256'][:12]}-{key['codec']}-q{key['quality']}-"
             f"{key['weights']}-ip{key['intra_period']}-n{key['frames']}")
+    if "soften" in key:
+        name += f"-soft{key['soften']:g}"
     return cache_dir / name
 
 
@@ -165,6 +186,8 @@ def _code_video(codec: CodecAdapter, source: Path, num_frames: int, intra_period
 
     def source_frames(video):
         for frame in video.frames(0, num_frames):  # one read: kept, and coded
+            if "soften" in key:
+                frame = soften_frame(frame, key["soften"])
             originals.append(_to_uint8(frame))
             yield frame.to(device)
 
@@ -197,12 +220,16 @@ def _code_video(codec: CodecAdapter, source: Path, num_frames: int, intra_period
 
 def cache_videos(codec: CodecAdapter, sources: list[Path], cache_dir: str | Path,
                  max_frames: int | None, intra_period: int = -1, matrix: str = "bt709",
-                 verify: bool = True, show_progress: bool = True) -> list[CachedVideo]:
+                 verify: bool = True, show_progress: bool = True,
+                 soften: float | None = None) -> list[CachedVideo]:
     """Code every video of ``sources`` once (or reuse its valid entry); return the entries.
 
-    ``max_frames`` caps the frames per video (None: all). The codec must be in eval
-    mode: the cache holds exactly what its bytes decode to.
+    ``max_frames`` caps the frames per video (None: all). ``soften``: code softened
+    copies instead (:func:`soften_frame`, a scale > 1). The codec must be in eval mode:
+    the cache holds exactly what its bytes decode to.
     """
+    if soften is not None and not soften > 1:
+        raise CacheError(f"soften scale must be > 1 (1 is the video itself), got {soften}")
     from enhancer.data.sequence import open_sequence
 
     cache_dir = Path(cache_dir)
@@ -215,14 +242,16 @@ def cache_videos(codec: CodecAdapter, sources: list[Path], cache_dir: str | Path
             if total is None:
                 total = sum(1 for _ in video.yuv_frames())
         frames = total if max_frames is None else min(total, max_frames)
-        key = entry_key(codec, file_digest(source), frames, intra_period, matrix)
+        key = entry_key(codec, file_digest(source), frames, intra_period, matrix, soften)
         plans.append((source, key, _entry_folder(cache_dir, source, key)))
     level = codec.quality_level(codec.quality)
     entries: list[CachedVideo | None] = [_open_entry(f, k, verify, level) for _, k, f in plans]
     missing = [i for i, entry in enumerate(entries) if entry is None]
     if missing:
         total = sum(plans[i][1]["frames"] for i in missing)
-        with tqdm(total=total, desc=f"caching {codec.name} q{codec.quality} decodes",
+        label = f"caching {codec.name} q{codec.quality} decodes" + (
+            f" of copies softened x{soften:g}" if soften is not None else "")
+        with tqdm(total=total, desc=label,
                   unit="frame", disable=not show_progress, dynamic_ncols=True) as progress:
             for i in missing:
                 source, key, folder = plans[i]

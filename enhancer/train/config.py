@@ -64,6 +64,11 @@ class DataConfig:
                     training videos at each of these qualities (CRFs) and training draws
                     clips from all of them, so one enhancer learns a range of rates.
                     None: the model's own quality only.
+    soften_scales:  with ``codec_cache``, also train on copies of every training video made
+                    soft at the source (each frame area-downscaled by s and bicubic-
+                    upscaled back, then coded; :func:`enhancer.train.cache.soften_frame`),
+                    one copy per scale: old film, upscaled or defocused footage, where a
+                    soft decode must stay soft. None: the videos as they are.
     """
 
     train: list[str] = field(default_factory=list)
@@ -80,6 +85,7 @@ class DataConfig:
     cache_images: bool = False
     codec_cache: str | None = None
     codec_qualities: list[int] | None = None
+    soften_scales: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -89,6 +95,10 @@ class DataConfig:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        for scale in self.soften_scales or []:
+            if not scale > 1:
+                raise ConfigError(f"data.soften_scales: every scale must be > 1 (1 is the "
+                                  f"video itself), got {scale}")
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,9 @@ class TrainConfig:
                 f"data.codec_cache caches a frozen codec's video decodes; it does not fit mode "
                 f"{self.mode!r} with data.kind {self.data.kind!r} (set it to null)"
             )
+        if self.data.soften_scales and self.data.codec_cache is None:
+            raise ConfigError("data.soften_scales needs data.codec_cache (the softened copies "
+                              "are coded once into the cache); set data.codec_cache or remove it")
         if self.data.codec_qualities is not None and self.data.codec_cache is None:
             raise ConfigError("data.codec_qualities needs data.codec_cache (the qualities are "
                               "coded once into the cache); set data.codec_cache or remove it")

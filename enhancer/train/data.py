@@ -106,8 +106,9 @@ def build_cached_dataset(data: DataConfig, seed: int, codec, intra_period: int) 
                 f"weights (q{codec.quality}); list qualities only for conventional codecs"
             )
         coder = codec if quality == codec.quality else load_codec(codec.name, quality)
-        videos += cache_videos(coder, files, data.codec_cache, data.max_frames_per_video,
-                               intra_period)
+        for soften in [None, *(data.soften_scales or [])]:
+            videos += cache_videos(coder, files, data.codec_cache, data.max_frames_per_video,
+                                   intra_period, soften=soften)
     return CachedClipDataset(videos, data.clip_len, data.crop_size, data.samples_per_video,
                              seed, latent_stride=codec.latent_stride)
 
