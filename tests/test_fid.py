@@ -227,8 +227,9 @@ def test_weights_of_the_wrong_layout_are_refused(tmp_path, random_weights):
     with pytest.raises(InceptionLayoutError) as caught:
         InceptionFeatures(bad)
     message = str(caught.value)
-    assert "Conv2d_1a_3x3.conv.weight is (16, 3, 3, 3), expected (32, 3, 3, 3)" in message
-    assert "1 tensors missing (fc.bias)" in message and "1 unexpected (extra.weight)" in message
+    assert "Conv2d_1a_3x3.conv.weight: file (16, 3, 3, 3) vs model (32, 3, 3, 3)" in message
+    assert "1 missing keys (e.g. ['fc.bias'])" in message
+    assert "1 unexpected keys (e.g. ['extra.weight'])" in message
     assert "FeatureExtractorInceptionV3 (566 tensors" in message and INCEPTION_URL in message
     torch.save([torch.zeros(1)], bad)
     with pytest.raises(InceptionLayoutError, match="holds a list, not a state dict"):
@@ -351,7 +352,7 @@ def test_eval_fid_kid_columns_resume_and_refusals(tmp_path, random_weights, caps
     fresh = tmp_path / "fresh"
     assert run_cli(eval_uvg.main, [*argv[:-6], "--out", str(fresh), "--metrics", "fid",
                                    "--inception-weights", str(other)]) == 2
-    assert "expected (32, 3, 3, 3)" in capsys.readouterr().err
+    assert "vs model (32, 3, 3, 3)" in capsys.readouterr().err
     assert not (fresh / "results.json").exists()
 
 

@@ -38,7 +38,7 @@ import itertools
 import pickle
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -310,19 +310,22 @@ def load_error_reason(err: BaseException) -> str:
 
 
 def state_dict_mismatch(
-    own: dict[str, Tensor], loaded: dict[str, Tensor], ignore_suffixes: tuple[str, ...] = ()
+    own: Mapping[str, Tensor], loaded: Mapping[str, Any], ignore_suffixes: tuple[str, ...] = ()
 ) -> str | None:
-    """Describe how ``loaded`` fails to fit ``own`` (missing, unexpected, mis-shaped keys).
-
-    Returns None when it fits. Keys ending in ``ignore_suffixes`` are not compared.
+    """Describe how ``loaded`` fails to fit ``own`` (missing, unexpected, mis-shaped keys,
+    values that are not tensors). Returns None when it fits. Keys ending in
+    ``ignore_suffixes`` are not compared. The one check for every weights file we load
+    (codecs, DCVC, the FID Inception network).
     """
     kept = [k for k in own if not k.endswith(ignore_suffixes)]
     missing = sorted(set(kept) - set(loaded))
     unexpected = sorted(k for k in set(loaded) - set(own) if not k.endswith(ignore_suffixes))
+    shared = sorted(set(kept) & set(loaded))
+    not_tensors = [k for k in shared if not isinstance(loaded[k], Tensor)]
     wrong_shape = [
         f"{k}: file {tuple(loaded[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(kept) & set(loaded))
-        if loaded[k].shape != own[k].shape
+        for k in shared
+        if isinstance(loaded[k], Tensor) and loaded[k].shape != own[k].shape
     ]
     parts = []
     if missing:
@@ -331,6 +334,8 @@ def state_dict_mismatch(
         parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
     if wrong_shape:
         parts.append(f"{len(wrong_shape)} keys of the wrong shape (e.g. {wrong_shape[:2]})")
+    if not_tensors:
+        parts.append(f"{len(not_tensors)} values that are not tensors (e.g. {not_tensors[:3]})")
     return "; ".join(parts) or None
 
 

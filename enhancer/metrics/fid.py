@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from enhancer.codecs.base import state_dict_mismatch
+
 PATCH_SIZE = 256
 FEATURE_DIM = 2048
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -265,28 +267,6 @@ def _describe_layout(expected: Mapping[str, Tensor]) -> str:
             f"{INCEPTION_URL})")
 
 
-def _layout_problems(expected: Mapping[str, Tensor], found: Mapping[str, Any]) -> list[str]:
-    def some(names: list[str]) -> str:
-        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-    problems = []
-    missing = [n for n in expected if n not in found]
-    unexpected = [n for n in found if n not in expected]
-    wrong = [f"{n} is {tuple(found[n].shape)}, expected {tuple(expected[n].shape)}"
-             for n in expected if n in found and isinstance(found[n], Tensor)
-             and found[n].shape != expected[n].shape]
-    not_tensors = [n for n in expected if n in found and not isinstance(found[n], Tensor)]
-    if missing:
-        problems.append(f"{len(missing)} tensors missing ({some(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected ({some(unexpected)})")
-    if wrong:
-        problems.append(f"{len(wrong)} of the wrong shape ({some(wrong)})")
-    if not_tensors:
-        problems.append(f"{len(not_tensors)} not tensors ({some(not_tensors)})")
-    return problems
-
-
 class InceptionLayoutError(ValueError):
     """A weights file that is not Inception-v3 FID weights in torch-fidelity's layout."""
 
@@ -320,10 +300,10 @@ def _checked_extractor(path: Path) -> nn.Module:
     class CheckedInceptionV3(FeatureExtractorInceptionV3):
         def load_state_dict(self, state_dict, strict=True, assign=False):
             expected = self.state_dict()  # the network is built when its constructor loads
-            problems = _layout_problems(expected, state)
+            problems = state_dict_mismatch(expected, state)
             if problems:
                 raise InceptionLayoutError(f"{path} is not Inception-v3 FID weights: "
-                                           f"{'; '.join(problems)}; {_describe_layout(expected)}")
+                                           f"{problems}; {_describe_layout(expected)}")
             return super().load_state_dict(state, strict=strict, assign=assign)
 
     # It reads the file itself (a second read; the first proved it holds only tensors).
