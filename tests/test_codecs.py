@@ -16,6 +16,7 @@ from enhancer.codecs import (
     codec_class,
     load_codec,
 )
+from enhancer.codecs.base import state_dict_mismatch
 from enhancer.codecs.compressai_codecs import load_state_dict_file
 from enhancer.data.sequence import open_sequence
 
@@ -220,6 +221,20 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
     torch.save(make_codec("bmshj2018-hyperprior").model.state_dict(), path)
     with pytest.raises(CodecError, match="does not fit codec 'ssf'.*missing keys"):
         make_codec("ssf", checkpoint=path)
+
+
+def test_state_dict_mismatch_names_every_kind_of_misfit():
+    """The one check every weights file gets (codecs, DCVC, FID's Inception network)."""
+    own = {"a.weight": torch.zeros(2, 3), "b.weight": torch.zeros(4), "c.bias": torch.zeros(1)}
+    assert state_dict_mismatch(own, dict(own)) is None
+    loaded = {"a.weight": torch.zeros(3, 3), "b.weight": 7, "extra": torch.zeros(1)}
+    message = state_dict_mismatch(own, loaded)
+    assert "1 missing keys (e.g. ['c.bias'])" in message
+    assert "1 unexpected keys (e.g. ['extra'])" in message
+    assert "a.weight: file (3, 3) vs model (2, 3)" in message
+    assert "1 values that are not tensors (e.g. ['b.weight'])" in message
+    assert state_dict_mismatch(own, {"a.weight": torch.zeros(2, 3), "b.weight": torch.zeros(4)},
+                               ignore_suffixes=(".bias",)) is None
 
 
 def test_small_ssf_is_ssf_with_narrow_layers():
