@@ -56,6 +56,27 @@ def test_cache_holds_the_real_decode_and_is_reused(tmp_path, monkeypatch):
     assert again.folder == entry.folder and np.array_equal(again.decoded, entry.decoded)
 
 
+def test_source_digest_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    """A source hashed once per process (not once per quality and copy); a changed file,
+    or a call that does not ask to remember, is hashed again."""
+    import os
+
+    source = tmp_path / "clip.bin"
+    source.write_bytes(b"a" * 1000)
+    reads = []
+    real = cache_module._hash_files
+    monkeypatch.setattr(cache_module, "_hash_files", lambda *a: reads.append(a[0]) or real(*a))
+    first = cache_module.file_digest(source, remember=True)
+    assert cache_module.file_digest(source, remember=True) == first and len(reads) == 1
+    assert cache_module.file_digest(source) == first and len(reads) == 2  # not remembered
+    source.write_bytes(b"b" * 1000)  # same size: the modification time tells
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    changed = cache_module.file_digest(source, remember=True)
+    assert changed != first and len(reads) == 3
+    assert changed == cache_module.file_digest(source)
+
+
 def test_softened_copies_are_entries_of_their_own_holding_the_soft_source(tmp_path):
     """A softened copy's ground truth is the softened source (what the model must
     reproduce), and its decode is that source's real decode, in an entry of its own."""

@@ -54,10 +54,29 @@ class CacheError(ConfigError):
     """A cache folder cannot be used or written (named in the message, with the fix)."""
 
 
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file, or of a folder's files (names and bytes, sorted), as hex."""
-    digest = hashlib.sha256()
+_DIGESTS: dict[tuple, str] = {}  # (path, every file's name, size and mtime) -> digest
+
+
+def file_digest(path: Path, chunk: int = 1 << 20, remember: bool = False) -> str:
+    """sha256 of a file, or of a folder's files (names and bytes, sorted), as hex.
+
+    ``remember``: reuse this process's earlier digest while no file changed size or
+    modification time, so a training video cached at five qualities and two copies is
+    hashed once, not ten times. Only for source videos: a cache entry written and damaged
+    within one timestamp tick would keep its size and time, so its checks always hash.
+    """
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if not remember:
+        return _hash_files(path, files, chunk)
+    stats = [(item.stat().st_size, item.stat().st_mtime_ns) for item in files]
+    memo_key = (str(path.resolve()), tuple(str(f) for f in files), tuple(stats))
+    if memo_key not in _DIGESTS:
+        _DIGESTS[memo_key] = _hash_files(path, files, chunk)
+    return _DIGESTS[memo_key]
+
+
+def _hash_files(path: Path, files: list[Path], chunk: int) -> str:
+    digest = hashlib.sha256()
     for item in files:
         if path.is_dir():
             digest.update(item.relative_to(path).as_posix().encode())
@@ -242,7 +261,7 @@ def cache_videos(codec: CodecAdapter, sources: list[Path], cache_dir: str | Path
             if total is None:
                 total = sum(1 for _ in video.yuv_frames())
         frames = total if max_frames is None else min(total, max_frames)
-        key = entry_key(codec, file_digest(source), frames, intra_period, matrix, soften)
+        key = entry_key(codec, file_digest(source, remember=True), frames, intra_period, matrix, soften)
         plans.append((source, key, _entry_folder(cache_dir, source, key)))
     level = codec.quality_level(codec.quality)
     entries: list[CachedVideo | None] = [_open_entry(f, k, verify, level) for _, k, f in plans]
