@@ -68,8 +68,9 @@ def file_digest(path: Path, chunk: int = 1 << 20, remember: bool = False) -> str
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     if not remember:
         return _hash_files(path, files, chunk)
-    stats = [(item.stat().st_size, item.stat().st_mtime_ns) for item in files]
-    memo_key = (str(path.resolve()), tuple(str(f) for f in files), tuple(stats))
+    stats = [(str(item), stat.st_size, stat.st_mtime_ns)
+             for item, stat in ((item, item.stat()) for item in files)]
+    memo_key = (str(path.resolve()), tuple(stats))
     if memo_key not in _DIGESTS:
         _DIGESTS[memo_key] = _hash_files(path, files, chunk)
     return _DIGESTS[memo_key]
