@@ -93,6 +93,18 @@ def sampling_overrides(args: argparse.Namespace) -> dict:
     return {"gamma": args.gamma, "eta": args.eta, "t_start": args.t_start, "noise": args.noise}
 
 
+def scale_or_default(text: str) -> float | None:
+    """argparse type for ``--residual-scale``: a number in [0, 1], or ``default`` (the
+    checkpoint's own, chosen by tools/tune_sampling.py)."""
+    if text == "default":
+        return None
+    return _ranged_float("--residual-scale", 0.0, 1.0)(text)
+
+
+RESIDUAL_SCALE_HELP = ("residual scales s in [0, 1] to run (enhanced = decoded + s * residual; "
+                       "0: the decode itself); 'default' is the checkpoint's own (the default)")
+
+
 def steps_or_default(text: str) -> int | None:
     """argparse type for ``--steps``: a count >= 1, or ``default`` (the checkpoint's own)."""
     if text == "default":

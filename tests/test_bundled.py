@@ -11,7 +11,7 @@ from conftest import SHARED_DATA, requires_shared_data
 
 from enhancer.data.images import read_image
 from enhancer.metrics import lpips
-from enhancer.pipeline import load_enhancer, read_checkpoint
+from enhancer.pipeline import Sampling, load_enhancer, read_checkpoint
 from enhancer.pipeline.checkpoint import BUNDLED_DIR
 
 BUNDLED = sorted(path.stem for path in BUNDLED_DIR.glob("*.pt"))
@@ -49,7 +49,7 @@ def test_video_models_carry_validated_sampling_defaults(name):
     """Each video model's defaults were chosen on the validation clips, never the test set."""
     payload = read_checkpoint(name)
     enhancer = load_enhancer(name)
-    assert enhancer.sampling.to_dict() == payload["sampling"]
+    assert enhancer.sampling == Sampling.from_dict(payload["sampling"])
     provenance = payload["sampling_provenance"]
     assert sorted(Path(v).name for v in provenance["val"]) == ["04_coffee.mp4", "friday.mp4"]
     assert enhancer.sampling.steps <= 2 and enhancer.sampling.noise == "shared"

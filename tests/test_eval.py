@@ -223,7 +223,7 @@ def test_eval_uvg_end_to_end_then_resume(uvg_root, x264_enhancer, tmp_path, caps
     compressai_files = sorted((out / "compressai").iterdir())
     assert [p.name for p in compressai_files] == [
         "x264-decoded.json", "x264-x264_rand_2st_g1_fresh.json",
-        "x264-x264_rand_2st_g1_fresh_s_0.0.json"]
+        "x264-x264_rand_2st_g1_fresh_s0.json"]
     decoded_curve = json.loads(compressai_files[0].read_text())
     assert decoded_curve["name"] == "x264" and decoded_curve["results"]["quality"] == [40, 30]
     results = decoded_curve["results"]

@@ -45,6 +45,8 @@ def _frames(count: int) -> list[torch.Tensor]:
     ({"gamma": 1.6}, r"gamma .* \[0.0, 1.5\]"), ({"gamma": -0.1}, "gamma"),
     ({"t_start": 0.0}, r"t_start must be in \(0, 1\]"), ({"t_start": 1.2}, "t_start"),
     ({"eta": 2.0}, "eta"), ({"steps": 0}, "steps"), ({"noise": "pink"}, "noise"),
+    ({"residual_scale": 1.2}, r"residual_scale must be in \[0, 1\]"),
+    ({"residual_scale": -0.1}, "residual_scale"),
 ])
 def test_bad_sampling_settings_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
@@ -136,6 +138,43 @@ def test_checkpoint_carries_its_sampling_defaults(tmp_path):
 
 
 @requires_shared_data
+def test_a_stored_residual_scale_is_the_default_and_can_be_overridden(tmp_path):
+    enhancer = _enhancer(temporal=False)  # each frame on its own: the blend is exact
+    save_enhancer(tmp_path / "e.pt", enhancer)
+    half = Sampling(steps=1, gamma=0.0, t_start=0.6, noise="shared", residual_scale=0.5)
+    assert half.label() == "1st g0 t0.6 shared s0.5" and Sampling().label() == "10st g1 fresh"
+    store_sampling(tmp_path / "e.pt", half, {"val": ["clip"]})
+    loaded = load_enhancer(tmp_path / "e.pt")
+    assert loaded.sampling == half
+    frames = _frames(2)
+    default = [f for f in loaded.enhance(frames)]
+    full = [f.enhanced for f in loaded.enhance(frames, residual_scale=1.0)]
+    none = [f.enhanced for f in loaded.enhance(frames, residual_scale=0.0)]
+    for out, whole, zero in zip(default, full, none):
+        assert torch.equal(zero, out.decoded)  # 0: the decode, bit for bit
+        inside = (whole > 0) & (whole < 1)  # where clamping did not cut the whole residual
+        assert inside.float().mean() > 0.9
+        blended = out.decoded + 0.5 * (whole - out.decoded)
+        torch.testing.assert_close(out.enhanced[inside], blended[inside], atol=1e-5, rtol=0)
+        assert (whole - out.decoded).abs().mean() > 1e-4  # the two really differ
+    # The evaluation's specs take the stored scale unless one is asked for.
+    from enhancer.eval.specs import EnhancerSpec
+
+    spec = EnhancerSpec(loaded, "half", steps=[None], residual_scales=[None, 1.0])
+    assert [v.residual_scale for v in spec.variants()] == [0.5, 1.0]
+    assert spec.variants()[0] == half
+
+
+def test_the_sweep_grid_spans_residual_scales():
+    from enhancer.eval.tuning import candidate_grid
+
+    grid = candidate_grid([1], [0.0], [0.6], [1.0, 0.5])
+    assert [c.residual_scale for c in grid] == [1.0, 0.5]
+    assert all(c.noise == "shared" and c.steps == 1 for c in grid)
+    assert {c.residual_scale for c in candidate_grid([1, 2])} == {1.0}  # the default grid
+
+
+@requires_shared_data
 def test_tuning_picks_an_admissible_candidate_when_one_exists():
     from enhancer.eval.tuning import Sweep, code_clip
 
@@ -159,7 +198,8 @@ def test_cli_refuses_out_of_range_sampling_flags(capsys):
                                  ("--t-start", "0", "--t-start must be in (0, 1]"),
                                  ("--eta", "x", "--eta must be a number"),
                                  ("--steps", "0", "steps must be >= 1"),
-                                 ("--steps", "many", "a number or 'default'")):
+                                 ("--steps", "many", "a number or 'default'"),
+                                 ("--residual-scale", "1.5", "--residual-scale must be in [0, 1]")):
         with warnings.catch_warnings(), pytest.raises(SystemExit) as exit_info:
             module.main(["--root", str(REPO), flag, value])
         assert exit_info.value.code == 2

@@ -20,7 +20,7 @@ from enhancer.codecs import load_codec
 from enhancer.config import ConfigError
 from enhancer.data.datasets import ImageFolderDataset
 from enhancer.data.sequence import open_sequence
-from enhancer.pipeline import load_enhancer, read_checkpoint
+from enhancer.pipeline import Sampling, load_enhancer, read_checkpoint
 from enhancer.train import Trainer, export_checkpoint, load_train_config, plot_log, train
 from enhancer.train.data import CachedImageDataset
 
@@ -317,7 +317,7 @@ def test_a_student_trains_on_exactly_what_inference_samples(tmp_path):
     cfg = write_config(tmp_path / "s.yaml", video_config(student=STUDENT, model=x264))
     trainer = Trainer(cfg, tmp_path / "run")
     enhancer, loss_fn = trainer.enhancer, trainer.loss_fn
-    assert enhancer.sampling.to_dict() == STUDENT  # what the checkpoint will store
+    assert enhancer.sampling == Sampling.from_dict(STUDENT)  # what the checkpoint will store
     torch.manual_seed(0)
     with torch.no_grad():  # a fresh network's zero output layer would hide a mismatch
         for param in enhancer.diffusion.parameters():
@@ -348,7 +348,7 @@ def test_a_students_checkpoint_carries_its_sampling_and_warns_past_it(tmp_path):
     train(cfg, tmp_path / "run")
     exported = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "student.pt")
     student = load_enhancer(exported)
-    assert student.sampling.to_dict() == STUDENT and student.student == student.sampling
+    assert student.sampling == Sampling.from_dict(STUDENT) and student.student == student.sampling
     frames = real_frames(2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # its own sampling: no warning
@@ -364,6 +364,7 @@ def test_a_students_checkpoint_carries_its_sampling_and_warns_past_it(tmp_path):
     ({"steps": 0}, "steps"),
     ({"steps": 1, "noise": "pink"}, "noise"),
     ({"steps": 1, "lr": 1}, "unknown"),
+    ({"steps": 1, "residual_scale": 0.5}, "a student learns the whole residual"),
 ])
 def test_bad_student_settings_are_config_errors(tmp_path, student, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,14 +1,15 @@
-"""Choose an enhancer's default sampling (steps, gamma, eta, t_start, noise) on validation clips.
+"""Choose an enhancer's default sampling (steps, gamma, eta, t_start, noise, residual scale)
+on validation clips.
 
     python tools/tune_sampling.py enhancer/weights/x264_temporal_tiny.pt \\
         --val ../shared/data/video/mdn/friday.mp4 ../shared/data/video/sam2/04_coffee.mp4 \\
         --quality 26 32 36 --frames 6 --crop 512x384 --write
 
-Each clip is coded once per --quality; every candidate (--steps x --gammas x --t-starts,
-shared start noise) enhances the same decodes. The chosen one keeps LPIPS and DISTS below
-the decode, the PSNR drop within --max-psnr-drop and temporal consistency within
---max-temporal-ratio of the decode on every clip and rate, with the lowest mean LPIPS
-(see enhancer/eval/tuning.py). --write stores it in the checkpoint ("sampling"), where
+Each clip is coded once per --quality; every candidate (--steps x --gammas x --t-starts
+x --residual-scales, shared start noise) enhances the same decodes. The chosen one keeps
+LPIPS and DISTS below the decode, the PSNR drop within --max-psnr-drop and temporal
+consistency within --max-temporal-ratio of the decode on every clip and rate, with the
+lowest mean LPIPS (see enhancer/eval/tuning.py). --write stores it in the checkpoint ("sampling"), where
 every tool reads its defaults from. The sweep goes to --out (JSON) and a table is printed.
 """
 
@@ -24,6 +25,7 @@ from enhancer.eval.sequences import find_sequences
 from enhancer.eval.sources import FrameSource
 from enhancer.eval.tuning import (
     DEFAULT_GAMMAS,
+    DEFAULT_RESIDUAL_SCALES,
     DEFAULT_T_STARTS,
     Sweep,
     candidate_grid,
@@ -46,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--gammas", type=float, nargs="+", default=None)
     parser.add_argument("--t-starts", type=float, nargs="+", default=None)
+    parser.add_argument("--residual-scales", type=float, nargs="+",
+                        default=list(DEFAULT_RESIDUAL_SCALES),
+                        help="output blends s in [0, 1] to try (enhanced = decoded + s * "
+                             "residual), e.g. 1 0.75 0.5 (default: 1 only)")
     parser.add_argument("--max-psnr-drop", type=float, default=1.0, help="dB")
     parser.add_argument("--max-temporal-ratio", type=float, default=1.05)
     parser.add_argument("--seed", type=int, default=0)
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"{path.name} holds {codec.name} q{codec.quality} weights only; tune it "
                          f"at --quality {codec.quality}")
     candidates = candidate_grid(args.steps, args.gammas or DEFAULT_GAMMAS,
-                                args.t_starts or DEFAULT_T_STARTS)
+                                args.t_starts or DEFAULT_T_STARTS, args.residual_scales)
 
     clips = []
     for value in args.val:

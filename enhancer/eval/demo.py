@@ -41,7 +41,7 @@ def bundled_enhancers() -> list[Path]:
 
 def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
              steps: Sequence[int | None] = (None, 10), device: str = "cpu",
-             residual_scales: list[float] = (1.0,), sampling: dict | None = None,
+             residual_scales: Sequence[float | None] = (None,), sampling: dict | None = None,
              metrics: tuple[str, ...] = DEFAULT_METRICS, log: Callable[[str], None] = print) -> EvalReport:
     """Evaluate the demo clips; prints what it uses and returns the report.
 

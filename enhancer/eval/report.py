@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from enhancer.eval.results import curve_label
+
 
 @dataclass
 class EvalReport:
@@ -47,8 +49,7 @@ class EvalReport:
                      f"{'DISTS':>8}{'temporal':>9}" + (f"{'FID':>9}{'KID':>9}" if set_level else "")
                      + f"{'seqs':>6}")
         for avg in averages:
-            name = "decoded" if avg["variant"] == "decoded" else (
-                f"{avg['enhancer']} {avg.get('sampling') or avg['steps']} s={avg['residual_scale']}")
+            name = curve_label(avg)
             lines.append(
                 f"{avg['codec']:<8}{avg['quality']:>4}  {name[:43]:<44}{_fmt(avg['bpp'], 4):>8}"
                 f"{_fmt(avg['psnr_rgb'], 2):>8}{_fmt(avg['lpips_alex'], 4):>8}"
@@ -61,8 +62,8 @@ class EvalReport:
         for bd in self.summary["bd_rate"]:
             if bd["sequence"] == "average" and bd["metric"] in ("psnr_rgb", "lpips_alex"):
                 lines.append(
-                    f"BD-rate {bd['metric']:<10} {bd['enhancer']} {bd.get('sampling') or bd['steps']} "
-                    f"s={bd['residual_scale']} vs decoded: {_fmt(bd['bd_rate_percent'], 2)} %"
+                    f"BD-rate {bd['metric']:<10} {curve_label(bd | {'variant': 'enhanced'})} "
+                    f"vs decoded: {_fmt(bd['bd_rate_percent'], 2)} %"
                 )
         lines.append(f"results: {self.out_dir / 'results.json'} (and .csv, summary.json)")
         if self.html is not None:

@@ -207,7 +207,9 @@ def curve_label(row: dict[str, Any]) -> str:
     """How a variant is named in plots and tables."""
     if row["variant"] == "decoded":
         return "decoded"
-    label = f"{row['enhancer']} {row.get('sampling') or str(row['steps']) + ' steps'}"
+    if row.get("sampling"):  # the sampling label names a residual scale below 1 itself
+        return f"{row['enhancer']} {row['sampling']}"
+    label = f"{row['enhancer']} {row['steps']} steps"
     return label if row["residual_scale"] == 1.0 else f"{label} s={row['residual_scale']}"
 
 

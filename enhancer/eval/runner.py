@@ -4,7 +4,7 @@ For every sequence x rate point::
 
     frames ──codec.compress──▶ bytes (bpp) ──codec.decompress──▶ decoded, latent ──▶ "decoded" row
                                                                     │
-                     Rollout(enhancer, sampling, residual_scale) ──▶ "enhanced" row(s)
+                     Rollout(enhancer, sampling)             ──▶ "enhanced" row(s)
 
 Frames are read, coded, enhanced and scored one at a time; only running sums (and
 the previous frame, for temporal consistency) are kept, so a 1080p sequence never
@@ -172,7 +172,7 @@ class EvalSettings:
     frames: int | None = 96
     intra_period: int = 32
     steps: tuple[int | None, ...] = (None,)
-    residual_scales: tuple[float, ...] = (1.0,)
+    residual_scales: tuple[float | None, ...] = (None,)
     device: str = "cpu"
     out_dir: str | Path = "eval_out"
     codec_checkpoint: str | None = None
@@ -237,7 +237,7 @@ def evaluate_sequences(
         "codec_checkpoint": settings.codec_checkpoint,
         "crop": list(settings.crop) if settings.crop else None, "seed": settings.seed,
         "enhancers": [{"label": s.label, "steps": s.steps, "residual_scales": s.residual_scales,
-                       "sampling": [v.to_dict() for v, _ in s.variants()],
+                       "sampling": [v.to_dict() for v in s.variants()],
                        "untrained": s.untrained} for s in specs],
         "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
                       for s in sequences],
@@ -379,22 +379,22 @@ class _Unit:
         self.video_paths: list[Path] = []
 
     def row(self, variant: str, spec: EnhancerSpec | None = None,
-            sampling: Sampling | None = None, scale: float | None = None,
-            **values: Any) -> dict[str, Any]:
+            sampling: Sampling | None = None, **values: Any) -> dict[str, Any]:
         return {
             "sequence": self.seq.name, "codec": self.codec.name, "quality": self.codec.quality,
             "variant": variant, "enhancer": spec.label if spec else None,
             "steps": sampling.steps if sampling else None,
             "sampling": sampling.label() if sampling else None,
-            "residual_scale": float(scale) if scale is not None else None, "frames": self.frames,
+            "residual_scale": sampling.residual_scale if sampling else None,
+            "frames": self.frames,
             "width": self.size[1], "height": self.size[0], "intra_period": self.intra_period,
             "untrained": spec.untrained if spec else None, **values,
         }
 
     def _empty_rows(self) -> list[dict[str, Any]]:
         return [self.row("decoded")] + [
-            self.row("enhanced", spec, sampling, scale)
-            for spec in self.specs for sampling, scale in spec.variants()
+            self.row("enhanced", spec, sampling)
+            for spec in self.specs for sampling in spec.variants()
         ]
 
     def expected_keys(self) -> list[tuple]:
@@ -412,13 +412,12 @@ class _Unit:
     @torch.no_grad()
     def run(self, log: Callable[[str], None]) -> list[dict[str, Any]]:
         codec, device = self.codec, self.device
-        variants = [(spec, sampling, scale) for spec in self.specs
-                    for sampling, scale in spec.variants()]
+        variants = [(spec, sampling) for spec in self.specs for sampling in spec.variants()]
         # The encoder and the decoder each carry their own reference state, as they would
         # on two machines; every variant rolls out its own enhanced sequence.
         encoder, decoder = CodecStream(codec, self.intra_period), CodecStream(codec, self.intra_period)
-        rollouts = [Rollout(spec.enhancer, sampling, scale, self.seed, quality=codec.quality)
-                    for spec, sampling, scale in variants]
+        rollouts = [Rollout(spec.enhancer, sampling, self.seed, quality=codec.quality)
+                    for spec, sampling in variants]
         decoded_stats = StreamStats(self.scorer)
         enhanced_stats = [StreamStats(self.scorer) for _ in variants]
         truth_path = truth_features_path(self.out_dir, self.row("decoded"))
@@ -428,8 +427,8 @@ class _Unit:
         total_bytes, encode_s, decode_s = 0, 0.0, 0.0
         writer = None
         if self.write_mp4 and variants:
-            spec, sampling, scale = variants[0]
-            video = video_path(self.out_dir, self.row("enhanced", spec, sampling, scale))
+            spec, sampling = variants[0]
+            video = video_path(self.out_dir, self.row("enhanced", spec, sampling))
             writer = open_writer(video, width=self.size[1], height=self.size[0], fps=self.fps,
                                  crf=12)
         count = 0
@@ -457,7 +456,7 @@ class _Unit:
                     if keep_crop:
                         crop_panels = [("ground truth", truth.cpu()),
                                        (f"decoded q{codec.quality}", out.decoded.cpu())]
-                    for rollout, stats, (spec, sampling, scale) in zip(
+                    for rollout, stats, (spec, sampling) in zip(
                             rollouts, enhanced_stats, variants):
                         start = time.perf_counter()
                         enhanced = rollout.enhance(out.decoded, out.latent)
@@ -465,7 +464,7 @@ class _Unit:
                         stats.seconds += time.perf_counter() - start
                         stats.add(enhanced, truth)
                         if keep_crop:
-                            crop_panels.append((f"{spec.label} {sampling.label()} s={scale:g}",
+                            crop_panels.append((f"{spec.label} {sampling.label()}",
                                                 enhanced.cpu()))
                         if writer is not None and stats is enhanced_stats[0]:
                             writer.write(enhanced.cpu())
@@ -494,8 +493,8 @@ class _Unit:
             "decode_s_per_frame": decode_s / count,
         }
         rows = [self.row("decoded", **shared, **decoded_stats.means())]
-        for stats, (spec, sampling, scale) in zip(enhanced_stats, variants):
-            rows.append(self.row("enhanced", spec, sampling, scale, **shared, **stats.means(),
+        for stats, (spec, sampling) in zip(enhanced_stats, variants):
+            rows.append(self.row("enhanced", spec, sampling, **shared, **stats.means(),
                                  enhance_s_per_frame=stats.seconds / count))
         if self.scorer.set_metrics:
             if truth_features is not None:

@@ -17,7 +17,8 @@ from enhancer.pipeline.rollout import Sampling
 
 @dataclass
 class EnhancerSpec:
-    """One enhancer to evaluate, with the step counts and residual scales to try.
+    """One enhancer to evaluate, with the step counts and residual scales to try
+    (None in either: the checkpoint's own default).
 
     ``label`` names it in rows and plots; ``untrained`` marks random weights (the
     rows, plots and printout then say so loudly). ``by_quality`` holds one enhancer per
@@ -28,15 +29,16 @@ class EnhancerSpec:
     enhancer: Enhancer
     label: str
     steps: list[int | None] = field(default_factory=lambda: [None])
-    residual_scales: list[float] = field(default_factory=lambda: [1.0])
+    residual_scales: list[float | None] = field(default_factory=lambda: [None])
     untrained: bool = False
     by_quality: dict[int, Enhancer] | None = None
     sampling_overrides: dict[str, Any] = field(default_factory=dict)
 
-    def variants(self) -> list[tuple[Sampling, float]]:
-        """(sampling, residual scale) pairs: the enhancer's own sampling defaults with
-        ``steps`` (None: its default count) and ``sampling_overrides`` applied."""
-        return [(self.enhancer.sampling.override(steps=steps, **self.sampling_overrides), scale)
+    def variants(self) -> list[Sampling]:
+        """The sampling settings to run: the enhancer's own defaults with each of ``steps``
+        x ``residual_scales`` (None: its default) and ``sampling_overrides`` applied."""
+        return [self.enhancer.sampling.override(steps=steps, residual_scale=scale,
+                                                **self.sampling_overrides)
                 for steps in self.steps for scale in self.residual_scales]
 
     def at(self, quality: int) -> EnhancerSpec:
@@ -60,7 +62,8 @@ def check_enhancer_codec(checkpoint: str | Path, codec_name: str | None) -> dict
 
 
 def load_enhancer_spec(checkpoint: str | Path, codec_name: str | None,
-                       steps: list[int | None], residual_scales: list[float], device: str = "cpu",
+                       steps: list[int | None], residual_scales: list[float | None],
+                       device: str = "cpu",
                        label: str | None = None,
                        qualities: list[int] | None = None,
                        sampling_overrides: dict[str, Any] | None = None) -> EnhancerSpec:
@@ -100,10 +103,7 @@ def check_spec(spec: EnhancerSpec, codec_name: str) -> None:
             f"evaluation codes with {codec_name!r}; use an enhancer trained for {codec_name}"
         )
     for quality_spec in [spec.at(q) for q in (spec.by_quality or [None])]:
-        variants = quality_spec.variants()  # invalid sampling settings fail here
-    for _, scale in variants:
-        if not 0.0 <= scale <= 1.0:
-            raise ValueError(f"--residual-scale must be in [0, 1], got {scale}")
+        quality_spec.variants()  # invalid sampling settings (and scales) fail here
 
 
 def check_device(device: str) -> torch.device:

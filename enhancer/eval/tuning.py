@@ -59,13 +59,16 @@ class CandidateResult:
 
 DEFAULT_GAMMAS = (0.0, 0.5, 1.0)
 DEFAULT_T_STARTS = (1.0, 0.6, 0.3)
+DEFAULT_RESIDUAL_SCALES = (1.0,)
 
 
-def candidate_grid(steps: list[int], gammas=DEFAULT_GAMMAS,
-                   t_starts=DEFAULT_T_STARTS) -> list[Sampling]:
-    """The grid the tool sweeps: steps x gamma x t_start, shared start noise."""
-    grid = itertools.product(steps, gammas, t_starts)
-    return [Sampling(steps=s, gamma=g, t_start=t, noise="shared") for s, g, t in grid]
+def candidate_grid(steps: list[int], gammas=DEFAULT_GAMMAS, t_starts=DEFAULT_T_STARTS,
+                   residual_scales=DEFAULT_RESIDUAL_SCALES) -> list[Sampling]:
+    """The grid the tool sweeps: steps x gamma x t_start x residual scale, shared start
+    noise. A scale below 1 adds part of the residual: less gain, less risk."""
+    grid = itertools.product(steps, gammas, t_starts, residual_scales)
+    return [Sampling(steps=s, gamma=g, t_start=t, noise="shared", residual_scale=r)
+            for s, g, t, r in grid]
 
 
 @torch.no_grad()

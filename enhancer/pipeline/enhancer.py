@@ -6,7 +6,7 @@
                                      │
     noise ──▶ DDIM, K steps of denoiser(r_k, k | latent_t, decoded_t, prev_enhanced) ──▶ r_t
                                      │
-                 enhanced_t = decoded_t + s · r_t        (s = residual_scale in [0, 1])
+                 enhanced_t = decoded_t + s · r_t   (s = sampling.residual_scale in [0, 1])
 
 ``prev_enhanced`` is the previous *enhanced* frame (the decoded frame for the
 first one). ``s = 0`` returns the codec's own decode exactly; ``s = 1`` the full
@@ -122,7 +122,7 @@ class Enhancer(torch.nn.Module):
         latent: Tensor | None,
         prev_enhanced: Tensor | None = None,
         steps: int | None = None,
-        residual_scale: float = 1.0,
+        residual_scale: float | None = None,
         generator: torch.Generator | None = None,
         eta: float | None = None,
         gamma: float | None = None,
@@ -132,16 +132,16 @@ class Enhancer(torch.nn.Module):
     ) -> Tensor:
         """Enhance one decoded frame ``(B, 3, H, W)``; returns ``(B, 3, H, W)`` in [0, 1].
 
-        ``steps``, ``eta``, ``gamma``, ``t_start``: None takes :attr:`sampling`'s value.
+        ``steps``, ``eta``, ``gamma``, ``t_start``, ``residual_scale``: None takes
+        :attr:`sampling`'s value.
         ``start_noise``: standard normal noise of :meth:`canvas_shape` (None: drawn from
         ``generator``). ``quality``: the codec quality ``decoded`` was coded at (None: this
         enhancer's codec's); a quality-conditioned model takes it as an input.
         Sequences go through :class:`enhancer.pipeline.Rollout`.
         """
-        if not 0.0 <= residual_scale <= 1.0:
-            raise ValueError(f"residual_scale must be in [0, 1], got {residual_scale}")
-        sampling = self.sampling.override(steps=steps, eta=eta, gamma=gamma, t_start=t_start)
-        if residual_scale == 0.0:
+        sampling = self.sampling.override(steps=steps, eta=eta, gamma=gamma, t_start=t_start,
+                                          residual_scale=residual_scale)
+        if sampling.residual_scale == 0.0:
             return decoded.clone()  # the codec's own MSE decode, bit for bit
         height, width = decoded.shape[-2:]
         # Work on the codec's padded canvas: the latent covers exactly that area.
@@ -158,7 +158,7 @@ class Enhancer(torch.nn.Module):
                                           generator=generator, start_noise=start_noise)
         sample = self.diffusion.decode_target(clean.to(padded.dtype), padded)
         residual = crop(sample, height, width) - decoded
-        return (decoded + residual_scale * residual).clamp(0, 1)
+        return (decoded + sampling.residual_scale * residual).clamp(0, 1)
 
     def _autocast(self):
         """The autocast context of :attr:`precision` (a no-op for fp32)."""
@@ -274,7 +274,7 @@ class Enhancer(torch.nn.Module):
         self,
         source: Container | str | Path | Iterable[Tensor],
         steps: int | None = None,
-        residual_scale: float = 1.0,
+        residual_scale: float | None = None,
         seed: int = 0,
         intra_period: int = -1,
         *,
@@ -292,26 +292,25 @@ class Enhancer(torch.nn.Module):
         (:attr:`sampling`).
         """
         sampling = self.sampling.override(steps=steps, gamma=gamma, eta=eta, t_start=t_start,
-                                          noise=noise)
+                                          noise=noise, residual_scale=residual_scale)
         if isinstance(source, (str, Path)):
             source = Container.load(source)
         if isinstance(source, Container):
-            return self._enhance_container(source, sampling, residual_scale, seed)
-        return self._enhance_frames(source, sampling, residual_scale, seed, intra_period)
+            return self._enhance_container(source, sampling, seed)
+        return self._enhance_frames(source, sampling, seed, intra_period)
 
     def _enhance_container(self, container: Container, sampling: Sampling,
-                           residual_scale: float, seed: int) -> Iterator[EnhancedFrame]:
-        rollout = Rollout(self, sampling, residual_scale, seed, container.intra_period)
+                           seed: int) -> Iterator[EnhancedFrame]:
+        rollout = Rollout(self, sampling, seed, container.intra_period)
         frames = decode_container(self.codec, container,
                                   weights_hint="the enhancer whose codec encoded it")
         for index, (data, coded) in enumerate(frames):  # decoded (and checked) there
             enhanced = rollout.enhance(coded.decoded, coded.latent)
             yield EnhancedFrame(index, coded.decoded, enhanced, len(data))
 
-    def _enhance_frames(self, frames: Iterable[Tensor], sampling: Sampling,
-                        residual_scale: float, seed: int,
+    def _enhance_frames(self, frames: Iterable[Tensor], sampling: Sampling, seed: int,
                         intra_period: int) -> Iterator[EnhancedFrame]:
-        rollout = Rollout(self, sampling, residual_scale, seed, intra_period)
+        rollout = Rollout(self, sampling, seed, intra_period)
         for frame in frames:
             yield rollout.step(frame)
 

@@ -5,7 +5,7 @@
     rollout = Rollout(enhancer, seed=0, intra_period=32)      # the checkpoint's sampling
     for frame in frames:                                       # frames in: coded for real
         result = rollout.step(frame)                           # EnhancedFrame
-    rollout = Rollout(enhancer, Sampling(steps=1))
+    rollout = Rollout(enhancer, enhancer.sampling.override(residual_scale=0.5))
     for data, out in decode_container(codec, container):       # bytes in: decoded there
         enhanced = rollout.enhance(out.decoded, out.latent)
 
@@ -49,9 +49,12 @@ class Sampling:
     t_start: diffusion time the reverse process starts from, in (0, 1] (1: pure noise;
              < 1: a DIRAC-style late start near the decoded frame).
     noise:   ``shared`` (one start-noise field per sequence) or ``fresh`` (per frame).
+    residual_scale: the output blend ``s`` in [0, 1]: ``decoded + s * residual`` (1: the
+             sampled residual as it is; 0: the codec's own decode, bit for bit).
 
     The defaults are what every checkpoint without stored settings gets: the sampling
-    of the first bundled models (10 steps from pure noise, fresh noise per frame).
+    of the first bundled models (10 steps from pure noise, fresh noise per frame, the
+    whole residual).
     """
 
     steps: int = 10
@@ -59,6 +62,7 @@ class Sampling:
     eta: float = 0.0
     t_start: float = 1.0
     noise: str = "fresh"
+    residual_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -74,6 +78,9 @@ class Sampling:
                              "pure noise, smaller values start part-way")
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
+        if not 0.0 <= self.residual_scale <= 1.0:
+            raise ValueError(f"residual_scale must be in [0, 1], got {self.residual_scale}; "
+                             "1 adds the whole sampled residual, 0 gives the codec's decode")
 
     def override(self, **values: Any) -> Sampling:
         """A copy with the given fields replaced; ``None`` keeps a field as it is."""
@@ -94,13 +101,15 @@ class Sampling:
         return cls(**values)
 
     def label(self) -> str:
-        """Short text for rows and plots, e.g. ``4st g0.5 t0.6 shared``."""
+        """Short text for rows and plots, e.g. ``4st g0.5 t0.6 shared`` (``s0.5`` is added
+        when only part of the residual is added)."""
         text = f"{self.steps}st g{self.gamma:g}"
         if self.t_start < 1:
             text += f" t{self.t_start:g}"
         if self.eta > 0:
             text += f" eta{self.eta:g}"
-        return f"{text} {self.noise}"
+        text = f"{text} {self.noise}"
+        return text if self.residual_scale == 1.0 else f"{text} s{self.residual_scale:g}"
 
 
 class Rollout:
@@ -108,8 +117,8 @@ class Rollout:
 
     Args:
         enhancer:       the :class:`enhancer.pipeline.Enhancer`.
-        sampling:       None: the enhancer's own defaults (``enhancer.sampling``).
-        residual_scale: the output blend ``s`` in [0, 1] (0: the codec's decode).
+        sampling:       None: the enhancer's own defaults (``enhancer.sampling``), the
+                        residual scale included.
         seed:           seeds this sequence's generator (start noise, eta noise).
         intra_period:   the codec's intra period (for :meth:`step`).
         quality:        the codec quality of the decodes :meth:`enhance` gets (None: the
@@ -117,10 +126,7 @@ class Rollout:
     """
 
     def __init__(self, enhancer: Enhancer, sampling: Sampling | None = None,
-                 residual_scale: float = 1.0, seed: int = 0, intra_period: int = -1,
-                 quality: int | None = None):
-        if not 0.0 <= residual_scale <= 1.0:
-            raise ValueError(f"residual_scale must be in [0, 1], got {residual_scale}")
+                 seed: int = 0, intra_period: int = -1, quality: int | None = None):
         self.enhancer = enhancer
         self.sampling = sampling or enhancer.sampling
         student = enhancer.student
@@ -129,7 +135,6 @@ class Rollout:
                 f"this enhancer is a {student.steps}-step student (trained for "
                 f"{student.label()}); {self.sampling.steps} steps run but were never trained "
                 f"or validated: drop --steps to use its own", stacklevel=2)
-        self.residual_scale = residual_scale
         self.quality = enhancer.codec.quality if quality is None else quality
         enhancer.codec.check_quality(self.quality)
         self.codec = CodecStream(enhancer.codec, intra_period)
@@ -151,7 +156,7 @@ class Rollout:
         """Enhance the next frame's decode ``(1, 3, H, W)`` (and latent); advances the roll-out."""
         enhancer = self.enhancer
         start_noise = None
-        if self.sampling.noise == "shared" and self.residual_scale > 0:
+        if self.sampling.noise == "shared" and self.sampling.residual_scale > 0:
             shape = enhancer.canvas_shape(decoded)
             if self.start_noise is None or tuple(self.start_noise.shape) != shape:
                 self.start_noise = torch.randn(shape, generator=self.generator,
@@ -159,9 +164,10 @@ class Rollout:
             start_noise = self.start_noise
         prev = self.prev_enhanced if enhancer.temporal else None
         enhanced = enhancer.enhance_frame(
-            decoded, latent, prev, residual_scale=self.residual_scale, generator=self.generator,
-            start_noise=start_noise, steps=self.sampling.steps, eta=self.sampling.eta,
-            gamma=self.sampling.gamma, t_start=self.sampling.t_start, quality=self.quality,
+            decoded, latent, prev, generator=self.generator, start_noise=start_noise,
+            steps=self.sampling.steps, eta=self.sampling.eta, gamma=self.sampling.gamma,
+            t_start=self.sampling.t_start, residual_scale=self.sampling.residual_scale,
+            quality=self.quality,
         )
         self.prev_enhanced = enhanced
         self.index += 1

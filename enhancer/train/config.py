@@ -212,6 +212,11 @@ class TrainConfig:
         if self.data.codec_qualities is not None and self.data.codec_cache is None:
             raise ConfigError("data.codec_qualities needs data.codec_cache (the qualities are "
                               "coded once into the cache); set data.codec_cache or remove it")
+        if self.student is not None and self.student.residual_scale != 1.0:
+            raise ConfigError(
+                f"student.residual_scale is {self.student.residual_scale}, but a student learns "
+                "the whole residual; drop it and choose a scale after training with "
+                "tools/tune_sampling.py --residual-scales 1 0.75 0.5 --write")
         if self.relative_loss and self.student is None:
             raise ConfigError("relative_loss is for few-step students; set student (e.g. "
                               "{steps: 1, gamma: 0, t_start: 0.35}) or drop relative_loss")
