@@ -17,7 +17,13 @@ from enhancer.data.sequence import open_sequence
 from enhancer.pipeline.enhancer import build_diffusion
 from enhancer.train import Trainer, load_train_config
 from enhancer.train import cache as cache_module
-from enhancer.train.cache import CacheError, CachedClipDataset, cache_videos, soften_frame
+from enhancer.train.cache import (
+    CacheError,
+    CachedClipDataset,
+    cache_videos,
+    plan_sources,
+    soften_frame,
+)
 from enhancer.train.config import DataConfig
 from enhancer.train.losses import ClipLoss
 
@@ -29,6 +35,10 @@ MICRO_UNET = {"dim": 8, "dim_mults": [1, 2], "res_blocks": 1, "cond_levels": 2,
               "groups": 4}
 
 
+def _sources(frames: int):
+    return plan_sources([CLIP], frames)
+
+
 def _random_codec(name: str, quality: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,7 +48,7 @@ def _random_codec(name: str, quality: int):
 
 def test_cache_holds_the_real_decode_and_is_reused(tmp_path, monkeypatch):
     codec = load_codec("x264", 32)
-    (entry,) = cache_videos(codec, [CLIP], tmp_path, max_frames=5, show_progress=False)
+    (entry,) = cache_videos(codec, _sources(5), tmp_path, show_progress=False)
     assert entry.original.shape == entry.decoded.shape == (5, 90, 160, 3)
     with open_sequence(CLIP) as video:
         frames = list(video.frames(0, 5))
@@ -52,37 +62,16 @@ def test_cache_holds_the_real_decode_and_is_reused(tmp_path, monkeypatch):
     assert 0 < entry.bpp < 24
     # A second call reuses the entry: no coding at all.
     monkeypatch.setattr(cache_module, "_code_video", lambda *a, **k: pytest.fail("re-coded"))
-    (again,) = cache_videos(codec, [CLIP], tmp_path, max_frames=5, show_progress=False)
+    (again,) = cache_videos(codec, _sources(5), tmp_path, show_progress=False)
     assert again.folder == entry.folder and np.array_equal(again.decoded, entry.decoded)
-
-
-def test_source_digest_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
-    """A source hashed once per process (not once per quality and copy); a changed file,
-    or a call that does not ask to remember, is hashed again."""
-    import os
-
-    source = tmp_path / "clip.bin"
-    source.write_bytes(b"a" * 1000)
-    reads = []
-    real = cache_module._hash_files
-    monkeypatch.setattr(cache_module, "_hash_files", lambda *a: reads.append(a[0]) or real(*a))
-    first = cache_module.file_digest(source, remember=True)
-    assert cache_module.file_digest(source, remember=True) == first and len(reads) == 1
-    assert cache_module.file_digest(source) == first and len(reads) == 2  # not remembered
-    source.write_bytes(b"b" * 1000)  # same size: the modification time tells
-    stat = source.stat()
-    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    changed = cache_module.file_digest(source, remember=True)
-    assert changed != first and len(reads) == 3
-    assert changed == cache_module.file_digest(source)
 
 
 def test_softened_copies_are_entries_of_their_own_holding_the_soft_source(tmp_path):
     """A softened copy's ground truth is the softened source (what the model must
     reproduce), and its decode is that source's real decode, in an entry of its own."""
     codec = load_codec("x264", 26)
-    (plain,) = cache_videos(codec, [CLIP], tmp_path, 3, show_progress=False)
-    (soft,) = cache_videos(codec, [CLIP], tmp_path, 3, show_progress=False, soften=2.0)
+    (plain,) = cache_videos(codec, _sources(3), tmp_path, show_progress=False)
+    (soft,) = cache_videos(codec, _sources(3), tmp_path, show_progress=False, soften=2.0)
     assert soft.folder != plain.folder and soft.folder.name.endswith("-soft2")
     with open_sequence(CLIP) as video:
         frames = [soften_frame(frame, 2.0) for frame in video.frames(0, 3)]
@@ -98,20 +87,20 @@ def test_softened_copies_are_entries_of_their_own_holding_the_soft_source(tmp_pa
     assert detail(soft.original) < 0.8 * detail(plain.original)
     assert sum(soft.frame_bytes) < sum(plain.frame_bytes)  # less detail, fewer bits
     with pytest.raises(CacheError, match="soften scale must be > 1"):
-        cache_videos(codec, [CLIP], tmp_path, 3, show_progress=False, soften=1.0)
+        cache_videos(codec, _sources(3), tmp_path, show_progress=False, soften=1.0)
 
 
 def test_other_settings_get_their_own_entry_and_damage_is_rebuilt(tmp_path):
-    (crf32,) = cache_videos(load_codec("x264", 32), [CLIP], tmp_path, 3, show_progress=False)
-    (crf40,) = cache_videos(load_codec("x264", 40), [CLIP], tmp_path, 3, show_progress=False)
+    (crf32,) = cache_videos(load_codec("x264", 32), _sources(3), tmp_path, show_progress=False)
+    (crf40,) = cache_videos(load_codec("x264", 40), _sources(3), tmp_path, show_progress=False)
     assert crf32.folder != crf40.folder
     assert sum(crf40.frame_bytes) < sum(crf32.frame_bytes)
     # Other codec weights (same codec, same quality): another entry, never the stale one.
     first = _random_codec("bmshj2018-hyperprior", 1)
-    (a,) = cache_videos(first, [CLIP], tmp_path, 2, show_progress=False)
+    (a,) = cache_videos(first, _sources(2), tmp_path, show_progress=False)
     with torch.no_grad():
         next(first.parameters()).add_(0.01)
-    (b,) = cache_videos(first, [CLIP], tmp_path, 2, show_progress=False)
+    (b,) = cache_videos(first, _sources(2), tmp_path, show_progress=False)
     assert a.folder != b.folder
     # A damaged array is detected by its checksum and the entry is coded again.
     decoded_path = crf32.folder / "decoded.npy"
@@ -119,12 +108,12 @@ def test_other_settings_get_their_own_entry_and_damage_is_rebuilt(tmp_path):
     damaged = bytearray(before)
     damaged[-1] ^= 0xFF
     decoded_path.write_bytes(bytes(damaged))
-    (rebuilt,) = cache_videos(load_codec("x264", 32), [CLIP], tmp_path, 3, show_progress=False)
+    (rebuilt,) = cache_videos(load_codec("x264", 32), _sources(3), tmp_path, show_progress=False)
     assert (rebuilt.folder / "decoded.npy").read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_quality_conditioned_training_from_a_cache_of_two_crfs(tmp_path):
+def test_quality_conditioned_training_from_a_cache_of_two_crfs(tmp_path, monkeypatch):
     """Every cached clip carries its CRF's quality level into training, and the quality
     embedding (zeros at the start) learns from it."""
     config = {
@@ -140,7 +129,11 @@ def test_quality_conditioned_training_from_a_cache_of_two_crfs(tmp_path):
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
+    hashed = []
+    real = cache_module._hash_files
+    monkeypatch.setattr(cache_module, "_hash_files", lambda *a: hashed.append(a[0]) or real(*a))
     trainer = Trainer(load_train_config(path), tmp_path / "run")
+    assert hashed.count(CLIP) == 1  # the source is hashed once for all four entries
     names = sorted(video.folder.name for video in trainer.dataset.videos)  # 2 CRFs x 2 copies
     assert len(names) == 4 and sum(name.endswith("-soft2") for name in names) == 2
     levels = sorted({round(float(trainer.dataset[i]["quality_level"]), 6)
@@ -161,13 +154,13 @@ def test_unwritable_cache_path_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(CacheError, match="not a writable folder"):
-        cache_videos(load_codec("x264", 32), [CLIP], blocker / "cache", 2, show_progress=False)
+        cache_videos(load_codec("x264", 32), _sources(2), blocker / "cache", show_progress=False)
 
 
 def test_crops_align_with_the_latent(tmp_path):
     codec = _random_codec("bmshj2018-hyperprior", 1)
     with torch.no_grad():
-        (entry,) = cache_videos(codec, [CLIP], tmp_path, 3, show_progress=False)
+        (entry,) = cache_videos(codec, _sources(3), tmp_path, show_progress=False)
     assert entry.latent.shape == (3, 192, 128 // 16, 192 // 16)  # the padded canvas / 16
     dataset = CachedClipDataset([entry], clip_len=2, crop_size=32, samples_per_video=8,
                                 latent_stride=16)

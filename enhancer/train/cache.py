@@ -54,26 +54,38 @@ class CacheError(ConfigError):
     """A cache folder cannot be used or written (named in the message, with the fix)."""
 
 
-_DIGESTS: dict[tuple, str] = {}  # (path, every file's name, size and mtime) -> digest
-
-
-def file_digest(path: Path, chunk: int = 1 << 20, remember: bool = False) -> str:
-    """sha256 of a file, or of a folder's files (names and bytes, sorted), as hex.
-
-    ``remember``: reuse this process's earlier digest while no file changed size or
-    modification time, so a training video cached at five qualities and two copies is
-    hashed once, not ten times. Only for source videos: a cache entry written and damaged
-    within one timestamp tick would keep its size and time, so its checks always hash.
-    """
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, or of a folder's files (names and bytes, sorted), as hex."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    if not remember:
-        return _hash_files(path, files, chunk)
-    stats = [(str(item), stat.st_size, stat.st_mtime_ns)
-             for item, stat in ((item, item.stat()) for item in files)]
-    memo_key = (str(path.resolve()), tuple(stats))
-    if memo_key not in _DIGESTS:
-        _DIGESTS[memo_key] = _hash_files(path, files, chunk)
-    return _DIGESTS[memo_key]
+    return _hash_files(path, files, chunk)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A training video as cache keys name it: its path, content digest and frame count
+    (capped by ``max_frames``). Made once per run by :func:`plan_sources`, then shared by
+    every quality and softened copy coded from it."""
+
+    path: Path
+    digest: str
+    frames: int
+
+
+def plan_sources(paths: list[Path], max_frames: int | None,
+                 matrix: str = "bt709") -> list[Source]:
+    """Hash and count the frames of every video once (``max_frames``: the cap, None: all)."""
+    from enhancer.data.sequence import open_sequence
+
+    sources = []
+    for path in paths:
+        path = Path(path)
+        with open_sequence(path, matrix=matrix) as video:
+            total = video.info.num_frames
+            if total is None:
+                total = sum(1 for _ in video.yuv_frames())
+        frames = total if max_frames is None else min(total, max_frames)
+        sources.append(Source(path, file_digest(path), frames))
+    return sources
 
 
 def _hash_files(path: Path, files: list[Path], chunk: int) -> str:
@@ -238,32 +250,24 @@ def _code_video(codec: CodecAdapter, source: Path, num_frames: int, intra_period
         raise
 
 
-def cache_videos(codec: CodecAdapter, sources: list[Path], cache_dir: str | Path,
-                 max_frames: int | None, intra_period: int = -1, matrix: str = "bt709",
-                 verify: bool = True, show_progress: bool = True,
-                 soften: float | None = None) -> list[CachedVideo]:
-    """Code every video of ``sources`` once (or reuse its valid entry); return the entries.
+def cache_videos(codec: CodecAdapter, sources: list[Source], cache_dir: str | Path,
+                 intra_period: int = -1, matrix: str = "bt709", verify: bool = True,
+                 show_progress: bool = True, soften: float | None = None) -> list[CachedVideo]:
+    """Code every video of ``sources`` (:func:`plan_sources`, made with the same
+    ``matrix``) once, or reuse its valid entry; return the entries.
 
-    ``max_frames`` caps the frames per video (None: all). ``soften``: code softened
-    copies instead (:func:`soften_frame`, a scale > 1). The codec must be in eval mode:
-    the cache holds exactly what its bytes decode to.
+    ``soften``: code softened copies instead (:func:`soften_frame`, a scale > 1). The
+    codec must be in eval mode: the cache holds exactly what its bytes decode to.
     """
     if soften is not None and not soften > 1:
         raise CacheError(f"soften scale must be > 1 (1 is the video itself), got {soften}")
-    from enhancer.data.sequence import open_sequence
-
     cache_dir = Path(cache_dir)
     _check_writable(cache_dir)
     codec.eval()
     plans = []
     for source in sources:
-        with open_sequence(source, matrix=matrix) as video:
-            total = video.info.num_frames
-            if total is None:
-                total = sum(1 for _ in video.yuv_frames())
-        frames = total if max_frames is None else min(total, max_frames)
-        key = entry_key(codec, file_digest(source, remember=True), frames, intra_period, matrix, soften)
-        plans.append((source, key, _entry_folder(cache_dir, source, key)))
+        key = entry_key(codec, source.digest, source.frames, intra_period, matrix, soften)
+        plans.append((source.path, key, _entry_folder(cache_dir, source.path, key)))
     level = codec.quality_level(codec.quality)
     entries: list[CachedVideo | None] = [_open_entry(f, k, verify, level) for _, k, f in plans]
     missing = [i for i, entry in enumerate(entries) if entry is None]

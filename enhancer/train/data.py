@@ -93,11 +93,11 @@ def training_files(data: DataConfig) -> list[Path]:
 
 def build_cached_dataset(data: DataConfig, seed: int, codec, intra_period: int) -> Dataset:
     """Clips with the frozen codec's outputs from ``data.codec_cache`` (coded once)."""
-    from enhancer.train.cache import CachedClipDataset, cache_videos
+    from enhancer.train.cache import CachedClipDataset, cache_videos, plan_sources
 
     from enhancer.codecs import load_codec
 
-    files = training_files(data)
+    sources = plan_sources(training_files(data), data.max_frames_per_video)
     videos = []
     for quality in data.codec_qualities or [codec.quality]:
         if quality != codec.quality and codec.learned:
@@ -107,8 +107,8 @@ def build_cached_dataset(data: DataConfig, seed: int, codec, intra_period: int) 
             )
         coder = codec if quality == codec.quality else load_codec(codec.name, quality)
         for soften in [None, *(data.soften_scales or [])]:
-            videos += cache_videos(coder, files, data.codec_cache, data.max_frames_per_video,
-                                   intra_period, soften=soften)
+            videos += cache_videos(coder, sources, data.codec_cache, intra_period,
+                                   soften=soften)
     return CachedClipDataset(videos, data.clip_len, data.crop_size, data.samples_per_video,
                              seed, latent_stride=codec.latent_stride)
 
