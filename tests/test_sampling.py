@@ -204,3 +204,28 @@ def test_cli_refuses_out_of_range_sampling_flags(capsys):
             module.main(["--root", str(REPO), flag, value])
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
+
+
+@requires_shared_data
+def test_tune_sampling_writes_the_chosen_residual_scale_into_the_checkpoint(tmp_path, capsys):
+    """The tool end to end: a sweep over residual scales on a real clip, the choice (and
+    the grid it came from) written into the checkpoint, and every candidate in the JSON."""
+    import json
+
+    from enhancer.commands.tune_sampling import main
+
+    save_enhancer(tmp_path / "e.pt", _enhancer())
+    out = tmp_path / "sweep.json"
+    assert main([str(tmp_path / "e.pt"), "--val", str(CISCO), "--frames", "2", "--steps", "1",
+                 "--gammas", "0.5", "--t-starts", "0.6", "--residual-scales", "1", "0",
+                 "--out", str(out), "--write"]) == 0
+    sweep = json.loads(out.read_text())
+    scales = [c["sampling"]["residual_scale"] for c in sweep["candidates"][:2]]
+    assert scales == [1.0, 0.0]
+    payload = read_checkpoint(tmp_path / "e.pt")
+    assert payload["sampling"] == sweep["chosen"]
+    assert payload["sampling_provenance"]["grid"]["residual_scales"] == [1.0, 0.0]
+    # Random weights: the whole residual harms; scale 0 (the decode itself) breaks the
+    # limits least (LPIPS and DISTS only equal the decode's), so it is the choice.
+    assert sweep["chosen"]["residual_scale"] == 0.0 and not sweep["chosen_meets_all_limits"]
+    assert "s0" in capsys.readouterr().out

@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = {"checkpoint": str(path), "val": args.val, "qualities": qualities,
                 "frames": args.frames, "crop": list(args.crop) if args.crop else None,
+                "grid": {"steps": args.steps, "gammas": list(args.gammas or DEFAULT_GAMMAS),
+                         "t_starts": list(args.t_starts or DEFAULT_T_STARTS),
+                         "residual_scales": args.residual_scales},
                 "max_psnr_drop": args.max_psnr_drop,
                 "max_temporal_ratio": args.max_temporal_ratio, "seed": args.seed}
     out = Path(args.out or f"tune_{path.stem}.json")
