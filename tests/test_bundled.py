@@ -36,12 +36,6 @@ def test_bundled_model_loads_with_its_config(name):
 
 
 VIDEO_MODELS = [name for name in BUNDLED if name.startswith(("x264", "ssf_small"))]
-# The x264 model lowers LPIPS at its defaults but not yet DISTS (x264's decode is already
-# sharp; see enhancer/weights/README.md): a known gap, recorded so that it fails loudly
-# (strict) once a better model closes it.
-MISSES_TARGETS = {"x264_temporal_tiny": "x264 model: DISTS not yet below the decode"}
-TARGET_CASES = [pytest.param(name, marks=pytest.mark.xfail(reason=MISSES_TARGETS[name], strict=True))
-                if name in MISSES_TARGETS else name for name in VIDEO_MODELS]
 
 
 @pytest.mark.parametrize("name", VIDEO_MODELS)
@@ -56,7 +50,7 @@ def test_video_models_carry_validated_sampling_defaults(name):
 
 
 @requires_shared_data
-@pytest.mark.parametrize("name", TARGET_CASES)
+@pytest.mark.parametrize("name", VIDEO_MODELS)
 def test_video_models_at_their_defaults_beat_the_decode_on_a_held_out_clip(name):
     """At its own default sampling, on real bytes of a held-out clip: lower LPIPS and
     DISTS than the decode, PSNR within the targets, no more flicker than the decode."""

@@ -45,13 +45,14 @@ class EvalReport:
                          "only, not results !!")
         averages = self.summary["averages"]
         set_level = any("fid" in a or "kid" in a for a in averages)  # asked for this run
-        lines.append(f"{'codec':<8}{'q':>4}  {'variant':<44}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
+        width = max([len(curve_label(a)) for a in averages] + [20]) + 2
+        lines.append(f"{'codec':<8}{'q':>4}  {'variant':<{width}}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
                      f"{'DISTS':>8}{'temporal':>9}" + (f"{'FID':>9}{'KID':>9}" if set_level else "")
                      + f"{'seqs':>6}")
         for avg in averages:
             name = curve_label(avg)
             lines.append(
-                f"{avg['codec']:<8}{avg['quality']:>4}  {name[:43]:<44}{_fmt(avg['bpp'], 4):>8}"
+                f"{avg['codec']:<8}{avg['quality']:>4}  {name:<{width}}{_fmt(avg['bpp'], 4):>8}"
                 f"{_fmt(avg['psnr_rgb'], 2):>8}{_fmt(avg['lpips_alex'], 4):>8}"
                 f"{_fmt(avg.get('dists'), 4):>8}{_fmt(avg.get('temporal'), 4):>9}"
                 + (f"{_fmt(avg.get('fid'), 2):>9}{_fmt(avg.get('kid'), 4):>9}" if set_level else "")
