@@ -390,6 +390,44 @@ def test_a_relative_student_loss_is_zero_for_the_decode_itself(tmp_path):
         write_config(tmp_path / "t.yaml", video_config(relative_loss=True))
 
 
+def test_dists_weight_adds_dists_to_the_perceptual_term(tmp_path):
+    """dists_weight: L_perc is LPIPS + w * DISTS (relative to the decode's mix with
+    relative_loss), gradients reach the network through both, and the logged LPIPS is
+    LPIPS alone."""
+    from enhancer.metrics import get_dists_model
+    from enhancer.metrics.lpips import get_lpips_model
+    from enhancer.train.losses import PerceptualMix
+
+    x264 = {"codec": {"name": "x264", "quality": 32}}
+    cfg = write_config(tmp_path / "s.yaml", video_config(
+        student=dict(STUDENT, gamma=0.0), model=x264, rho=0.5, dists_weight=2.0))
+    trainer = Trainer(cfg, tmp_path / "run")
+    mix = trainer.loss_fn.perceptual
+    assert isinstance(mix, PerceptualMix) and mix.dists_weight == 2.0
+    clip = torch.stack(real_frames(2), dim=1)  # (1, 2, 3, H, W)
+    with torch.no_grad():
+        noisy = (clip[:, 0] + 0.05 * torch.randn_like(clip[:, 0])).clamp(0, 1)
+        expected = (get_lpips_model("alex")(noisy, clip[:, 0])
+                    + 2.0 * get_dists_model("cpu")(noisy, clip[:, 0]))
+        torch.testing.assert_close(mix(noisy, clip[:, 0]), expected)
+    terms = trainer.loss_fn(clip, with_metrics=True)
+    assert terms["perc"].item() > 0  # absolute: the decode's own mix, not zero
+    terms["loss"].backward()
+    out_conv = trainer.enhancer.diffusion.network.out_conv
+    assert out_conv.weight.grad is not None and out_conv.weight.grad.abs().sum() > 0
+    decoded_lpips = terms["lpips_decoded"].item()
+    assert 0 < decoded_lpips < terms["perc"].item()  # logged: LPIPS, below the mix
+    relative = write_config(tmp_path / "r.yaml", video_config(
+        student=dict(STUDENT, gamma=0.0), model=x264, rho=0.5, dists_weight=2.0,
+        relative_loss=True))
+    terms = Trainer(relative, tmp_path / "run2").loss_fn(clip)
+    assert terms["perc"].item() == pytest.approx(0.0, abs=1e-4)  # the decode: log(1) = 0
+    for bad, message in (({"dists_weight": -1.0}, "dists_weight must be >= 0"),
+                         ({"dists_weight": 1.0, "rho": 0.0}, "does not use")):
+        with pytest.raises(ConfigError, match=message):
+            write_config(tmp_path / "bad.yaml", video_config(model=x264, **bad))
+
+
 # --- TensorBoard ----------------------------------------------------------------------------
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -7,7 +7,8 @@
 - ``L_bitrate``: bits per pixel estimated from the codec's likelihoods.
 - ``L_dist``:    the diffusion denoising loss on the clean signal (residual or image).
 - ``L_perc``:    LPIPS between the frame and the one-step estimate
-                 ``decode_target(x0_pred, decoded)``.
+                 ``decode_target(x0_pred, decoded)`` (plus ``dists_weight`` x DISTS, a
+                 :class:`PerceptualMix`, when asked for).
 - ``L_decoder``: MSE of the codec's own decode, so ``decoded`` stays distortion-optimal.
 - ``L_temporal`` (optional, ``temporal_weight``): consecutive enhanced frames should change
   as the ground truth does (no flicker); added as ``temporal_weight * L_temporal``.
@@ -42,6 +43,22 @@ from enhancer.codecs.base import CodecAdapter, CodecOutput, CodecStream, bpp_fro
 from enhancer.diffusion import ResidualDiffusion
 from enhancer.metrics.psnr import psnr
 from enhancer.pipeline.rollout import Sampling
+
+class PerceptualMix(nn.Module):
+    """``lpips(x, y) + dists_weight * dists(x, y)`` per image ``(B,)``: the perceptual term
+    with DISTS too (texture statistics, which LPIPS alone lets a model trade away on soft
+    content). Both networks are frozen; gradients reach ``x`` only."""
+
+    def __init__(self, lpips: Callable[[Tensor, Tensor], Tensor],
+                 dists: Callable[[Tensor, Tensor], Tensor], dists_weight: float):
+        super().__init__()
+        if not dists_weight > 0:
+            raise ValueError(f"dists_weight must be > 0, got {dists_weight}")
+        self.lpips, self.dists, self.dists_weight = lpips, dists, dists_weight
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.lpips(x, y).float() + self.dists_weight * self.dists(x, y).float()
+
 
 # relative_loss: the decode quality below which a crop counts as "near perfect".
 RELATIVE_FLOOR_PSNR, RELATIVE_FLOOR_LPIPS = 45.0, 0.005
@@ -233,7 +250,9 @@ class ClipLoss(nn.Module):
         sums["bpp"] = sums["bpp"] + (bpp_from_likelihoods(likelihoods, num_pixels)
                                      if likelihoods else nan)
         sums["psnr_decoded"] = sums["psnr_decoded"] + psnr(decoded, frame).mean().float()
-        lpips_fn = self.perceptual
+        lpips_fn = self.perceptual  # the logged metric is LPIPS itself, never the mix
+        if isinstance(lpips_fn, PerceptualMix):
+            lpips_fn = lpips_fn.lpips
         sums["lpips_decoded"] = sums["lpips_decoded"] + (
             lpips_fn(decoded, frame).float().mean() if lpips_fn else nan)
         if onestep is None:

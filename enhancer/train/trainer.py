@@ -47,6 +47,7 @@ from enhancer.pipeline.codec_files import write_codec_sidecar
 from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
 from enhancer.data.paths import write_atomic, write_atomic_text
 from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.metrics.dists import get_dists_model
 from enhancer.metrics.lpips import get_lpips_model
 from enhancer.metrics.psnr import psnr
 from enhancer.pipeline.checkpoint import denoiser_weights, read_checkpoint, save_enhancer
@@ -59,7 +60,7 @@ from enhancer.train.data import (
     train_loader,
     training_files,
 )
-from enhancer.train.losses import METRICS, TERMS, ClipLoss
+from enhancer.train.losses import METRICS, TERMS, ClipLoss, PerceptualMix
 
 LOG_COLUMNS = ("kind", "step", *TERMS, "aux", *METRICS, "lr", "seconds",
                "val_bpp", "val_psnr_decoded", "val_psnr_enhanced", "val_lpips_decoded",
@@ -208,7 +209,14 @@ class Trainer:
         except FileNotFoundError as err:
             if cfg.rho > 0 and cfg.mode != "codec":
                 raise ConfigError(f"rho={cfg.rho} needs LPIPS weights: {err}") from err
-        self.perceptual = perceptual
+        self.perceptual = perceptual  # logged LPIPS: the metric itself, never the mix
+        if cfg.dists_weight > 0:
+            try:
+                perceptual = PerceptualMix(perceptual, get_dists_model(self.device),
+                                           cfg.dists_weight)
+            except FileNotFoundError as err:
+                raise ConfigError(f"dists_weight={cfg.dists_weight} needs the DISTS (VGG16) "
+                                  f"weights: {err}") from err
         seed_everything(cfg.seed)
         self.enhancer = Enhancer.from_config(cfg.model, device=self.device)
         codec = self.enhancer.codec
