@@ -101,8 +101,13 @@ def scale_or_default(text: str) -> float | None:
     return _ranged_float("--residual-scale", 0.0, 1.0)(text)
 
 
-RESIDUAL_SCALE_HELP = ("residual scales s in [0, 1] to run (enhanced = decoded + s * residual; "
-                       "0: the decode itself); 'default' is the checkpoint's own (the default)")
+def add_residual_scale_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--residual-scale S [S ...]``: the scales to run, each a number in [0, 1] or
+    ``default`` (None: the checkpoint's own, the default)."""
+    parser.add_argument("--residual-scale", type=scale_or_default, nargs="+", default=[None],
+                        help="residual scales s in [0, 1] to run (enhanced = decoded + s * "
+                             "residual; 0: the decode itself); 'default' is the checkpoint's "
+                             "own (the default)" + note)
 
 
 def steps_or_default(text: str) -> int | None:

@@ -130,8 +130,8 @@ def test_quality_conditioned_training_from_a_cache_of_two_crfs(tmp_path, monkeyp
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     hashed = []
-    real = cache_module._hash_files
-    monkeypatch.setattr(cache_module, "_hash_files", lambda *a: hashed.append(a[0]) or real(*a))
+    real = cache_module.file_digest
+    monkeypatch.setattr(cache_module, "file_digest", lambda *a: hashed.append(a[0]) or real(*a))
     trainer = Trainer(load_train_config(path), tmp_path / "run")
     assert hashed.count(CLIP) == 1  # the source is hashed once for all four entries
     names = sorted(video.folder.name for video in trainer.dataset.videos)  # 2 CRFs x 2 copies

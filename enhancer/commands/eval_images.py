@@ -15,12 +15,11 @@ import argparse
 import sys
 
 from enhancer.cli import (
-    RESIDUAL_SCALE_HELP,
+    add_residual_scale_argument,
     add_sampling_arguments,
     parse_size,
     run_cli,
     sampling_overrides,
-    scale_or_default,
 )
 from enhancer.codecs import available_codecs
 from enhancer.eval.images import IMAGE_METRIC_CHOICES, IMAGE_METRICS, evaluate_images
@@ -40,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours-steps", type=int, nargs="+", default=[100])
     parser.add_argument("--cdc", default=None, help="CDC baseline enhancer checkpoint")
     parser.add_argument("--cdc-steps", type=int, nargs="+", default=[17, 500])
-    parser.add_argument("--residual-scale", type=scale_or_default, nargs="+", default=[None],
-                        help=RESIDUAL_SCALE_HELP + "; for --ours (the CDC baseline always "
-                        "uses 1.0)")
+    add_residual_scale_argument(parser, "; for --ours (the CDC baseline always uses 1.0)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--crop", type=parse_size, default=None, help="centre crop WxH")
     parser.add_argument("--metrics", nargs="+", choices=IMAGE_METRIC_CHOICES,

@@ -19,12 +19,11 @@ import sys
 from pathlib import Path
 
 from enhancer.cli import (
-    RESIDUAL_SCALE_HELP,
+    add_residual_scale_argument,
     add_sampling_arguments,
     parse_size,
     run_cli,
     sampling_overrides,
-    scale_or_default,
     steps_or_default,
 )
 from enhancer.codecs import available_codecs
@@ -67,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=steps_or_default, nargs="+", default=None,
                         help="sampling steps; 'default' is the checkpoint's own (the default; "
                         "the demo shows 'default' and 10)")
-    parser.add_argument("--residual-scale", type=scale_or_default, nargs="+", default=[None],
-                        help=RESIDUAL_SCALE_HELP)
+    add_residual_scale_argument(parser)
     parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=None,
                         help="metrics to compute (default: all but fid and kid; lpips_vgg and "
                              "dists are the slow ones). fid/kid: FID/256 and KID/256 over the "

@@ -9,8 +9,9 @@ Each clip is coded once per --quality; every candidate (--steps x --gammas x --t
 x --residual-scales, shared start noise) enhances the same decodes. The chosen one keeps
 LPIPS and DISTS below the decode, the PSNR drop within --max-psnr-drop and temporal
 consistency within --max-temporal-ratio of the decode on every clip and rate, with the
-lowest mean LPIPS (see enhancer/eval/tuning.py). --write stores it in the checkpoint ("sampling"), where
-every tool reads its defaults from. The sweep goes to --out (JSON) and a table is printed.
+lowest mean LPIPS (see enhancer/eval/tuning.py). --write stores it in the checkpoint
+("sampling"), where every tool reads its defaults from. The sweep goes to --out (JSON) and
+a table is printed.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=6, help="frames per clip")
     parser.add_argument("--crop", type=parse_size, default=None, help="centre crop WxH")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--gammas", type=float, nargs="+", default=None)
-    parser.add_argument("--t-starts", type=float, nargs="+", default=None)
+    parser.add_argument("--gammas", type=float, nargs="+", default=list(DEFAULT_GAMMAS))
+    parser.add_argument("--t-starts", type=float, nargs="+", default=list(DEFAULT_T_STARTS))
     parser.add_argument("--residual-scales", type=float, nargs="+",
                         default=list(DEFAULT_RESIDUAL_SCALES),
                         help="output blends s in [0, 1] to try (enhanced = decoded + s * "
@@ -69,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if codec.learned and qualities != [codec.quality]:
         raise ValueError(f"{path.name} holds {codec.name} q{codec.quality} weights only; tune it "
                          f"at --quality {codec.quality}")
-    candidates = candidate_grid(args.steps, args.gammas or DEFAULT_GAMMAS,
-                                args.t_starts or DEFAULT_T_STARTS, args.residual_scales)
+    candidates = candidate_grid(args.steps, args.gammas, args.t_starts, args.residual_scales)
 
     clips = []
     for value in args.val:
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = {"checkpoint": str(path), "val": args.val, "qualities": qualities,
                 "frames": args.frames, "crop": list(args.crop) if args.crop else None,
-                "grid": {"steps": args.steps, "gammas": list(args.gammas or DEFAULT_GAMMAS),
-                         "t_starts": list(args.t_starts or DEFAULT_T_STARTS),
+                "grid": {"steps": args.steps, "gammas": args.gammas, "t_starts": args.t_starts,
                          "residual_scales": args.residual_scales},
                 "max_psnr_drop": args.max_psnr_drop,
                 "max_temporal_ratio": args.max_temporal_ratio, "seed": args.seed}

@@ -57,7 +57,14 @@ class CacheError(ConfigError):
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:
     """sha256 of a file, or of a folder's files (names and bytes, sorted), as hex."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return _hash_files(path, files, chunk)
+    digest = hashlib.sha256()
+    for item in files:
+        if path.is_dir():
+            digest.update(item.relative_to(path).as_posix().encode())
+        with item.open("rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -86,17 +93,6 @@ def plan_sources(paths: list[Path], max_frames: int | None,
         frames = total if max_frames is None else min(total, max_frames)
         sources.append(Source(path, file_digest(path), frames))
     return sources
-
-
-def _hash_files(path: Path, files: list[Path], chunk: int) -> str:
-    digest = hashlib.sha256()
-    for item in files:
-        if path.is_dir():
-            digest.update(item.relative_to(path).as_posix().encode())
-        with item.open("rb") as handle:
-            while block := handle.read(chunk):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def _to_uint8(rgb: Tensor) -> np.ndarray:
