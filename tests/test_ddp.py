@@ -10,8 +10,9 @@ gradients and the EMA. Each rank saves its final weights; the test compares them
 each other (bit for bit) and with one process of the same global batch (to rounding).
 
 Random draws: one process draws its diffusion times, noise and quantisation noise once
-for its whole batch, while every rank draws for its own share (from the same seed, so
-both ranks draw the same numbers). No data-parallel run can draw what one process
+for its whole batch, while every rank draws for its own share, from its own seed
+(:func:`enhancer.train.trainer.rank_seed`; checked: the ranks' next draws differ). No
+data-parallel run can draw what one process
 draws, so the equivalence is checked with draws that are the same for every sample
 (:func:`sample_independent_draws`); everything else runs as in training.
 
@@ -106,7 +107,9 @@ def train_rank(rank: int, port: int, config_path: str, out_dir: str) -> None:
     with sample_independent_draws():
         trainer = Trainer(load_train_config(config_path), Path(out_dir) / "ddp_run")
         trainer.run()
-    torch.save(final_state(trainer), Path(out_dir) / f"rank{rank}.pt")
+    # The next draw of this rank's global RNG: the ranks must not share one noise stream.
+    state = final_state(trainer) | {"next_draw": {"randn": torch.randn(8)}}
+    torch.save(state, Path(out_dir) / f"rank{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -161,6 +164,8 @@ def test_two_ranks_train_as_one_process_with_their_global_batch(tmp_path, monkey
     for part in ("denoiser", "codec", "ema"):
         for name, value in ranks[0][part].items():
             assert torch.equal(value, ranks[1][part][name]), f"ranks differ in {part} {name}"
+    assert not torch.allclose(ranks[0]["next_draw"]["randn"], ranks[1]["next_draw"]["randn"]), \
+        "both ranks draw the same noise: each rank must seed its own draws (rank_seed)"
     moved = {part: max(float((expected[part][k] - v).abs().max()) for k, v in initial[part].items())
              for part in expected}
     assert all(change > 1e-3 for change in moved.values()), moved  # training did move them

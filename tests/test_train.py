@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import importlib.util
 import json
 import math
@@ -438,6 +439,17 @@ def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
             for tag in accumulator.Tags()["scalars"]}
 
 
+def tensorboard_images(log_dir: Path, tag: str) -> list[tuple[int, np.ndarray]]:
+    """(step, (H, W, 3) uint8) of every image logged under ``tag``."""
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"images": 0})
+    accumulator.Reload()
+    return [(event.step, np.asarray(Image.open(io.BytesIO(event.encoded_image_string))))
+            for event in accumulator.Images(tag)]
+
+
 def rows_as_scalars(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
     """What TensorBoard should hold for these JSONL rows (it stores float32)."""
     scalars: dict[str, list[tuple[int, float]]] = {}
@@ -459,7 +471,7 @@ def test_tensorboard_scalars_are_the_log_rows_and_a_resume_replaces_what_it_reru
     train(write_config(tmp_path / "c.yaml", config, ["iterations=3"]), run, resume=True)
     # A crash after step 3 was logged but before its checkpoint: resume from step 2 again.
     (run / "last.pt").write_bytes(step_two)
-    train(write_config(tmp_path / "c.yaml", config, ["iterations=4"]), run, resume=True)
+    trainer = train(write_config(tmp_path / "c.yaml", config, ["iterations=4"]), run, resume=True)
 
     rows = read_rows(run)
     assert [(r["kind"], r["step"]) for r in rows] == [
@@ -468,6 +480,14 @@ def test_tensorboard_scalars_are_the_log_rows_and_a_resume_replaces_what_it_reru
     scalars = tensorboard_scalars(run / "tensorboard")
     assert scalars == rows_as_scalars(rows)  # the rerun step 3 once, with its new numbers
     assert {"loss", "dist", "perc", "lr", "val_psnr_enhanced", "val_bpp"} <= scalars.keys()
+    images = tensorboard_images(run / "tensorboard", "val/truth_decoded_enhanced")
+    assert [step for step, _ in images] == [2, 4]  # one picture per validation
+    truth = trainer.val_clip[-1]  # (3, 32, 32)
+    for _, picture in images:  # truth | decoded | enhanced, 8-bit PNG
+        assert picture.shape == (32, 96, 3)
+        np.testing.assert_allclose(picture[:, :32] / 255, truth.permute(1, 2, 0).numpy(),
+                                   atol=1 / 255 + 1e-6)
+        assert not np.array_equal(picture[:, 32:64], picture[:, :32])  # a lossy decode
 
 
 def test_without_tensorboard_one_line_and_no_crash_and_it_can_be_turned_off(

@@ -140,7 +140,9 @@ class TrainConfig:
                     own MSE and LPIPS: every clip and rate counts by its improvement over the
                     decode, as the evaluation's ratios do.
     tensorboard:    also log every train and val row as TensorBoard scalars (same names) in
-                    ``<run_dir>/tensorboard/`` (rank 0; needs the ``tensorboard`` package).
+                    ``<run_dir>/tensorboard/``, and at every validation the validation
+                    clip's last frame as an image, truth | decoded | enhanced side by side
+                    (``val/truth_decoded_enhanced``; rank 0; needs the ``tensorboard`` package).
     """
 
     model: EnhancerConfig = field(default_factory=EnhancerConfig)

@@ -9,7 +9,8 @@
 A run directory holds ``config.yaml`` and ``train_config.json`` (written at the
 start), ``log.jsonl`` / ``log.csv`` (loss terms every ``log_every`` steps,
 validation scores every ``val_every``; the same rows as TensorBoard scalars in
-``tensorboard/`` when the ``tensorboard`` package is installed) and ``last.pt``: an
+``tensorboard/`` when the ``tensorboard`` package is installed, with a picture of the
+validation clip's last frame, truth | decoded | enhanced, at every validation) and ``last.pt``: an
 enhancer checkpoint (:func:`enhancer.pipeline.save_enhancer`) with the training state
 in its extra keys (``train_config``, ``ema``, ``optimizer``, ``aux_optimizer``,
 ``step``, ``rng``). Codec-training modes also write ``codec.pth.tar``, a CompressAI-style
@@ -110,6 +111,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rank_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of rank ``rank``'s own draws (diffusion times, noise, quantisation noise)
+    from ``step`` on: every rank must draw its own numbers, or the ranks of a data-parallel
+    run train on the same noise and the global batch holds ``world_size`` times fewer
+    distinct draws. A function of ``(seed, step, rank)``, so a resumed rank is reproducible."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -166,6 +175,12 @@ class RunLog:
                 if name not in ("kind", "step") and value is not None:
                     self.tensorboard.add_scalar(name, value, row["step"])
             self.tensorboard.flush()  # every row on disk, as in the JSONL
+
+    def write_image(self, tag: str, image: Tensor, step: int) -> None:
+        """``image`` (3, H, W) in [0, 1] as a TensorBoard image (nothing without TensorBoard)."""
+        if self.tensorboard is not None:
+            self.tensorboard.add_image(tag, image.clamp(0, 1).float().cpu(), step)
+            self.tensorboard.flush()
 
     def close(self) -> None:
         if self.tensorboard is not None:
@@ -269,6 +284,8 @@ class Trainer:
         self.step = 0
         if resume:
             self._load(self.run_dir / "last.pt")
+        if self.rank > 0:  # rank 0 keeps the seeded stream: one process is unchanged by DDP
+            seed_everything(rank_seed(cfg.seed, self.step, self.rank))
 
     def _init_weights(self, checkpoint: str) -> None:
         """Start from another run's weights (``init_from``): EMA denoiser and codec."""
@@ -398,8 +415,11 @@ class Trainer:
 
     # --- validation -------------------------------------------------------------------------
     @torch.no_grad()
-    def validate(self) -> dict[str, float] | None:
-        """Code the validation clip for real, enhance it with the EMA weights, score it."""
+    def validate(self) -> tuple[dict[str, float], Tensor] | None:
+        """Code the validation clip for real, enhance it with the EMA weights, score it.
+
+        Returns the scores and a picture of the last frame, ground truth | decoded |
+        enhanced side by side (3, h, 3w), or None without a validation clip."""
         if self.val_clip is None or not self.is_main:
             return None
         codec, diffusion = self.enhancer.codec, self.enhancer.diffusion
@@ -430,7 +450,8 @@ class Trainer:
         if self.perceptual is not None:
             scores["val_lpips_decoded"] = float(self.perceptual(decoded, original).mean())
             scores["val_lpips_enhanced"] = float(self.perceptual(enhanced, original).mean())
-        return scores
+        side_by_side = torch.cat([original[-1], decoded[-1], enhanced[-1]], dim=-1)
+        return scores, side_by_side
 
     def _out_of_time(self, started: float) -> bool:
         """Whether ``time_limit_s`` has passed (on any rank: all ranks stop together)."""
@@ -443,9 +464,11 @@ class Trainer:
         return bool(late.item())
 
     def validate_and_save(self, log: RunLog | None, progress: tqdm, save: bool = True) -> None:
-        scores = self.validate()
-        if scores is not None and log is not None:
+        result = self.validate()
+        if result is not None and log is not None:
+            scores, side_by_side = result
             log.write({"kind": "val", "step": self.step} | scores)
+            log.write_image("val/truth_decoded_enhanced", side_by_side, self.step)
             progress.write(f"step {self.step}: " + ", ".join(
                 f"{k}={v:.4f}" for k, v in scores.items()))
         if save:
