@@ -291,6 +291,19 @@ def test_export_init_from_and_time_limit(tmp_path):
     for name, value in loaded.diffusion.state_dict().items():
         assert torch.equal(conditioned[name], value), name
     assert conditioned["network.quality_embed.mlp.2.weight"].abs().max() == 0
+    # model.codec.checkpoint names a retrained codec: it wins over init_from's codec.
+    e2e = train(write_config(tmp_path / "e.yaml", image_config(iterations=1, data={"val": None})),
+                tmp_path / "e2e")
+    retrained = e2e.enhancer.codec.weights()
+    assert any(not torch.equal(v, payload["codec"][k].float()) for k, v in retrained.items())
+    cfg = write_config(tmp_path / "r.yaml", config, [
+        f"init_from={exported}", "time_limit_s=0",
+        f"model.codec.checkpoint={tmp_path / 'e2e' / 'codec.pth.tar'}"])
+    adapted = train(cfg, tmp_path / "adapted")
+    for name, value in adapted.enhancer.codec.weights().items():
+        assert torch.equal(value, retrained[name]), name
+    for name, value in adapted.enhancer.diffusion.state_dict().items():
+        assert torch.equal(value, loaded.diffusion.state_dict()[name]), name
     other = write_config(tmp_path / "c.yaml", image_config(data={"val": None}),
                          [f"init_from={exported}", "model.unet=tiny"])
     with pytest.raises(ConfigError, match="does not fit"):

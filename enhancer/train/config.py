@@ -129,7 +129,9 @@ class TrainConfig:
                     ground truth does; :class:`enhancer.train.losses.ClipLoss`). 0: off.
     init_from:      an enhancer checkpoint (or bundled model name) whose weights start this
                     run: its EMA denoiser (else its denoiser) and its codec weights, if
-                    stored. Optimizer, EMA and step start fresh (unlike ``--resume``).
+                    stored, unless ``model.codec.checkpoint`` is set: that codec wins (to
+                    adapt an enhancer to a retrained codec). Optimizer, EMA and step start
+                    fresh (unlike ``--resume``).
     student:        train a few-step *student* for this sampling (``{steps, gamma, eta,
                     t_start, noise}``, as stored in checkpoints): every loss term is taken
                     on what that sampler produces (gradients through its ``steps`` denoiser

@@ -288,7 +288,9 @@ class Trainer:
             seed_everything(rank_seed(cfg.seed, self.step, self.rank))
 
     def _init_weights(self, checkpoint: str) -> None:
-        """Start from another run's weights (``init_from``): EMA denoiser and codec."""
+        """Start from another run's weights (``init_from``): EMA denoiser and codec, unless
+        ``model.codec.checkpoint`` names the codec: then that codec stays (an enhancer
+        adapted to a retrained codec starts from the enhancer of the old one)."""
         try:
             payload = read_checkpoint(checkpoint)
         except (ValueError, FileNotFoundError) as err:
@@ -301,7 +303,7 @@ class Trainer:
             new = [k for k in missing if not k.startswith("network.quality_embed.")]
             if new or unexpected:
                 raise RuntimeError(f"missing keys {new}, unexpected keys {unexpected}")
-            if payload.get("codec") is not None:
+            if payload.get("codec") is not None and self.cfg.model.codec.checkpoint is None:
                 self.enhancer.codec.load_weights(payload["codec"])
         except (RuntimeError, CodecError) as err:
             raise ConfigError(
