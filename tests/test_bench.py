@@ -30,7 +30,10 @@ def test_bench_reports_presets_and_checkpoints_at_their_steps(tmp_path, capsys):
     assert [(r["preset"], r["steps"]) for r in rows] == [("tiny", 1), ("student", 1)]
     for row in rows:
         assert row["ratio"] == pytest.approx(row["enhance_s"] / row["decode_s"])
-        assert row["ratio"] > 1 and row["peak_mem_mb"] >= 0 and not row["tiled"]
+        # No timing comparison: decode and decode + enhance are timed separately, and on a
+        # loaded machine their order is noise (a CI run measured 0.78).
+        assert row["decode_s"] > 0 and row["enhance_s"] > 0
+        assert row["peak_mem_mb"] >= 0 and not row["tiled"]
     # Without --steps a checkpoint runs at its own default.
     assert module.main(["--presets", "--checkpoints", str(tmp_path / "student.pt"),
                         "--resolutions", "480p", "--json", "--codec", "bmshj2018-hyperprior",
