@@ -146,6 +146,8 @@ def load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None
 
     A file may start from another: ``base: other.yaml`` (relative to the file) reads that
     one first and then overrides it key by key (sections merge, lists and values replace).
+    ``base: [a.yaml, b.yaml]`` merges several in that order (b's keys over a's), e.g. a
+    model config and a shared clip list.
     """
     values = resolve_yaml(path)
     for override in overrides or []:
@@ -178,9 +180,13 @@ def resolve_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, An
     base = values.pop("base", None)
     if base is None:
         return values
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: base must be a file name, got {base!r}")
-    return _merge(resolve_yaml(path.parent / base, (*_seen, path.resolve())), values)
+    bases = [base] if isinstance(base, str) else base
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: base must be a file name or a list of file names, got {base!r}")
+    merged: dict[str, Any] = {}
+    for name in bases:
+        merged = _merge(merged, resolve_yaml(path.parent / name, (*_seen, path.resolve())))
+    return _merge(merged, values)
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

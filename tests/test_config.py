@@ -28,6 +28,14 @@ def test_base_files_merge_section_by_section(tmp_path):
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(ConfigError, match="names itself as a base"):
         resolve_yaml(tmp_path / "loop.yaml")
+    (tmp_path / "clips.yaml").write_text("data: {train: [d.mp4, e.mp4]}\n")
+    (tmp_path / "two.yaml").write_text("base: [top.yaml, clips.yaml]\ndata: {crop_size: 96}\n")
+    values = resolve_yaml(tmp_path / "two.yaml")  # later bases win, then the file itself
+    assert values["data"] == {"train": ["d.mp4", "e.mp4"], "crop_size": 96}
+    assert values["model"]["codec"]["quality"] == 36 and values["steps"] == 10
+    (tmp_path / "bad.yaml").write_text("base: [top.yaml, 3]\n")
+    with pytest.raises(ConfigError, match="base must be a file name or a list"):
+        resolve_yaml(tmp_path / "bad.yaml")
     (tmp_path / "missing.yaml").write_text("base: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="nowhere.yaml.* does not exist"):
         resolve_yaml(tmp_path / "missing.yaml")
@@ -38,6 +46,18 @@ def test_base_files_merge_section_by_section(tmp_path):
 def test_every_shipped_config_resolves(path: Path):
     config = load_train_config(path)
     assert config.data.train and config.iterations >= 1
+
+
+def test_bundled_configs_share_one_training_clip_list():
+    """The x264 enhancer and the ssf-small codec train on the same 25 clips, read from one
+    file (configs/video/clips/train_25.yaml), not two copies kept equal by hand."""
+    video = REPO / "configs" / "video"
+    clips = resolve_yaml(video / "clips" / "train_25.yaml")["data"]["train"]
+    assert len(clips) == len(set(clips)) == 25
+    for name in ("bundled_x264_frozen.yaml", "bundled_ssf_small_codec_continue.yaml",
+                 "bundled_ssf_small_student.yaml"):
+        assert load_train_config(video / name).data.train == clips, name
+        assert "  - ../shared/data/video/" not in (video / name).read_text(), name
 
 
 def test_print_config_shows_the_resolved_file(capsys):
