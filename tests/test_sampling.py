@@ -12,7 +12,7 @@ from conftest import REPO, SHARED_DATA, requires_shared_data
 from enhancer.codecs.container import Container
 from enhancer.config import CodecConfig, EnhancerConfig
 from enhancer.data.sequence import open_sequence
-from enhancer.diffusion import sample_ddim
+from enhancer.diffusion import ddim_path, ddim_start, sample_ddim
 from enhancer.diffusion.schedule import alpha_sigma
 from enhancer.pipeline import Enhancer, Rollout, Sampling, load_enhancer, save_enhancer
 from enhancer.pipeline.checkpoint import read_checkpoint, store_sampling
@@ -77,6 +77,31 @@ def test_late_start_stays_near_the_start_mean():
     b = sample_ddim(_shrink_denoiser, start.shape, 3, gamma=0.0, t_start=0.5, start_mean=mean,
                     generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("steps, t_start", [(1, 0.6), (3, 0.6), (10, 0.6), (4, 1.0)])
+def test_ddim_path_is_where_a_constant_denoiser_takes_the_sampler(steps, t_start):
+    """ddim_path (what L_consistency trains on) is exactly the input the sampler hands its
+    denoiser at every step when the denoiser keeps returning the same x0."""
+    gen = torch.Generator().manual_seed(0)
+    noise, x0, mean = (torch.randn(2, 3, 8, 8, generator=gen) for _ in range(3))
+    seen = []
+
+    def constant(x, t):
+        seen.append((x.clone(), t.clone()))
+        return x0
+
+    out = sample_ddim(constant, noise.shape, steps, gamma=0.3, start_noise=noise,
+                      t_start=t_start, start_mean=mean)
+    torch.testing.assert_close(out, x0)
+    x_start = ddim_start(noise, 0.3, t_start, mean)
+    assert len(seen) == steps
+    torch.testing.assert_close(seen[0][0], x_start)
+    for x, t in seen:
+        torch.testing.assert_close(x, ddim_path(x0, x_start, t_start, t), rtol=1e-5, atol=1e-5)
+    # ... and it moves: half-way it is neither the start nor x0.
+    half = ddim_path(x0, x_start, t_start, torch.full((2,), t_start / 2))
+    assert (half - x0).abs().mean() > 0.05 and (half - x_start).abs().mean() > 0.05
 
 
 @requires_shared_data

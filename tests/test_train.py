@@ -404,6 +404,62 @@ def test_a_relative_student_loss_is_zero_for_the_decode_itself(tmp_path):
         write_config(tmp_path / "t.yaml", video_config(relative_loss=True))
 
 
+def test_consistency_trains_the_student_along_its_own_ddim_path(tmp_path):
+    """consistency_weight: L_consistency is the denoiser's error, at a point of the
+    student's own DDIM path, against its one-step output; it is 0 when off, and
+    optimising it alone brings the 10-step sample towards the one-step one."""
+    x264 = {"codec": {"name": "x264", "quality": 32}}
+    student = dict(STUDENT, steps=1)
+    cfg = write_config(tmp_path / "s.yaml", video_config(
+        student=student, model=x264, relative_loss=True, consistency_weight=1.0, lr=3e-3))
+    trainer = Trainer(cfg, tmp_path / "run")
+    enhancer, loss_fn = trainer.enhancer, trainer.loss_fn
+    torch.manual_seed(0)
+    with torch.no_grad():  # a fresh network's zero output layer is consistent already
+        for param in enhancer.diffusion.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    frames = real_frames(2)
+    clip = torch.stack(frames, dim=1)
+    decoded = torch.stack([out.decoded for _, out in enhancer.codec.encode_sequence(frames)],
+                          dim=1)
+    coded = {"decoded": decoded}
+    noise = torch.randn(frames[0].shape, generator=torch.Generator().manual_seed(1))
+
+    def gap() -> float:  # the 10-step sample's distance from the 1-step one, frame 0
+        cond = enhancer.diffusion.condition(decoded[:, 0], None, decoded[:, 0])
+        denoise = lambda x, t: enhancer.diffusion.denoise(x, t, cond)  # noqa: E731
+        with torch.no_grad():
+            one, ten = (enhancer.diffusion.sample(denoise, decoded[:, 0], steps, gamma=0.5,
+                                                  t_start=0.6, start_noise=noise)
+                        for steps in (1, 10))
+        return float((one - ten).pow(2).mean())
+
+    terms = loss_fn(clip, coded=coded)
+    assert terms["consistency"].item() > 0
+    terms["consistency"].backward()  # through the denoiser at the path point only
+    out_conv = enhancer.diffusion.network.out_conv
+    assert out_conv.weight.grad is not None and out_conv.weight.grad.abs().sum() > 0
+    before = gap()
+    optimizer = torch.optim.Adam(enhancer.diffusion.parameters(), lr=3e-3)
+    for _ in range(25):
+        optimizer.zero_grad()
+        loss_fn(clip, coded=coded)["consistency"].backward()
+        optimizer.step()
+    assert gap() < 0.5 * before
+    loss_fn.consistency_weight = 0.0
+    assert loss_fn(clip, coded=coded)["consistency"].item() == 0.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"consistency_weight": -1.0}, "consistency_weight must be >= 0"),
+    ({"consistency_weight": 1.0}, "set student with eta: 0"),
+    ({"consistency_weight": 1.0, "student": dict(STUDENT, eta=0.5)}, "set student with eta: 0"),
+])
+def test_bad_consistency_settings_are_config_errors(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        write_config(tmp_path / "s.yaml", video_config(**overrides))
+
+
 def test_dists_weight_adds_dists_to_the_perceptual_term(tmp_path):
     """dists_weight: L_perc is LPIPS + w * DISTS (relative to the decode's mix with
     relative_loss), gradients reach the network through both, and the logged LPIPS is

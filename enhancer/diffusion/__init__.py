@@ -15,7 +15,7 @@ from enhancer.diffusion.parameterization import (
     prediction_target,
     x0_from_prediction,
 )
-from enhancer.diffusion.samplers import DDIMScheduler, sample_ddim
+from enhancer.diffusion.samplers import DDIMScheduler, ddim_path, ddim_start, sample_ddim
 from enhancer.diffusion.schedule import alpha_sigma, logsnr, snr, t_from_logsnr, timesteps
 
 __all__ = [
@@ -24,6 +24,8 @@ __all__ = [
     "DDIMScheduler",
     "ResidualDiffusion",
     "alpha_sigma",
+    "ddim_path",
+    "ddim_start",
     "logsnr",
     "min_snr_weight",
     "prediction_target",

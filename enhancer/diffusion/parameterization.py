@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from enhancer.diffusion.samplers import Denoiser, sample_ddim
+from enhancer.diffusion.samplers import Denoiser, ddim_start, sample_ddim
 from enhancer.diffusion.schedule import alpha_sigma, snr
 
 Prediction = Literal["x0", "eps", "v"]
@@ -257,7 +257,15 @@ class ResidualDiffusion(nn.Module):
         see :func:`enhancer.diffusion.sample_ddim` for the other arguments. Inference and
         the training of few-step students both sample through here.
         """
-        start_mean = self.encode_target(decoded, decoded) if t_start < 1 else None
         return sample_ddim(denoise_fn, decoded.shape, steps, eta=eta, gamma=gamma,
                            generator=generator, device=decoded.device, dtype=decoded.dtype,
-                           start_noise=start_noise, t_start=t_start, start_mean=start_mean)
+                           start_noise=start_noise, t_start=t_start,
+                           start_mean=self._start_mean(decoded, t_start))
+
+    def sample_start(self, decoded: Tensor, noise: Tensor, gamma: float = 1.0,
+                     t_start: float = 1.0) -> Tensor:
+        """The sample a :meth:`sample` run with start noise ``noise`` begins from."""
+        return ddim_start(noise, gamma, t_start, self._start_mean(decoded, t_start))
+
+    def _start_mean(self, decoded: Tensor, t_start: float) -> Tensor | None:
+        return self.encode_target(decoded, decoded) if t_start < 1 else None

@@ -118,15 +118,41 @@ def sample_ddim(denoise_fn: Denoiser, shape: Sequence[int], steps: int, eta: flo
         noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     scheduler = DDIMScheduler()
     scheduler.set_timesteps(steps, device=noise.device, t_start=t_start)
-    if t_start >= 1.0:
-        x = gamma * noise
-    else:
-        alpha, sigma = alpha_sigma(torch.tensor(t_start))
-        x = gamma * sigma.item() * noise
-        if start_mean is not None:
-            x = x + alpha.item() * start_mean.to(x)
+    x = ddim_start(noise, gamma, t_start, start_mean)
     for i in range(steps):
         t = scheduler.timesteps[i].expand(shape[0])  # float32 whatever the sample dtype
         x0_pred = denoise_fn(x, t)
         x = scheduler.step(x0_pred, i, x, eta=eta, generator=generator)
     return x
+
+
+def ddim_start(noise: Tensor, gamma: float = 1.0, t_start: float = 1.0,
+               start_mean: Tensor | None = None) -> Tensor:
+    """The sample :func:`sample_ddim` begins from at ``t_start``: ``gamma * noise`` at 1,
+    else ``alpha(t_start) * start_mean + gamma * sigma(t_start) * noise``."""
+    if t_start >= 1.0:
+        return gamma * noise
+    alpha, sigma = alpha_sigma(torch.tensor(t_start))
+    x = gamma * sigma.item() * noise
+    if start_mean is not None:
+        x = x + alpha.item() * start_mean.to(x)
+    return x
+
+
+def ddim_path(x0: Tensor, x_start: Tensor, t_start: float, t: Tensor) -> Tensor:
+    """Where deterministic DDIM (``eta = 0``) from ``x_start`` at ``t_start`` is at time
+    ``t`` ((B,), in [0, t_start]) when its denoiser returns ``x0`` at every step.
+
+    DDIM keeps the implied noise ``(x - alpha * x0) / sigma`` fixed while ``x0`` does
+    not change, so for any number of steps::
+
+        x_t = alpha(t) * x0 + sigma(t) / sigma(t_start) * (x_start - alpha(t_start) * x0)
+
+    These are the inputs a one-step model meets at intermediate times when run with more
+    steps (:class:`enhancer.train.losses.ClipLoss`'s ``consistency_weight`` trains on them).
+    """
+    alpha_s, sigma_s = alpha_sigma(torch.tensor(float(t_start)))
+    alpha_t, sigma_t = alpha_sigma(t.float())
+    shape = (-1,) + (1,) * (x0.ndim - 1)
+    alpha_t, sigma_t = alpha_t.view(shape).to(x0), sigma_t.view(shape).to(x0)
+    return alpha_t * x0 + sigma_t / sigma_s.item() * (x_start - alpha_s.item() * x0)

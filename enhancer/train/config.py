@@ -141,6 +141,10 @@ class TrainConfig:
     relative_loss:  (students) each clip's L_dist and L_perc as log-ratios to its decode's
                     own MSE and LPIPS: every clip and rate counts by its improvement over the
                     decode, as the evaluation's ratios do.
+    consistency_weight: (students, ``eta: 0``) weight of L_consistency: the student's output
+                    should stay the same when sampled with more steps (the denoiser at a
+                    random point of its own DDIM path returns it; enhancer.train.losses).
+                    0: off (a one-step student then falls apart at 10 steps).
     tensorboard:    also log every train and val row as TensorBoard scalars (same names) in
                     ``<run_dir>/tensorboard/``, and at every validation the validation
                     clip's last frame as an image, truth | decoded | enhanced side by side
@@ -176,6 +180,7 @@ class TrainConfig:
     init_from: str | None = None
     student: Sampling | None = None
     relative_loss: bool = False
+    consistency_weight: float = 0.0
     tensorboard: bool = True
 
     # Older configs and checkpoints call ``iterations`` "steps"; from_dict reads both.
@@ -229,6 +234,13 @@ class TrainConfig:
         if self.relative_loss and self.student is None:
             raise ConfigError("relative_loss is for few-step students; set student (e.g. "
                               "{steps: 1, gamma: 0, t_start: 0.35}) or drop relative_loss")
+        if self.consistency_weight < 0:
+            raise ConfigError(f"consistency_weight must be >= 0, got {self.consistency_weight}")
+        if self.consistency_weight > 0 and (self.student is None or self.student.eta != 0):
+            raise ConfigError(
+                f"consistency_weight {self.consistency_weight} trains a student along its "
+                "deterministic DDIM path; set student with eta: 0 (e.g. {steps: 1, gamma: 0.3, "
+                "eta: 0, t_start: 0.6}) or consistency_weight: 0")
         if self.dists_weight < 0:
             raise ConfigError(f"dists_weight must be >= 0, got {self.dists_weight}")
         if self.dists_weight > 0 and (self.rho == 0 or self.mode == "codec"):

@@ -12,6 +12,8 @@
 - ``L_decoder``: MSE of the codec's own decode, so ``decoded`` stays distortion-optimal.
 - ``L_temporal`` (optional, ``temporal_weight``): consecutive enhanced frames should change
   as the ground truth does (no flicker); added as ``temporal_weight * L_temporal``.
+- ``L_consistency`` (optional, students, ``consistency_weight``): the student's own output
+  should not change when it is sampled with more steps (see below).
 
 With a frozen codec ``L_bitrate`` and ``L_decoder`` are constants and are not
 computed (reported as 0); in the ``codec`` pretraining mode only
@@ -28,6 +30,15 @@ settings, with gradients through its denoiser calls (not one step at a random ti
 ``L_dist`` is the MSE of its clean signal, ``L_perc`` and ``L_temporal`` are taken on it,
 and it is the next frame's previous enhanced frame (a self roll-out at no extra cost).
 With ``noise: shared`` the start noise is drawn once per clip, as at inference.
+
+A one-step student only ever sees its start time; sampled with more steps (the paper's
+10) it meets inputs at lower times it was never trained on and falls apart. With
+``consistency_weight`` it is also trained on them: for its output ``r`` (no gradient),
+the point ``x_t`` that deterministic DDIM with a denoiser that keeps returning ``r``
+passes at a random ``t`` in (0, t_start] (:func:`enhancer.diffusion.ddim_path`, exact for
+any step count) should be denoised back to ``r``. ``L_consistency`` is that MSE (with
+``relative``: as a fraction of the decode's own MSE), so every step count lands where
+one step does.
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from enhancer.codecs.base import CodecAdapter, CodecOutput, CodecStream, bpp_from_likelihoods
-from enhancer.diffusion import ResidualDiffusion
+from enhancer.diffusion import ResidualDiffusion, ddim_path
 from enhancer.metrics.psnr import psnr
 from enhancer.pipeline.rollout import Sampling
 
@@ -62,7 +73,7 @@ class PerceptualMix(nn.Module):
 
 # relative_loss: the decode quality below which a crop counts as "near perfect".
 RELATIVE_FLOOR_PSNR, RELATIVE_FLOOR_LPIPS = 45.0, 0.005
-TERMS = ("loss", "bitrate", "dist", "perc", "decoder", "temporal")
+TERMS = ("loss", "bitrate", "dist", "perc", "decoder", "temporal", "consistency")
 METRICS = ("bpp", "psnr_decoded", "psnr_onestep", "lpips_decoded", "lpips_onestep")
 
 
@@ -88,6 +99,8 @@ class ClipLoss(nn.Module):
                     its decode's own MSE and LPIPS, so every clip and rate counts by how much
                     it improves on its decode (what the evaluation's ratios measure), not by
                     how bad its decode is; a sharp, high-rate decode is then not worth harming.
+        consistency_weight: (students with ``eta = 0``) weight of ``L_consistency`` (see the
+                    module notes); 0: off.
     """
 
     def __init__(self, codec: CodecAdapter, diffusion: ResidualDiffusion, mode: str,
@@ -95,8 +108,13 @@ class ClipLoss(nn.Module):
                  rollout: str = "self", rollout_steps: int = 1, intra_period: int = -1,
                  min_snr_gamma: float | None = 5.0, amp: bool = False,
                  temporal_weight: float = 0.0, student: Sampling | None = None,
-                 relative: bool = False):
+                 relative: bool = False, consistency_weight: float = 0.0):
         super().__init__()
+        if consistency_weight < 0:
+            raise ValueError(f"consistency_weight must be >= 0, got {consistency_weight}")
+        if consistency_weight > 0 and (student is None or student.eta != 0):
+            raise ValueError("consistency_weight trains a student along its deterministic DDIM "
+                             f"path; it needs a student with eta 0 (student: {student})")
         if rho > 0 and perceptual is None and mode != "codec":
             raise ValueError(f"rho={rho} needs a perceptual loss; pass perceptual=LPIPS")
         if student is not None and mode == "codec":
@@ -113,6 +131,7 @@ class ClipLoss(nn.Module):
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
         self.temporal_weight = temporal_weight
         self.student, self.relative = student, relative
+        self.consistency_weight = consistency_weight
         # The relative MSE floor in clean-signal units (one image unit is ``unit`` of them).
         unit = float(diffusion.encode_target(torch.ones(()), torch.zeros(()))
                      - diffusion.encode_target(torch.zeros(()), torch.zeros(())))
@@ -161,7 +180,7 @@ class ClipLoss(nn.Module):
             if codec_trains:
                 bitrate = bpp_from_likelihoods(out.likelihoods, num_pixels)
                 decoder_mse = F.mse_loss(decoded, frame)
-            dist, perc, temporal, onestep = zero, zero, zero, None
+            dist, perc, temporal, consistency, onestep = zero, zero, zero, zero, None
             if self.mode != "codec":
                 if self.temporal and prev_enhanced is None:
                     prev_enhanced = decoded.detach()  # frame 0: the decode, as at inference
@@ -174,8 +193,13 @@ class ClipLoss(nn.Module):
                                                               min_snr_gamma=self.min_snr_gamma)
                         clean_pred, dist = result["x0_pred"], result["loss"]
                     else:
-                        clean_pred = self._student_sample(cond, decoded, start_noise)
+                        noise = (start_noise if start_noise is not None
+                                 else torch.randn_like(decoded))
+                        clean_pred = self._student_sample(cond, decoded, noise)
                         dist = (clean_pred.float() - clean.float()).pow(2).mean(dim=(1, 2, 3))
+                        if self.consistency_weight > 0:
+                            consistency = self._consistency(clean_pred, cond, decoded, noise,
+                                                            clean)
                     onestep = self.diffusion.decode_target(clean_pred.float(), decoded)
                     if self.rho > 0:
                         perc = self.perceptual(onestep, frame).float()
@@ -189,10 +213,11 @@ class ClipLoss(nn.Module):
                     prev_enhanced = (self._next_prev(frame, cond) if self.student is None
                                      else onestep.detach().clamp(0, 1))
             loss = (self.lmbda * bitrate + (1 - self.rho) * dist + self.rho * perc + decoder_mse
-                    + self.temporal_weight * temporal)
+                    + self.temporal_weight * temporal + self.consistency_weight * consistency)
             if self.mode == "codec":
                 loss = self.lmbda * bitrate + decoder_mse
-            for name, value in zip(TERMS, (loss, bitrate, dist, perc, decoder_mse, temporal)):
+            for name, value in zip(TERMS, (loss, bitrate, dist, perc, decoder_mse, temporal,
+                                           consistency)):
                 sums[name] = sums[name] + value
             if with_metrics:
                 self._add_metrics(sums, frame, decoded, onestep, out.likelihoods, num_pixels)
@@ -210,14 +235,18 @@ class ClipLoss(nn.Module):
         dB PSNR, LPIPS 0.005): any change to a flat crop the codec got almost right
         would otherwise cost more than every real improvement elsewhere.
         """
-        decoded_clean = self.diffusion.encode_target(decoded, decoded).float()
-        decoded_mse = (decoded_clean - clean.float()).pow(2).mean(dim=(1, 2, 3))
+        decoded_mse = self._decoded_mse(clean, decoded)
         dist = torch.log(dist.clamp(min=1e-12) / decoded_mse.clamp(min=self.relative_mse_floor))
         if self.rho > 0:
             with torch.no_grad():
                 decoded_lpips = self.perceptual(decoded, frame).float()
             perc = torch.log(perc.clamp(min=1e-6) / decoded_lpips.clamp(min=RELATIVE_FLOOR_LPIPS))
         return dist, perc
+
+    def _decoded_mse(self, clean: Tensor, decoded: Tensor) -> Tensor:
+        """(B,) the decode's own MSE in clean-signal units."""
+        decoded_clean = self.diffusion.encode_target(decoded, decoded).float()
+        return (decoded_clean - clean.float()).pow(2).mean(dim=(1, 2, 3))
 
     def _student_sample(self, cond: dict[str, Tensor], decoded: Tensor,
                         start_noise: Tensor | None) -> Tensor:
@@ -226,6 +255,22 @@ class ClipLoss(nn.Module):
         return self.diffusion.sample(lambda x, t: self.diffusion.denoise(x, t, cond), decoded,
                                      sampling.steps, eta=sampling.eta, gamma=sampling.gamma,
                                      t_start=sampling.t_start, start_noise=start_noise)
+
+    def _consistency(self, clean_pred: Tensor, cond: dict[str, Tensor], decoded: Tensor,
+                     noise: Tensor, clean: Tensor) -> Tensor:
+        """``L_consistency`` (scalar): the denoiser at a random point of the student's own
+        DDIM path should return the student's one-step output (module notes)."""
+        sampling = self.student
+        target = clean_pred.detach()
+        x_start = self.diffusion.sample_start(decoded, noise, sampling.gamma, sampling.t_start)
+        # (0, t_start]: the times a many-step run calls the denoiser at (never exactly 0).
+        t = sampling.t_start * (1 - torch.rand(target.shape[0], device=target.device))
+        x_t = ddim_path(target, x_start, sampling.t_start, t)
+        error = (self.diffusion.denoise(x_t, t, cond).float() - target.float()).pow(2)
+        error = error.mean(dim=(1, 2, 3))
+        if self.relative:  # as a fraction of the decode's own error, every clip alike
+            error = error / self._decoded_mse(clean, decoded).clamp(min=self.relative_mse_floor)
+        return error.mean()
 
     @torch.no_grad()
     def _next_prev(self, frame: Tensor, cond: dict[str, Tensor]) -> Tensor:
