@@ -21,6 +21,7 @@ from enhancer.codecs import load_codec
 from enhancer.config import ConfigError
 from enhancer.data.datasets import ImageFolderDataset
 from enhancer.data.sequence import open_sequence
+from enhancer.metrics.psnr import psnr
 from enhancer.pipeline import Sampling, load_enhancer, read_checkpoint
 from enhancer.train import Trainer, export_checkpoint, load_train_config, plot_log, train
 from enhancer.train.data import CachedImageDataset
@@ -371,6 +372,28 @@ def test_a_students_checkpoint_carries_its_sampling_and_warns_past_it(tmp_path):
         list(student.enhance(frames, steps=4))  # allowed, never silently changed
     teacher = train(write_config(tmp_path / "t.yaml", video_config(iterations=1)), tmp_path / "t")
     assert teacher.enhancer.student is None
+
+
+def test_a_students_validation_also_scores_it_at_val_steps(tmp_path):
+    """A student is validated at its own sampling and, when val_steps differs, at val_steps
+    too: the multistep columns are the same clip enhanced with more steps."""
+    rows = {}
+    for val_steps in (2, 6):  # STUDENT has 2 steps
+        cfg = write_config(tmp_path / f"s{val_steps}.yaml", video_config(
+            student=STUDENT, iterations=1, val_every=1, val_steps=val_steps))
+        trainer = train(cfg, tmp_path / f"run{val_steps}")
+        lines = (tmp_path / f"run{val_steps}" / "log.jsonl").read_text().splitlines()
+        rows[val_steps] = [row for row in map(json.loads, lines) if row["kind"] == "val"][-1]
+    assert "val_psnr_multistep" not in rows[2]  # its own steps: nothing more to score
+    own, multi = rows[6]["val_psnr_enhanced"], rows[6]["val_psnr_multistep"]
+    assert own == pytest.approx(rows[2]["val_psnr_enhanced"])  # the same weights and noise
+    assert math.isfinite(multi) and multi != own  # 6 steps is another sample
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.enhancer.diffusion.load_state_dict(trainer.ema)
+        frames = [frame[None] for frame in trainer.val_clip]
+        again = torch.cat([out.enhanced for out in trainer.enhancer.enhance(frames, steps=6)])
+    assert float(psnr(again, torch.cat(frames)).mean()) == pytest.approx(multi, abs=1e-4)
 
 
 @pytest.mark.parametrize("student, message", [

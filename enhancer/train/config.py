@@ -115,7 +115,9 @@ class TrainConfig:
     rollout:        previous enhanced frame during training: ``self`` samples it from the
                     model (no gradient, ``rollout_steps`` DDIM steps), ``teacher`` uses the
                     ground-truth previous frame.
-    val_steps:      DDIM steps when enhancing the validation clip (a student: its own sampling).
+    val_steps:      DDIM steps when enhancing the validation clip. A student is scored at its
+                    own sampling and, when ``val_steps`` differs from its steps, also at
+                    ``val_steps`` (its other settings kept; ``val_*_multistep`` columns).
     lpips_net:      LPIPS trunk for L_perc and the logged LPIPS ("alex" or "vgg").
     dists_weight:   > 0 adds this weight x DISTS to L_perc (:class:`enhancer.train.losses.
                     PerceptualMix`; with ``relative_loss`` the mix is taken relative to the

@@ -33,6 +33,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ from enhancer.train.losses import METRICS, TERMS, ClipLoss, PerceptualMix
 
 LOG_COLUMNS = ("kind", "step", *TERMS, "aux", *METRICS, "lr", "seconds",
                "val_bpp", "val_psnr_decoded", "val_psnr_enhanced", "val_lpips_decoded",
-               "val_lpips_enhanced")
+               "val_lpips_enhanced", "val_psnr_multistep", "val_lpips_multistep")
 
 
 # --- small pieces ---------------------------------------------------------------------------
@@ -433,10 +434,18 @@ class Trainer:
         live = {k: v.clone() for k, v in diffusion.state_dict().items()}
         diffusion.load_state_dict(self.ema)
         frames = [frame[None].to(self.device) for frame in self.val_clip]  # each (1, 3, h, w)
-        steps = None if self.cfg.student is not None else self.cfg.val_steps
+        student = self.cfg.student
         residual_scale = 0.0 if self.cfg.mode == "codec" else 1.0
-        outputs = list(self.enhancer.enhance(frames, steps=steps, residual_scale=residual_scale,
-                                             seed=0, intra_period=self.cfg.model.codec.intra_period))
+        intra_period = self.cfg.model.codec.intra_period
+        outputs = list(self.enhancer.enhance(
+            frames, steps=None if student is not None else self.cfg.val_steps,
+            residual_scale=residual_scale, seed=0, intra_period=intra_period))
+        multistep = None  # a student sampled with val_steps: do more steps land where its own do?
+        if student is not None and self.cfg.val_steps != student.steps:
+            with warnings.catch_warnings():  # asked for on purpose: no "N-step student" warning
+                warnings.simplefilter("ignore", UserWarning)
+                multistep = torch.cat([out.enhanced for out in self.enhancer.enhance(
+                    frames, steps=self.cfg.val_steps, seed=0, intra_period=intra_period)])
         diffusion.load_state_dict(live)
         codec.train(was_training[0])
         diffusion.train(was_training[1])
@@ -452,6 +461,10 @@ class Trainer:
         if self.perceptual is not None:
             scores["val_lpips_decoded"] = float(self.perceptual(decoded, original).mean())
             scores["val_lpips_enhanced"] = float(self.perceptual(enhanced, original).mean())
+        if multistep is not None:
+            scores["val_psnr_multistep"] = float(psnr(multistep, original).mean())
+            if self.perceptual is not None:
+                scores["val_lpips_multistep"] = float(self.perceptual(multistep, original).mean())
         side_by_side = torch.cat([original[-1], decoded[-1], enhanced[-1]], dim=-1)
         return scores, side_by_side
 
