@@ -372,6 +372,21 @@ def test_a_students_checkpoint_carries_its_sampling_and_warns_past_it(tmp_path):
         list(student.enhance(frames, steps=4))  # allowed, never silently changed
     teacher = train(write_config(tmp_path / "t.yaml", video_config(iterations=1)), tmp_path / "t")
     assert teacher.enhancer.student is None
+    assert not student.student_any_steps and teacher.enhancer.trained_for_steps(10)
+
+
+def test_a_student_trained_along_its_ddim_path_runs_any_steps_without_warning(tmp_path):
+    """consistency_weight trains the student at every time below its start, so more steps
+    are trained too: loading it says so, and sampling it with them does not warn."""
+    cfg = write_config(tmp_path / "s.yaml", video_config(
+        student=STUDENT, iterations=1, relative_loss=True, consistency_weight=1.0))
+    train(cfg, tmp_path / "run")
+    student = load_enhancer(export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "s.pt"))
+    assert student.student == Sampling.from_dict(STUDENT) and student.student_any_steps
+    assert student.trained_for_steps(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        list(student.enhance(real_frames(2), steps=10))
 
 
 def test_a_students_validation_also_scores_it_at_val_steps(tmp_path):

@@ -47,7 +47,8 @@ def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
 
     ``steps``: the sampling step counts to show; by default the checkpoint's own
     (None) and 10 (the paper's video setting), so the demo shows what each gives; counts
-    above a student's own are dropped (it was never trained for them).
+    above a student's own are dropped unless it was trained along its DDIM path
+    (:meth:`enhancer.pipeline.Enhancer.trained_for_steps`).
     ``sampling``: overrides of the checkpoint's sampling settings (gamma, eta, ...).
     """
     sequences = demo_clips()
@@ -64,8 +65,9 @@ def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
         spec = load_enhancer_spec(path, codec_name, list(steps), list(residual_scales), device,
                                   sampling_overrides=sampling)
         student = spec.enhancer.student
-        if student is not None:  # more steps than it was trained for are not its result
-            spec.steps = [s for s in spec.steps if s is None or s <= student.steps] or [None]
+        # more steps than it was trained for are not its result
+        spec.steps = [s for s in spec.steps
+                      if s is None or spec.enhancer.trained_for_steps(s)] or [None]
         log(f"enhancer: bundled model {path} ({codec_name} q{quality}"
             f"{f', a {student.steps}-step student' if student is not None else ''})")
     else:

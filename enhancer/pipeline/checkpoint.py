@@ -142,8 +142,10 @@ def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema:
         enhancer.sampling = Sampling.from_dict(payload.get("sampling"))
     except (TypeError, ValueError) as err:
         raise ValueError(f"sampling settings in {str(path)!r} are invalid: {err}") from err
-    student = (payload.get("train_config") or {}).get("student")
+    train_config = payload.get("train_config") or {}
+    student = train_config.get("student")
     enhancer.student = Sampling.from_dict(student) if student else None
+    enhancer.student_any_steps = bool(student) and train_config.get("consistency_weight", 0) > 0
     denoiser_state = denoiser_weights(payload, use_ema)
     try:
         enhancer.diffusion.load_state_dict(denoiser_state)

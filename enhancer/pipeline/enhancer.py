@@ -90,12 +90,21 @@ class Enhancer(torch.nn.Module):
         # A few-step student's trained sampling (load_enhancer reads it from the training
         # config): other settings run, with a warning. None: a diffusion-trained model.
         self.student: Sampling | None = None
+        # Whether the student was also trained along its own DDIM path (consistency_weight):
+        # then any step count from its start is one it was trained for.
+        self.student_any_steps = False
         # The denoiser's arithmetic (PRECISIONS): "bf16" autocasts it to bfloat16 (about
         # 2x faster on CPUs with AVX512-BF16 / AMX, measured in tools/bench.py), "fp16" to
         # float16 (CUDA); weights and the sampler's arithmetic stay float32.
         self.precision = "fp32"
         self.memory_budget_mb = memory_budget_mb
         self.tile_overlap = tile_overlap
+
+    def trained_for_steps(self, steps: int) -> bool:
+        """Whether sampling with ``steps`` denoiser calls is what this model was trained
+        for: any count for a diffusion-trained model or a student trained along its DDIM
+        path (``consistency_weight``), at most its own for any other student."""
+        return self.student is None or self.student_any_steps or steps <= self.student.steps
 
     @classmethod
     def from_config(cls, config: EnhancerConfig, device: str | torch.device = "cpu") -> Enhancer:

@@ -130,7 +130,7 @@ class Rollout:
         self.enhancer = enhancer
         self.sampling = sampling or enhancer.sampling
         student = enhancer.student
-        if student is not None and self.sampling.steps > student.steps:
+        if not enhancer.trained_for_steps(self.sampling.steps):
             warnings.warn(
                 f"this enhancer is a {student.steps}-step student (trained for "
                 f"{student.label()}); {self.sampling.steps} steps run but were never trained "

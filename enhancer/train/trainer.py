@@ -33,7 +33,6 @@ import math
 import os
 import random
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -442,10 +441,8 @@ class Trainer:
             residual_scale=residual_scale, seed=0, intra_period=intra_period))
         multistep = None  # a student sampled with val_steps: do more steps land where its own do?
         if student is not None and self.cfg.val_steps != student.steps:
-            with warnings.catch_warnings():  # asked for on purpose: no "N-step student" warning
-                warnings.simplefilter("ignore", UserWarning)
-                multistep = torch.cat([out.enhanced for out in self.enhancer.enhance(
-                    frames, steps=self.cfg.val_steps, seed=0, intra_period=intra_period)])
+            multistep = torch.cat([out.enhanced for out in self.enhancer.enhance(
+                frames, steps=self.cfg.val_steps, seed=0, intra_period=intra_period)])
         diffusion.load_state_dict(live)
         codec.train(was_training[0])
         diffusion.train(was_training[1])
