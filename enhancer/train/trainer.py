@@ -449,19 +449,16 @@ class Trainer:
         original = torch.cat(frames)
         decoded = torch.cat([out.decoded for out in outputs])
         enhanced = torch.cat([out.enhanced for out in outputs])
-        scores = {
-            "val_bpp": bpp_from_bytes(sum(out.num_bytes for out in outputs),
-                                      original.shape[-2], original.shape[-1], original.shape[0]),
-            "val_psnr_decoded": float(psnr(decoded, original).mean()),
-            "val_psnr_enhanced": float(psnr(enhanced, original).mean()),
-        }
-        if self.perceptual is not None:
-            scores["val_lpips_decoded"] = float(self.perceptual(decoded, original).mean())
-            scores["val_lpips_enhanced"] = float(self.perceptual(enhanced, original).mean())
-        if multistep is not None:
-            scores["val_psnr_multistep"] = float(psnr(multistep, original).mean())
+        scores = {"val_bpp": bpp_from_bytes(sum(out.num_bytes for out in outputs),
+                                            original.shape[-2], original.shape[-1],
+                                            original.shape[0])}
+        for name, images in (("decoded", decoded), ("enhanced", enhanced),
+                             ("multistep", multistep)):
+            if images is None:
+                continue
+            scores[f"val_psnr_{name}"] = float(psnr(images, original).mean())
             if self.perceptual is not None:
-                scores["val_lpips_multistep"] = float(self.perceptual(multistep, original).mean())
+                scores[f"val_lpips_{name}"] = float(self.perceptual(images, original).mean())
         side_by_side = torch.cat([original[-1], decoded[-1], enhanced[-1]], dim=-1)
         return scores, side_by_side
 
