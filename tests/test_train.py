@@ -441,6 +441,34 @@ def test_a_relative_student_loss_is_zero_for_the_decode_itself(tmp_path):
         write_config(tmp_path / "t.yaml", video_config(relative_loss=True))
 
 
+def test_harm_weight_charges_only_the_clips_made_worse(tmp_path, monkeypatch):
+    """harm_weight k: a clip's log-ratio r to its decode counts r + k * max(r, 0), so clips
+    the student improves (r < 0) count as before and the ones it harms count 1 + k times."""
+    x264 = {"codec": {"name": "x264", "quality": 32}}
+    student = dict(STUDENT, gamma=0.0)
+    clip = torch.stack(real_frames(2), dim=1).expand(2, -1, -1, -1, -1)  # two clips
+    ratios = {"dist": torch.tensor([-0.5, 0.4]), "perc": torch.tensor([0.2, -0.1])}
+    terms = {}
+    for harm in (0.0, 2.0):
+        cfg = write_config(tmp_path / f"h{harm}.yaml", video_config(
+            student=student, model=x264, relative_loss=True, rho=0.5, harm_weight=harm))
+        loss_fn = Trainer(cfg, tmp_path / f"run{harm}").loss_fn
+        monkeypatch.setattr(loss_fn, "_relative_to_decode",
+                            lambda *args: (ratios["dist"].clone(), ratios["perc"].clone()))
+        with torch.no_grad():
+            terms[harm] = loss_fn(clip)
+    assert terms[0.0]["dist"].item() == pytest.approx((-0.5 + 0.4) / 2)
+    assert terms[2.0]["dist"].item() == pytest.approx((-0.5 + 3 * 0.4) / 2)
+    assert terms[0.0]["perc"].item() == pytest.approx((0.2 - 0.1) / 2)
+    assert terms[2.0]["perc"].item() == pytest.approx((3 * 0.2 - 0.1) / 2)
+    with pytest.raises(ConfigError, match="set relative_loss: true or harm_weight: 0"):
+        write_config(tmp_path / "bad.yaml", video_config(student=student, model=x264,
+                                                         harm_weight=1.0))
+    with pytest.raises(ConfigError, match="harm_weight must be >= 0"):
+        write_config(tmp_path / "neg.yaml", video_config(student=student, model=x264,
+                                                         relative_loss=True, harm_weight=-1.0))
+
+
 def test_consistency_trains_the_student_along_its_own_ddim_path(tmp_path):
     """consistency_weight: L_consistency is the denoiser's error, at a point of the
     student's own DDIM path, against its one-step output; it is 0 when off, and

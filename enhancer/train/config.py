@@ -147,6 +147,9 @@ class TrainConfig:
                     should stay the same when sampled with more steps (the denoiser at a
                     random point of its own DDIM path returns it; enhancer.train.losses).
                     0: off (a one-step student then falls apart at 10 steps).
+    harm_weight:    (``relative_loss``) a clip's L_dist and L_perc log-ratios count
+                    ``1 + harm_weight`` times where they are positive (the clip ends up worse
+                    than its decode): the evaluation asks every clip to improve. 0: off.
     tensorboard:    also log every train and val row as TensorBoard scalars (same names) in
                     ``<run_dir>/tensorboard/``, and at every validation the validation
                     clip's last frame as an image, truth | decoded | enhanced side by side
@@ -183,6 +186,7 @@ class TrainConfig:
     student: Sampling | None = None
     relative_loss: bool = False
     consistency_weight: float = 0.0
+    harm_weight: float = 0.0
     tensorboard: bool = True
 
     # Older configs and checkpoints call ``iterations`` "steps"; from_dict reads both.
@@ -236,6 +240,11 @@ class TrainConfig:
         if self.relative_loss and self.student is None:
             raise ConfigError("relative_loss is for few-step students; set student (e.g. "
                               "{steps: 1, gamma: 0, t_start: 0.35}) or drop relative_loss")
+        if self.harm_weight < 0:
+            raise ConfigError(f"harm_weight must be >= 0, got {self.harm_weight}")
+        if self.harm_weight > 0 and not self.relative_loss:
+            raise ConfigError(f"harm_weight {self.harm_weight} weighs clips by their log-ratio "
+                              "to the decode; set relative_loss: true or harm_weight: 0")
         if self.consistency_weight < 0:
             raise ConfigError(f"consistency_weight must be >= 0, got {self.consistency_weight}")
         if self.consistency_weight > 0 and (self.student is None or self.student.eta != 0):

@@ -39,6 +39,11 @@ passes at a random ``t`` in (0, t_start] (:func:`enhancer.diffusion.ddim_path`, 
 any step count) should be denoised back to ``r``. ``L_consistency`` is that MSE (with
 ``relative``: as a fraction of the decode's own MSE), so every step count lands where
 one step does.
+
+With ``relative`` a clip's log-ratio is negative where it improves on its decode and
+positive where it harms it; ``harm_weight`` ``k`` charges harm ``1 + k`` times
+(``r + k * max(r, 0)``), so a gain on one clip buys less harm on another: the
+evaluation asks for every clip to improve, not for the average.
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ class ClipLoss(nn.Module):
                     how bad its decode is; a sharp, high-rate decode is then not worth harming.
         consistency_weight: (students with ``eta = 0``) weight of ``L_consistency`` (see the
                     module notes); 0: off.
+        harm_weight: (``relative``) extra weight ``k`` on a clip's positive log-ratios (the
+                    clips it makes worse than their decode; module notes); 0: off.
     """
 
     def __init__(self, codec: CodecAdapter, diffusion: ResidualDiffusion, mode: str,
@@ -108,8 +115,14 @@ class ClipLoss(nn.Module):
                  rollout: str = "self", rollout_steps: int = 1, intra_period: int = -1,
                  min_snr_gamma: float | None = 5.0, amp: bool = False,
                  temporal_weight: float = 0.0, student: Sampling | None = None,
-                 relative: bool = False, consistency_weight: float = 0.0):
+                 relative: bool = False, consistency_weight: float = 0.0,
+                 harm_weight: float = 0.0):
         super().__init__()
+        if harm_weight < 0:
+            raise ValueError(f"harm_weight must be >= 0, got {harm_weight}")
+        if harm_weight > 0 and not relative:
+            raise ValueError(f"harm_weight {harm_weight} weighs the clips a student makes worse "
+                             "than their decode; it needs relative=True")
         if consistency_weight < 0:
             raise ValueError(f"consistency_weight must be >= 0, got {consistency_weight}")
         if consistency_weight > 0 and (student is None or student.eta != 0):
@@ -131,7 +144,7 @@ class ClipLoss(nn.Module):
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
         self.temporal_weight = temporal_weight
         self.student, self.relative = student, relative
-        self.consistency_weight = consistency_weight
+        self.consistency_weight, self.harm_weight = consistency_weight, harm_weight
         # The relative MSE floor in clean-signal units (one image unit is ``unit`` of them).
         unit = float(diffusion.encode_target(torch.ones(()), torch.zeros(()))
                      - diffusion.encode_target(torch.zeros(()), torch.zeros(())))
@@ -205,6 +218,8 @@ class ClipLoss(nn.Module):
                         perc = self.perceptual(onestep, frame).float()
                     if self.relative:  # each clip by how much it improves on its own decode
                         dist, perc = self._relative_to_decode(dist, perc, clean, decoded, frame)
+                        dist = dist + self.harm_weight * dist.clamp(min=0)
+                        perc = perc + self.harm_weight * perc.clamp(min=0)
                     perc = perc.mean()
                 dist = dist.float().mean()
                 if self.temporal_weight > 0 and self.temporal and index > 0:

@@ -271,6 +271,7 @@ class Trainer:
             codec, diffusion, cfg.mode, cfg.lmbda, cfg.rho, perceptual, cfg.rollout,
             cfg.rollout_steps, cfg.model.codec.intra_period, cfg.model.diffusion.min_snr_gamma,
             cfg.amp, cfg.temporal_weight, cfg.student, cfg.relative_loss, cfg.consistency_weight,
+            cfg.harm_weight,
         )
         if cfg.student is not None:  # the checkpoint's default is what the student learns
             self.enhancer.sampling = cfg.student
