@@ -167,19 +167,6 @@ PRESETS: dict[str, UNetConfig] = {
         stem_kernel=3,
         groups=8,
     ),
-    # tiny's next size: one more level (down to 1/16 of the frame), wider, ~2.8 M parameters,
-    # about 1.3x tiny's time per training step on a CPU.
-    "small": UNetConfig(
-        dim=32,
-        dim_mults=(1, 2, 3, 4),
-        res_blocks=1,
-        cond_levels=3,
-        attn_levels=(3,),
-        pixel_unshuffle=2,
-        latent_dim=48,
-        stem_kernel=3,
-        groups=8,
-    ),
     # CDC's denoiser (dim 64, six levels, latent at full, 1/2, 1/4 and 1/8), for GPUs.
     "cdc": UNetConfig(),
 }
@@ -492,7 +479,7 @@ class ResidualUNet(nn.Module):
 def build_unet(preset_or_config: str | UNetConfig, latent_channels: int | None,
                latent_stride: int = 16, temporal: bool = True,
                quality_conditioned: bool = False) -> ResidualUNet:
-    """Build a :class:`ResidualUNet` from a preset name (``"tiny"``, ``"small"``, ``"cdc"``) or a config."""
+    """Build a :class:`ResidualUNet` from a preset name (``"tiny"``, ``"cdc"``) or a config."""
     if isinstance(preset_or_config, str):
         if preset_or_config not in PRESETS:
             raise ValueError(
