@@ -10,7 +10,7 @@ import torch
 from conftest import SHARED_DATA, requires_shared_data
 
 from enhancer.data.images import read_image
-from enhancer.metrics import lpips
+from enhancer.metrics import lpips, psnr
 from enhancer.pipeline import Sampling, load_enhancer, read_checkpoint
 from enhancer.pipeline.checkpoint import BUNDLED_DIR
 
@@ -127,8 +127,6 @@ def _held_out_frames(count: int) -> list[torch.Tensor]:
 
 def _assert_lowers_lpips_on_held_out_clip(enhancer, steps: int,
                                           max_psnr_drop: float | None = None) -> None:
-    from enhancer.metrics import psnr
-
     frames = _held_out_frames(3)
     outputs = list(enhancer.enhance(frames, steps=steps, seed=0))
     truth = torch.cat(frames)
@@ -152,8 +150,6 @@ def test_small_ssf_models_hold_their_own_rate(quality):
 @requires_shared_data
 def test_small_ssf_rates_are_ordered_on_a_held_out_clip():
     """Real bytes: q1 < q2 < q3 in bits and q1 < q3 in PSNR on a clip none of them saw."""
-    from enhancer.metrics import psnr
-
     frames = _held_out_frames(2)
     sizes, quality_db = [], []
     for quality in (1, 2, 3):
