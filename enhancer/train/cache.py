@@ -294,11 +294,17 @@ class CachedClipDataset(Dataset):
     Crops start on multiples of ``align`` (the latent stride, so the latent crop covers
     exactly the pixel crop) and lie inside the unpadded frame. The randomness is a pure
     function of ``(seed, epoch, index)``, as in :class:`enhancer.data.VideoClipDataset`.
+    ``texture_candidates`` > 1 draws that many crop positions and keeps the one where the
+    codec lost most (mean absolute error of the window's first frame, decode vs source):
+    CPU steps go to crops with something to restore, not to flat walls and sky.
     """
 
     def __init__(self, videos: list[CachedVideo], clip_len: int, crop_size: int,
                  samples_per_video: int = 1, seed: int = 0, latent_stride: int = 1,
-                 align: int = 2):
+                 align: int = 2, texture_candidates: int = 1):
+        if texture_candidates < 1:
+            raise ConfigError(f"data.texture_candidates must be >= 1, got {texture_candidates}")
+        self.texture_candidates = texture_candidates
         if not videos:
             raise ValueError("no cached videos to train on")
         self.align = math.lcm(align, latent_stride)
@@ -333,8 +339,18 @@ class CachedClipDataset(Dataset):
         frames, height, width = video.original.shape[:3]
         start = int(rng.integers(0, frames - self.clip_len + 1))
         crop, align = self.crop_size, self.align
-        top = int(rng.integers(0, (height - crop) // align + 1)) * align
-        left = int(rng.integers(0, (width - crop) // align + 1)) * align
+        best_error = -1.0
+        for _ in range(self.texture_candidates):
+            cand_top = int(rng.integers(0, (height - crop) // align + 1)) * align
+            cand_left = int(rng.integers(0, (width - crop) // align + 1)) * align
+            if self.texture_candidates == 1:
+                top, left = cand_top, cand_left
+                break
+            region = (start, slice(cand_top, cand_top + crop), slice(cand_left, cand_left + crop))
+            error = float(np.abs(video.original[region].astype(np.int16)
+                                 - video.decoded[region].astype(np.int16)).mean())
+            if error > best_error:
+                best_error, top, left = error, cand_top, cand_left
         window = slice(start, start + self.clip_len)
         rows, cols = slice(top, top + crop), slice(left, left + crop)
 

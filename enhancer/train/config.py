@@ -64,6 +64,8 @@ class DataConfig:
                     training videos at each of these qualities (CRFs) and training draws
                     clips from all of them, so one enhancer learns a range of rates.
                     None: the model's own quality only.
+    texture_candidates: with ``codec_cache``, draw this many crop positions per clip and keep
+                    the one where the codec lost most (1: a plain random crop).
     soften_scales:  with ``codec_cache``, also train on copies of every training video made
                     soft at the source (each frame area-downscaled by s and bicubic-
                     upscaled back, then coded; :func:`enhancer.train.cache.soften_frame`),
@@ -86,6 +88,7 @@ class DataConfig:
     codec_cache: str | None = None
     codec_qualities: list[int] | None = None
     soften_scales: list[float] | None = None
+    texture_candidates: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -93,6 +96,8 @@ class DataConfig:
         for name in ("clip_len", "crop_size", "batch_size", "samples_per_video", "val_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.texture_candidates < 1:
+            raise ConfigError(f"data.texture_candidates must be >= 1, got {self.texture_candidates}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
         for scale in self.soften_scales or []:
@@ -124,7 +129,8 @@ class TrainConfig:
                     decode's). DISTS is a VGG16: a step of 4 clips of 3 crops of 128 px
                     took 6 s instead of 0.8 s on one CPU thread; 0: LPIPS alone.
     device:         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-    amp:            bfloat16 autocast for the denoiser and LPIPS on CUDA (ignored on CPU).
+    amp:            bfloat16 autocast for the denoiser and LPIPS (CUDA, or a CPU with
+                    AVX512-BF16/AMX: fewer s per step; loss, optimiser and weights stay fp32).
     time_limit_s:   stop (and save) after this many seconds of training even before
                     ``iterations``; None: no limit. A run stopped so can be resumed.
     temporal_weight: weight of the temporal term (consecutive enhanced frames change as the

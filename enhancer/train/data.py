@@ -110,7 +110,8 @@ def build_cached_dataset(data: DataConfig, seed: int, codec, intra_period: int) 
             videos += cache_videos(coder, sources, data.codec_cache, intra_period,
                                    soften=soften)
     return CachedClipDataset(videos, data.clip_len, data.crop_size, data.samples_per_video,
-                             seed, latent_stride=codec.latent_stride)
+                             seed, latent_stride=codec.latent_stride,
+                             texture_candidates=data.texture_candidates)
 
 
 def build_train_dataset(data: DataConfig, seed: int) -> Dataset:

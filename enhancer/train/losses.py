@@ -94,7 +94,7 @@ class ClipLoss(nn.Module):
         rollout:    ``self`` or ``teacher``; ``rollout_steps`` DDIM steps for ``self``.
         intra_period: the codec's intra period inside a clip.
         min_snr_gamma: the diffusion loss weighting.
-        amp:        run the denoiser and LPIPS under bfloat16 autocast (CUDA).
+        amp:        run the denoiser and LPIPS under bfloat16 autocast (CUDA or CPU).
         temporal_weight: weight of ``L_temporal``, the MSE between the change from the
                     previous enhanced frame to this frame's one-step estimate and the
                     ground truth's change (image units; against flicker). 0: off.
@@ -151,8 +151,8 @@ class ClipLoss(nn.Module):
         self.relative_mse_floor = 10 ** (-RELATIVE_FLOOR_PSNR / 10) * unit**2
 
     def _autocast(self, device: torch.device):
-        if self.amp and device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.amp:  # CUDA, and CPUs with AVX512-BF16/AMX (bfloat16 matmuls and convs)
+            return torch.autocast(device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def forward(self, clip: Tensor, with_metrics: bool = False,
