@@ -167,6 +167,7 @@ def test_enhances_a_bitstream_like_the_frames(hyperprior_enhancer, frames, tmp_p
     container = Container("bmshj2018-hyperprior", 1, 160, 96, intra_period=-1,
                           weights_fingerprint=weights_fingerprint(codec))
     container.frames = [data for data, _ in codec.encode_sequence(frames)]
+    container.padded_sizes = [codec.padded_size((96, 160))] * len(container.frames)
     container.save(tmp_path / "clip.bin")
     from_bytes = list(hyperprior_enhancer.enhance(tmp_path / "clip.bin", steps=2, seed=1))
     from_frames = list(hyperprior_enhancer.enhance(frames, steps=2, seed=1))

@@ -126,7 +126,8 @@ def test_frames_and_bytes_give_the_same_enhanced_sequence():
     sampling = dict(steps=2, gamma=0.7, t_start=0.8, noise="shared")
     from_frames = list(enhancer.enhance(frames, seed=5, intra_period=2, **sampling))
     container = Container(enhancer.codec.name, enhancer.codec.quality, 160, 96, 2, 6.0,
-                          frames=[data for data, _ in enhancer.codec.encode_sequence(frames, 2)])
+                          frames=[data for data, _ in enhancer.codec.encode_sequence(frames, 2)],
+                          padded_sizes=[enhancer.codec.padded_size((96, 160))] * 3)
     from_bytes = list(enhancer.enhance(container, seed=5, **sampling))
     for a, b in zip(from_frames, from_bytes):
         assert torch.equal(a.decoded, b.decoded) and torch.equal(a.enhanced, b.enhanced)
