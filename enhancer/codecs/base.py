@@ -138,6 +138,31 @@ class CodecAdapter(nn.Module):
     def update(self) -> None:
         """Rebuild entropy-coder tables from the weights (learned codecs override)."""
 
+    def check_finite_weights(self) -> None:
+        """Raise :class:`CodecError` naming the first parameter or buffer that holds NaN or
+        inf: such weights (what a diverged run leaves) would send the entropy coder into an
+        endless loop. Learned adapters call it before building their entropy tables."""
+        for name, tensor in itertools.chain(self.named_parameters(), self.named_buffers()):
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise CodecError(
+                    f"codec {self.name!r} q{self.quality}: weight {name!r} holds {bad} non-finite "
+                    "values (NaN or inf), as a diverged training run leaves them; use an "
+                    "earlier checkpoint of the run"
+                )
+
+    def check_finite_latent(self, latent: Tensor, what: str) -> None:
+        """Raise :class:`CodecError` if ``latent`` (about to be entropy coded) holds NaN or
+        inf: it names a non-finite weight if there is one, else says the weights overflow."""
+        if bool(torch.isfinite(latent).all()):
+            return
+        self.check_finite_weights()
+        raise CodecError(
+            f"codec {self.name!r} q{self.quality}: the {what} holds non-finite values although "
+            "the frame and the weights are finite: the weights overflow float32 (a diverged "
+            "run); use an earlier checkpoint"
+        )
+
     def aux_loss(self) -> Tensor:
         """The auxiliary loss of the codec's entropy bottlenecks, a scalar tensor.
 
@@ -190,6 +215,7 @@ class CodecAdapter(nn.Module):
         _check_frame(frame)
         if frame.shape[0] != 1:
             raise CodecError(f"compress codes one frame at a time, got a batch of {frame.shape[0]}")
+        check_finite_frame(frame, "the frame")  # NaN or inf would hang the entropy coder
         height, width = frame.shape[-2:]
         data, out = self._compress_padded(pad_to_multiple(frame, self.pad_multiple), state)
         out.decoded = crop(out.decoded, height, width)
@@ -276,6 +302,7 @@ class CodecStream:
         return self._advance(self.codec(frame, self._reference()))
 
     def compress(self, frame: Tensor) -> tuple[bytes, CodecOutput]:
+        check_finite_frame(frame, f"frame {self.index}")
         data, out = self.codec.compress(frame, self._reference())
         return data, self._advance(out)
 
@@ -286,6 +313,16 @@ class CodecStream:
 def _check_frame(frame: Tensor) -> None:
     if frame.ndim != 4 or frame.shape[1] != 3:
         raise CodecError(f"expected an RGB frame of shape (B, 3, H, W), got {tuple(frame.shape)}")
+
+
+def check_finite_frame(frame: Tensor, what: str) -> None:
+    """Raise :class:`CodecError` naming ``what`` (``"frame 3"``) if it holds NaN or inf: no
+    such value may reach an entropy coder (CompressAI's rANS coder loops forever on one)."""
+    finite = torch.isfinite(frame)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise CodecError(f"{what} holds {bad} non-finite pixel values (NaN or inf); frames must "
+                         "be finite RGB in [0, 1]")
 
 
 # --- bpp ---------------------------------------------------------------------------------

@@ -145,6 +145,7 @@ class _CompressAIAdapter(CodecAdapter):
 
     def update(self) -> None:
         """Rebuild the entropy coders' CDF tables from the current weights (after training)."""
+        self.check_finite_weights()  # NaN tables or latents would hang the rANS coder
         self.model.update(force=True)
 
     def aux_loss(self) -> Tensor:
@@ -198,6 +199,8 @@ class _HyperpriorImageCodec(_CompressAIAdapter):
         model = self.model
         y = model.g_a(frame)
         z = model.h_a(self._hyper_input(y))
+        self.check_finite_latent(y, "latent")
+        self.check_finite_latent(z, "hyper-latent")
         z_strings = model.entropy_bottleneck.compress(z)
         z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         scales_hat, means_hat = self._hyper_params(z_hat)
@@ -294,16 +297,21 @@ class SSF(_CompressAIAdapter):
 
     def _compress_padded(self, frame: Tensor, state: Any) -> tuple[bytes, CodecOutput]:
         model = self.model
+        check = self.check_finite_latent  # before each entropy coder
         if state is None:
             y = model.img_encoder(frame)
+            check(y, "intra latent")
             _, out = model.img_hyperprior.compress(y)
             strings = out["strings"]
         else:
             reference = state
             y_motion = model.motion_encoder(torch.cat([frame, reference], dim=1))
+            check(y_motion, "motion latent")
             motion_hat, motion_out = model.motion_hyperprior.compress(y_motion)
             prediction = model.forward_prediction(reference, model.motion_decoder(motion_hat))
-            _, residual_out = model.res_hyperprior.compress(model.res_encoder(frame - prediction))
+            y_residual = model.res_encoder(frame - prediction)
+            check(y_residual, "residual latent")
+            _, residual_out = model.res_hyperprior.compress(y_residual)
             strings = motion_out["strings"] + residual_out["strings"]
         data = pack_strings([s[0] for s in strings])
         return data, self._decompress_padded(data, tuple(frame.shape[-2:]), state)

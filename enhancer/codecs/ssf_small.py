@@ -24,7 +24,7 @@ from compressai.models.video.google import ScaleSpaceFlow
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecAdapter, register_codec
+from enhancer.codecs.base import CodecAdapter, CodecError, register_codec
 from enhancer.codecs.compressai_codecs import SSF
 
 
@@ -92,6 +92,9 @@ class SmallHyperprior(CompressionModel):
 
     def compress(self, y: Tensor) -> tuple[Tensor, dict[str, Any]]:
         z = self.hyper_encoder(y)
+        if not bool(torch.isfinite(z).all()):  # NaN or inf would hang the rANS coder
+            raise CodecError("the hyper-latent holds non-finite values (NaN or inf): the codec "
+                             "weights overflow float32 (a diverged run); use an earlier checkpoint")
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         scales, means = self._params(z_hat)

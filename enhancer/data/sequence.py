@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from enhancer.data.color import MATRICES, UPSAMPLE_MODES
@@ -317,3 +318,32 @@ def open_writer(
     else:
         sink = ImageFolderWriter(temp_path, width, height)
     return VideoWriter(path, temp_path, sink, width, height, matrix, upsample)
+
+
+def as_rgb_frame(frame: object, what: str = "the frame") -> Tensor:
+    """The one form frames enter the enhancer in: float32 RGB ``(1, 3, H, W)`` in [0, 1].
+
+    Float tensors (float16/32/64, bfloat16) in [0, 1] pass (converted to float32); uint8
+    tensors are taken as 0..255 and divided by 255. Anything else (other dtypes, another
+    shape, values outside [0, 1] such as 0..255 or -1..1 floats, NaN or inf) is refused
+    with a :class:`ValueError` (:class:`TypeError` for a non-tensor) naming ``what`` and
+    the expected form.
+    """
+    expected = ("expected a float tensor in [0, 1] (or uint8 in 0..255) of shape "
+                "(1, 3, H, W), RGB")
+    if not isinstance(frame, torch.Tensor):
+        raise TypeError(f"{what}: {expected}, got {type(frame).__name__}")
+    if frame.ndim != 4 or frame.shape[0] != 1 or frame.shape[1] != 3:
+        raise ValueError(f"{what}: {expected}, got shape {tuple(frame.shape)}")
+    if frame.dtype == torch.uint8:
+        return frame.float() / 255
+    if not frame.is_floating_point():
+        raise ValueError(f"{what}: {expected}, got dtype {str(frame.dtype).removeprefix('torch.')}")
+    finite = torch.isfinite(frame)
+    if not bool(finite.all()):
+        raise ValueError(f"{what}: {expected}, got {int((~finite).sum())} NaN or inf values")
+    low, high = float(frame.min()), float(frame.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"{what}: {expected}, got values in [{low:g}, {high:g}]"
+                         + ("; divide 0..255 values by 255" if high > 1.5 else ""))
+    return frame.float()

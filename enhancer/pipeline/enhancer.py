@@ -34,6 +34,7 @@ from enhancer.codecs.base import CodecAdapter, load_codec
 from enhancer.codecs.container import Container, decode_container
 from enhancer.config import EnhancerConfig
 from enhancer.data.padding import crop, pad_to_multiple
+from enhancer.data.sequence import as_rgb_frame
 from enhancer.diffusion import ResidualDiffusion
 from enhancer.models import build_unet
 from enhancer.models.unet import FrameFeatures
@@ -295,11 +296,14 @@ class Enhancer(torch.nn.Module):
         """Decode a bitstream (a :class:`Container` or its path) or code+decode frames, then
         enhance, streaming one :class:`EnhancedFrame` per frame.
 
-        Frames are ``(1, 3, H, W)`` tensors in [0, 1]; they are coded for real with the
+        Frames are float ``(1, 3, H, W)`` tensors in [0, 1] (uint8 tensors are divided by
+        255; anything else is refused, naming the frame); they are coded for real with the
         codec (``intra_period`` applies), so the result is what a receiver of the bytes
-        would see. Sampling settings left at None take the checkpoint's defaults
-        (:attr:`sampling`).
+        would see. ``seed`` is an integer in 0..2**63-1. Sampling settings left at None
+        take the checkpoint's defaults (:attr:`sampling`).
         """
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be an integer in 0..2**63-1, got {seed!r}")
         sampling = self.sampling.override(steps=steps, gamma=gamma, eta=eta, t_start=t_start,
                                           noise=noise, residual_scale=residual_scale)
         if isinstance(source, (str, Path)):
@@ -320,8 +324,8 @@ class Enhancer(torch.nn.Module):
     def _enhance_frames(self, frames: Iterable[Tensor], sampling: Sampling, seed: int,
                         intra_period: int) -> Iterator[EnhancedFrame]:
         rollout = Rollout(self, sampling, seed, intra_period)
-        for frame in frames:
-            yield rollout.step(frame)
+        for index, frame in enumerate(frames):
+            yield rollout.step(as_rgb_frame(frame, f"frame {index}"))
 
 
 def _tile_starts(size: int, tile: int, count: int) -> list[int]:
