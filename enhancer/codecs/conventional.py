@@ -15,6 +15,7 @@ path" codes for real (it is not differentiable).
 from __future__ import annotations
 
 import fractions
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,7 @@ class _PyAVCodec(CodecAdapter):
             raise CodecError(
                 f"{self.decoder_name} returned {len(frames)} frames for one packet of {len(data)} bytes"
             )
-        plane_frame = frames[0].reformat(format="yuv420p")
-        height, width = state.size
-        planes = plane_frame.to_ndarray()  # (H * 3/2, W)
-        y = planes[:height]
-        chroma = planes[height:].reshape(2, height // 2, width // 2)
-        return planes_to_rgb(y, chroma[0], chroma[1])
+        return decoded_rgb(frames[0])
 
     def _compress_padded(self, frame: Tensor, state: Any) -> tuple[bytes, CodecOutput]:
         height, width = frame.shape[-2:]
@@ -137,6 +133,15 @@ class _PyAVCodec(CodecAdapter):
         return CodecOutput(torch.cat(decoded), None, None, new_states)
 
 
+def decoded_rgb(frame: Any) -> Tensor:
+    """A decoded PyAV picture as RGB ``(1, 3, H, W)`` in [0, 1]: its 4:2:0 planes, BT.709."""
+    height, width = frame.height, frame.width
+    planes = frame.reformat(format="yuv420p").to_ndarray()  # (H * 3/2, W)
+    y = planes[:height]
+    chroma = planes[height:].reshape(2, height // 2, width // 2)
+    return planes_to_rgb(y, chroma[0], chroma[1])
+
+
 @register_codec("x264")
 class X264(_PyAVCodec):
     """H.264/AVC through libx264 (CRF, low delay, no B-frames)."""
@@ -155,3 +160,50 @@ class X265(_PyAVCodec):
 
     def _encoder_options(self) -> dict[str, str]:
         return super()._encoder_options() | {"x265-params": "log-level=error"}
+
+
+# --- H.264/HEVC streams made by anyone: the CRF a model is told ---------------------------
+# libx264 and libx265 write their options into the stream as a user-data SEI message (in
+# the first access unit, or in the MKV/MP4 header for x265): "x264 - core 164 r3095 -
+# H.264/MPEG-4 AVC codec - ... options: cabac=1 ... rc=crf mbtree=1 crf=28.0 ...",
+# "x265 (build 216) - 4.2 ... - H.265/HEVC codec - ... crf=28.0 ...". A rate-controlled
+# (ABR, CQP) stream names no crf.
+_ENCODER_INFO = re.compile(rb"(x264) - core [^\x00]{0,4000}?\bcrf=([0-9]{1,2}(?:\.[0-9]+)?)"
+                           rb"|(x265) \(build [^\x00]{0,4000}?\bcrf=([0-9]{1,2}(?:\.[0-9]+)?)")
+
+# x265 at CRF c decodes, in PSNR, like x264 (our low-delay settings) at about CRF c - 2:
+# measured with these adapters on 8 frames of cars_320x240, book.mkv and sam2/02_cups at
+# CRF 24..40 (the x264 CRF of equal RGB PSNR, interpolated: median -2.1, spread -3.3..0).
+X265_CRF_ON_X264_SCALE = -2
+
+# No SEI: the stream's mean QP (per macroblock, P-frames) stands for the CRF. x264 at our
+# low-delay settings, CRF 24..40, 8 frames, gives a P-frame mean QP of CRF +3.1..+5.4 on
+# moving clips (CiscoVT2people, cars_320x240) and CRF -2.5..-5.0 on static ones (book,
+# 02_cups): 0 on average, so the mapping is the identity, good to about +-5 CRF; pass
+# --quality when the encoder's CRF is known.
+QP_ON_CRF_SCALE = 0
+
+
+def encoder_crf(data: bytes) -> tuple[str, float] | None:
+    """``("x264" | "x265", crf)`` from the encoder-info SEI in ``data`` (a stream's first
+    bytes: header and first packets), or None when it names no CRF."""
+    match = _ENCODER_INFO.search(data)
+    if match is None:
+        return None
+    encoder, crf = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
+    return encoder.decode(), float(crf)
+
+
+def crf_from_qp(mean_qp: float) -> int:
+    """The CRF a stream without encoder info is taken to be at: its mean P-frame QP
+    (see :data:`QP_ON_CRF_SCALE`), clipped to 0..51."""
+    return int(min(max(round(mean_qp - QP_ON_CRF_SCALE), 0), 51))
+
+
+def equivalent_crf(crf: int, stream_codec: str, model_codec: str) -> int:
+    """``crf`` of a ``stream_codec`` stream on the CRF scale of ``model_codec`` (x264 and x265
+    differ by :data:`X265_CRF_ON_X264_SCALE`); other pairs are returned as they are."""
+    offset = {"x264": 0, "x265": X265_CRF_ON_X264_SCALE}
+    if stream_codec not in offset or model_codec not in offset:
+        return crf
+    return int(min(max(crf + offset[stream_codec] - offset[model_codec], 0), 51))

@@ -21,8 +21,10 @@ Bundled models live in ``enhancer/weights/<name>.pt`` and are loaded by name.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,36 @@ def checkpoint_codec(checkpoint: str | Path | dict) -> dict[str, Any]:
     return payload["enhancer_config"]["codec"]
 
 
+def trained_qualities(payload: dict) -> tuple[int, int]:
+    """The codec qualities ``(low, high)`` a checkpoint's model was trained on: its training
+    config's ``data.codec_qualities`` (the x264 model: CRF 24..40), else its codec's one."""
+    data = (payload.get("train_config") or {}).get("data") or {}
+    if data.get("codec_qualities"):
+        return min(data["codec_qualities"]), max(data["codec_qualities"])
+    quality = int(payload["enhancer_config"]["codec"]["quality"])
+    return quality, quality
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    codec: str
+    qualities: tuple[int, int]  # low, high: see trained_qualities
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_models() -> tuple[BundledModel, ...]:
+    """Every bundled model with the codec and qualities it serves: residual models first
+    (the CDC baseline, which samples the image itself, last), then by name."""
+    models = []
+    for path in sorted(BUNDLED_DIR.glob("*.pt")) if BUNDLED_DIR.is_dir() else []:
+        payload = read_checkpoint(path)
+        baseline = payload["enhancer_config"].get("diffusion", {}).get("target") == "image"
+        models.append((baseline, BundledModel(path.stem, checkpoint_codec(payload)["name"],
+                                              trained_qualities(payload))))
+    return tuple(model for _, model in sorted(models, key=lambda m: (m[0], m[1].name)))
+
+
 def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True,
                   codec_checkpoint: str | Path | None = None) -> Enhancer:
     """Rebuild an :class:`Enhancer` from a checkpoint (or a bundled model name), eval mode.
@@ -138,6 +170,7 @@ def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema:
     if stored_codec is not None:
         codec.load_weights(stored_codec)
     enhancer = Enhancer(codec, build_diffusion(config, codec), config)
+    enhancer.trained_qualities = trained_qualities(payload)
     try:
         enhancer.sampling = Sampling.from_dict(payload.get("sampling"))
     except (TypeError, ValueError) as err:

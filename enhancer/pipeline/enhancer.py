@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from enhancer.codecs.base import CodecAdapter, load_codec
+from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, load_codec
 from enhancer.codecs.container import Container, decode_container
 from enhancer.config import EnhancerConfig
 from enhancer.data.padding import crop, pad_to_multiple
@@ -39,6 +39,7 @@ from enhancer.diffusion import ResidualDiffusion
 from enhancer.models import build_unet
 from enhancer.models.unet import FrameFeatures
 from enhancer.pipeline.rollout import Rollout, Sampling
+from enhancer.pipeline.stream import VideoStream, open_bitstream, quality_for_model
 
 
 @dataclass
@@ -100,6 +101,9 @@ class Enhancer(torch.nn.Module):
         self.precision = "fp32"
         self.memory_budget_mb = memory_budget_mb
         self.tile_overlap = tile_overlap
+        # The codec qualities (low, high) the model was trained on; streams in that range are
+        # enhanced (load_enhancer reads it from the checkpoint's training config).
+        self.trained_qualities = (codec.quality, codec.quality)
 
     def trained_for_steps(self, steps: int) -> bool:
         """Whether sampling with ``steps`` denoiser calls is what this model was trained
@@ -282,7 +286,7 @@ class Enhancer(torch.nn.Module):
     # --- sequences ----------------------------------------------------------------------
     def enhance(
         self,
-        source: Container | str | Path | Iterable[Tensor],
+        source: Container | VideoStream | str | Path | Iterable[Tensor],
         steps: int | None = None,
         residual_scale: float | None = None,
         seed: int = 0,
@@ -293,8 +297,13 @@ class Enhancer(torch.nn.Module):
         t_start: float | None = None,
         noise: str | None = None,
     ) -> Iterator[EnhancedFrame]:
-        """Decode a bitstream (a :class:`Container` or its path) or code+decode frames, then
-        enhance, streaming one :class:`EnhancedFrame` per frame.
+        """Decode a bitstream (a :class:`Container`, a :class:`VideoStream`, or the path of a
+        ``.bin`` or of any H.264/HEVC file) or code+decode frames, then enhance, streaming
+        one :class:`EnhancedFrame` per frame.
+
+        A bitstream may be at any quality the model was trained for (:attr:`trained_qualities`;
+        a quality-conditioned model is told the stream's); any other is refused at once,
+        naming the range, or for a learned codec the bundled model of that quality.
 
         Frames are float ``(1, 3, H, W)`` tensors in [0, 1] (uint8 tensors are divided by
         255; anything else is refused, naming the frame); they are coded for real with the
@@ -307,17 +316,34 @@ class Enhancer(torch.nn.Module):
         sampling = self.sampling.override(steps=steps, gamma=gamma, eta=eta, t_start=t_start,
                                           noise=noise, residual_scale=residual_scale)
         if isinstance(source, (str, Path)):
-            source = Container.load(source)
-        if isinstance(source, Container):
-            return self._enhance_container(source, sampling, seed)
+            source = open_bitstream(source)
+        if isinstance(source, (Container, VideoStream)):  # checked here, decoded lazily
+            return self._enhance_decoded(*self._decoder_of(source), sampling, seed)
         return self._enhance_frames(source, sampling, seed, intra_period)
 
-    def _enhance_container(self, container: Container, sampling: Sampling,
-                           seed: int) -> Iterator[EnhancedFrame]:
-        rollout = Rollout(self, sampling, seed, container.intra_period)
-        frames = decode_container(self.codec, container,
+    def _decoder_of(self, source: Container | VideoStream
+                    ) -> tuple[Iterator[tuple[bytes, CodecOutput]], int]:
+        """The decoded frames of a bitstream, and the quality this model is told for it."""
+        if source.quality is None:
+            raise CodecError(f"{source.path}: no quality can be read ({source.quality_source}); "
+                             "open it with open_video_stream(path, quality=CRF)")
+        quality = quality_for_model(self.codec.name, self.codec.quality, self.trained_qualities,
+                                    source.codec, source.quality)
+        if isinstance(source, VideoStream):
+            return source.decode(), quality
+        codec = self.codec
+        if (source.codec, source.quality) != (codec.name, codec.quality):
+            codec = load_codec(source.codec, source.quality, device=self.device)  # no weights
+        frames = decode_container(codec, source,
                                   weights_hint="the enhancer whose codec encoded it")
+        return frames, quality
+
+    def _enhance_decoded(self, frames: Iterator[tuple[bytes, CodecOutput]], quality: int,
+                         sampling: Sampling, seed: int) -> Iterator[EnhancedFrame]:
+        rollout = Rollout(self, sampling, seed, quality=quality)
         for index, (data, coded) in enumerate(frames):  # decoded (and checked) there
+            # A stream's per-frame data enters the roll-out here: the decode (and latent),
+            # and the frame's bytes (``data``: the packet, with its SEI messages).
             enhanced = rollout.enhance(coded.decoded, coded.latent)
             yield EnhancedFrame(index, coded.decoded, enhanced, len(data))
 
