@@ -4,6 +4,7 @@ from enhancer.codecs import compressai_codecs as _compressai_codecs  # noqa: F40
 from enhancer.codecs import conventional as _conventional  # noqa: F401  (registers)
 from enhancer.codecs import dcvc as _dcvc  # noqa: F401  (registers)
 from enhancer.codecs import dcvc_rt as _dcvc_rt  # noqa: F401  (registers)
+from enhancer.codecs import dcvc_uf as _dcvc_uf  # noqa: F401  (registers)
 from enhancer.codecs import ssf_small as _ssf_small  # noqa: F401  (registers)
 from enhancer.codecs.base import (
     CodecAdapter,

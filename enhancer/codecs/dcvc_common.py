@@ -212,6 +212,23 @@ def gaussian_likelihood(symbols: Tensor, scales: Tensor) -> Tensor:
     return (upper - lower).clamp_min(1e-9)
 
 
+def pad_rans_buffer(gaussian: Any, likelihoods: list[Tensor]) -> None:
+    """Make room in DCVC-RT's rANS encoder before ``flush``.
+
+    Its encoder writes into a buffer of one byte per pending symbol (``rans.cpp``, ``flush``,
+    "too much space ?"): a stream above 8 bits per symbol, which untrained (random) weights
+    produce, overruns it and crashes the process. From the symbols' likelihoods (each capped
+    at 40 bits, an escape and its bypass bins), append enough near-certain symbols (zeros at
+    the smallest scale, about 1e-5 bits each) to hold the stream with a 25 % margin. They are
+    coded last, so the decoder stops before them; with trained weights none are needed.
+    """
+    symbols = sum(lk.numel() for lk in likelihoods)
+    bits = sum(float((-torch.log2(lk.float())).clamp(max=40).sum()) for lk in likelihoods)
+    padding = int(1.25 * bits / 8) + 256 - symbols
+    if padding > 0:
+        gaussian.encode_y(torch.zeros(padding), torch.full((padding,), gaussian.scale_min))
+
+
 def round_int8_ste(values: Tensor) -> Tensor:
     """round() and clamp to DCVC's int8 symbol range, with straight-through gradients."""
     return values + (torch.round(values).clamp(-128, 127) - values).detach()

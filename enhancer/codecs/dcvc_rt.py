@@ -51,6 +51,7 @@ from enhancer.codecs.dcvc_common import (
     gaussian_likelihood,
     load_checkpoint_folder,
     pack_frame,
+    pad_rans_buffer,
     unpack_frame,
     use_two_coders,
 )
@@ -200,11 +201,14 @@ class DCVCRT(CodecAdapter):
 
     def _intra_compress(self, frame: Tensor) -> tuple[bytes, CodecOutput]:
         model = self.intra_model
-        parts, _, z_int8, y_hat = self._intra_encode(frame)
+        parts, z_hat, z_int8, y_hat = self._intra_encode(frame)
+        likelihoods = [_parts_likelihood(parts),
+                       self._z_likelihood(model.bit_estimator_z, z_hat, self.quality)]
         model.entropy_coder.reset()
         model.bit_estimator_z.encode_z(z_int8, self.quality)
         for symbols, scales in zip(parts[:4], parts[4:]):
             model.gaussian_encoder.encode_y(symbols, scales)
+        pad_rans_buffer(model.gaussian_encoder, likelihoods)
         model.entropy_coder.flush()
         return model.entropy_coder.get_encoded_stream(), self._intra_output(y_hat, None)
 
@@ -253,11 +257,14 @@ class DCVCRT(CodecAdapter):
 
     def _inter_compress(self, frame: Tensor, state: Any) -> tuple[bytes, CodecOutput]:
         model = self.inter_model
-        parts, _, z_int8, y_hat, ctx, frame_index, qp = self._inter_encode(frame, state)
+        parts, z_hat, z_int8, y_hat, ctx, frame_index, qp = self._inter_encode(frame, state)
+        likelihoods = [_parts_likelihood(parts),
+                       self._z_likelihood(model.bit_estimator_z, z_hat, qp)]
         model.entropy_coder.reset()
         model.bit_estimator_z.encode_z(z_int8, qp)
         for symbols, scales in zip(parts[:2], parts[2:]):
             model.gaussian_encoder.encode_y(symbols, scales)
+        pad_rans_buffer(model.gaussian_encoder, likelihoods)
         model.entropy_coder.flush()
         out = self._inter_output(y_hat, ctx, qp, frame_index, None)
         return model.entropy_coder.get_encoded_stream(), out
