@@ -121,3 +121,29 @@ def test_seeds_outside_the_generators_range_are_refused(x264_enhancer, seed):
     with pytest.raises(ValueError, match=r"seed must be an integer in 0..2\*\*63-1"):
         x264_enhancer.enhance([torch.rand(1, 3, 64, 64)], seed=seed)
     assert len(list(x264_enhancer.enhance([torch.rand(1, 3, 64, 64)], seed=2**63 - 1))) == 1
+
+
+# --- 13: weight files that are not what they claim get a reason, not a traceback -----------
+def test_codec_weights_without_entropy_tables_load(tmp_path):
+    """The tables are rebuilt from the weights: a file without them once raised CompressAI's
+    KeyError '..._quantized_cdf'."""
+    codec = _ssf_small()
+    weights = {k: v for k, v in codec.model.state_dict().items()
+               if not k.endswith(codec.ENTROPY_TABLES)}
+    torch.save(weights, tmp_path / "no_tables.pth.tar")
+    loaded = load_codec("ssf-small", 1, checkpoint=tmp_path / "no_tables.pth.tar")
+    frame = torch.rand(1, 3, 64, 64)
+    assert codec.compress(frame)[0] == loaded.compress(frame)[0]
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"", "the file is empty or truncated"),
+    (b"root:x:0:0:root:/root:/bin/bash\n", "the file is not a PyTorch checkpoint"),
+])
+def test_unreadable_weight_files_say_why(tmp_path, content, reason):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(CodecError, match=f"could not read codec checkpoint .*: {reason}"):
+        load_codec("ssf-small", 1, checkpoint=path)
+    with pytest.raises(ValueError, match=f"could not read enhancer checkpoint .*: {reason}"):
+        load_enhancer(path)

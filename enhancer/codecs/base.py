@@ -343,7 +343,12 @@ def load_error_reason(err: BaseException) -> str:
         found = f" (it needs {match.group(1)})" if match else ""
         return (f"the file holds Python objects other than tensors{found}, which are refused "
                 "because loading them could run code; save a plain state dict of tensors")
-    return " ".join(text.split())[:300]
+    if isinstance(err, EOFError):
+        return "the file is empty or truncated; it is not a complete PyTorch checkpoint"
+    if isinstance(err, (IndexError, KeyError, UnicodeDecodeError)) or "zip archive" in text:
+        return ("the file is not a PyTorch checkpoint (neither torch.save's zip archive nor "
+                "a pickle of tensors), or it is truncated")
+    return " ".join(text.split())[:300] or type(err).__name__
 
 
 def state_dict_mismatch(

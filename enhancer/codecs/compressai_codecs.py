@@ -83,8 +83,11 @@ def load_weights_into(model: nn.Module, path: str | Path, codec_name: str) -> No
             f"checkpoint {str(path)!r} does not fit codec {codec_name!r} at this quality: "
             f"{problems}. Pass a checkpoint of the same architecture and quality."
         )
-    # CompressionModel.load_state_dict resizes the CDF buffers to the file's first.
-    model.load_state_dict(state_dict)
+    # The entropy tables are rebuilt from the weights by update(): a file without them (or
+    # with tables of another size) loads the same; every other key was checked above.
+    weights = {k: v for k, v in state_dict.items()
+               if not k.endswith(CodecAdapter.ENTROPY_TABLES)}
+    nn.Module.load_state_dict(model, weights, strict=False)
 
 
 def zoo_checkpoint(codec_name: str, zoo_name: str | None, quality: int) -> Path:

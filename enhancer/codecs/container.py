@@ -56,7 +56,7 @@ from typing import BinaryIO
 import torch
 
 from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, CodecStream
-from enhancer.data.paths import write_atomic
+from enhancer.data.paths import check_regular_input, write_atomic
 from enhancer.metrics.bpp import bpp_from_bytes
 
 MAGIC = b"ENHC"
@@ -260,6 +260,7 @@ class Container:
     def load(cls, path: str | Path) -> Container:
         """Read a container file: its header is checked before the rest is read."""
         path = Path(path)
+        check_regular_input(path, "bitstream")
         if path.is_dir():
             raise CodecError(f"bitstream {str(path)!r} is a folder, not a .bin file")
         if not path.is_file():

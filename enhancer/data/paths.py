@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file_kind(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder (``"a
+    FIFO (named pipe)"``, ``"a character device"``, ...); None otherwise. Symlinks are
+    followed; a symlink loop raises ``OSError`` naming the path."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OSError(f"{path} is a symlink loop (too many levels of symbolic links); "
+                          "give the file itself") from None
+        raise
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
+
+
+def check_regular_input(path: str | Path, what: str = "input") -> None:
+    """Refuse an input that is a FIFO, device, socket or symlink loop, naming what it is
+    (reading one would block forever or read a stream that never ends)."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise ValueError(f"the {what} {path} is {kind}, not a regular file; give a file")
 
 
 def check_writable_parent(path: str | Path) -> None:
@@ -21,6 +50,10 @@ def check_file_target(path: str | Path, what: str = "output") -> None:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name for the {what}")
+    kind = special_file_kind(path)
+    if kind is not None:  # writing would replace the node (or block on a FIFO)
+        raise ValueError(f"the {what} {path} is {kind}; outputs are regular files: give a "
+                         "new path or a regular file")
     check_writable_parent(path)
 
 
@@ -30,7 +63,7 @@ def check_not_input(output: str | Path, *inputs: str | Path) -> None:
     output = Path(output)
     for source in inputs:
         source = Path(source)
-        same = output.resolve() == source.resolve()
+        same = os.path.realpath(output) == os.path.realpath(source)  # no error on a loop
         if not same and output.exists() and source.exists():
             same = os.path.samefile(output, source)
         if same:
@@ -38,6 +71,14 @@ def check_not_input(output: str | Path, *inputs: str | Path) -> None:
                 f"the output {output} is the input {source}; writing it would destroy the "
                 "input: pick another output name"
             )
+
+
+def make_parent(path: str | Path) -> Path:
+    """Create the folder ``path`` goes in, ``..`` resolved first (``new/../x.bin`` creates
+    no ``new`` folder); returns ``path`` with its folder resolved, to write to."""
+    parent = Path(os.path.realpath(Path(path).parent))
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent / Path(path).name
 
 
 def current_umask() -> int:
@@ -53,7 +94,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     The file gets the mode ``open()`` would give it (0666 less the umask), not mkstemp's 0600.
     """
     check_file_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = make_parent(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:

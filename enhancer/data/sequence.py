@@ -32,7 +32,12 @@ from torch import Tensor
 
 from enhancer.data.color import MATRICES, UPSAMPLE_MODES
 from enhancer.data.images import ImageFolderReader, ImageFolderWriter
-from enhancer.data.paths import check_file_target, check_writable_parent
+from enhancer.data.paths import (
+    check_file_target,
+    check_regular_input,
+    check_writable_parent,
+    make_parent,
+)
 from enhancer.data.reader import FrameReader, Planes, SequenceInfo
 from enhancer.data.video import READ_EXTENSIONS as VIDEO_EXTENSIONS
 from enhancer.data.video import WRITE_FORMATS, PyAVReader, PyAVWriter
@@ -140,6 +145,7 @@ def open_sequence(
     """
     path = Path(path)
     _check_matrix(matrix, upsample)
+    check_regular_input(path, "video")
     if not path.exists():
         raise FileNotFoundError(f"no such video file or frame folder: {path}")
     suffix = path.suffix.lower()
@@ -305,7 +311,7 @@ def open_writer(
                              "extension), which takes any size") from None
     if crf is not None and suffix not in WRITE_FORMATS:
         raise ValueError(f"crf= applies only to {', '.join(WRITE_FORMATS)} output, not {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = make_parent(path)
     temp_path = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     sink: FrameWriter
     if suffix == ".yuv":

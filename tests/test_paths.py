@@ -1,0 +1,79 @@
+"""Where outputs may go and what inputs may be (enhancer/data/paths.py): regular files or
+new paths only, no FIFO, device or symlink loop, no stray folders from ``..``."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from conftest import SHARED_DATA, requires_shared_data
+
+from enhancer.cli import run_cli
+from enhancer.codecs.container import Container
+from enhancer.commands.codec import main as codec_main
+from enhancer.data.paths import check_file_target, special_file_kind, write_atomic
+from enhancer.data.sequence import open_sequence, open_writer
+
+CLIP = SHARED_DATA / "video/openh264/CiscoVT2people_160x96_6fps.yuv"
+
+
+def _encode(*paths) -> int:
+    return run_cli(codec_main, ["encode", "--codec", "x264", "--quality", "40", "--frames", "1",
+                                *map(str, paths)])
+
+
+@requires_shared_data
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null here")
+def test_a_device_node_or_fifo_is_never_replaced_by_an_output(tmp_path, capsys):
+    fifo = tmp_path / "pipe.bin"
+    os.mkfifo(fifo)
+    link = tmp_path / "null.bin"
+    link.symlink_to("/dev/null")
+    for target, kind in ((fifo, "a FIFO"), (link, "a character device")):
+        assert _encode(CLIP, target) == 2
+        assert f"{target} is {kind}" in capsys.readouterr().err
+    assert special_file_kind(fifo) == "a FIFO (named pipe)" and link.is_symlink()
+    assert special_file_kind("/dev/null") == "a character device"
+    with pytest.raises(ValueError, match="is a character device; outputs are regular files"):
+        write_atomic(link, b"x")
+    video_fifo = tmp_path / "pipe.y4m"
+    os.mkfifo(video_fifo)
+    with pytest.raises(ValueError, match="pipe.y4m is a FIFO"):
+        open_writer(video_fifo, width=16, height=16)
+    check_file_target(tmp_path / "new.bin")  # a new path is fine, and so is a regular file
+    (tmp_path / "old.bin").write_bytes(b"old")
+    check_file_target(tmp_path / "old.bin")
+
+
+def test_fifos_and_symlink_loops_as_inputs_are_named(tmp_path):
+    fifo = tmp_path / "clip.y4m"
+    os.mkfifo(fifo)  # opening it to read would block for ever
+    with pytest.raises(ValueError, match="the video .*clip.y4m is a FIFO .*, not a regular file"):
+        open_sequence(fifo)
+    with pytest.raises(ValueError, match="the bitstream .* is a FIFO"):
+        Container.load(fifo)
+    loop = tmp_path / "loop.y4m"
+    loop.symlink_to(tmp_path / "other.y4m")
+    (tmp_path / "other.y4m").symlink_to(loop)
+    with pytest.raises(OSError, match="loop.y4m is a symlink loop"):
+        open_sequence(loop)
+
+
+@requires_shared_data
+def test_a_symlink_loop_input_is_a_one_line_error(tmp_path, capsys):
+    loop = tmp_path / "a.yuv"
+    loop.symlink_to(tmp_path / "b.yuv")
+    (tmp_path / "b.yuv").symlink_to(loop)
+    assert _encode(loop, tmp_path / "o.bin") == 2  # was a RuntimeError traceback
+    assert "a.yuv is a symlink loop" in capsys.readouterr().err
+
+
+def test_dot_dot_in_an_output_leaves_no_empty_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_atomic(tmp_path / "newdir" / ".." / "x.bin", b"data")
+    with open_writer(tmp_path / "other" / ".." / "y.y4m", width=16, height=16) as writer:
+        writer.write(torch.rand(1, 3, 16, 16))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin", "y.y4m"]
+    write_atomic(tmp_path / "a" / "b" / "z.bin", b"data")  # new folders are still made
+    assert (tmp_path / "a" / "b" / "z.bin").read_bytes() == b"data"
