@@ -59,6 +59,7 @@ from tqdm import tqdm
 from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
 from enhancer.data.sequence import open_writer
+from enhancer.eval.dcvc_results import write_dcvc_results
 from enhancer.eval.html_report import check_report_target, write_html_report
 from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.ranks import RankGroup, Ranks, partial_dir, partial_rows, remove_partials
@@ -302,6 +303,7 @@ def evaluate_sequences(
         averages = summary["averages"]
         plots = plot_curves(averages, out_dir / "plots", plot_title, references)
         write_compressai_results(out_dir / "compressai", averages)
+        write_dcvc_results(out_dir / "dcvc", store.rows, {s.name: s.path for s in sequences})
         rows = store.rows
         html_path = write_html_report(out_dir, written, rows, summary, plots, plot_title)
     return EvalReport(out_dir, rows, summary, plots, crops, videos, errors, skipped,
