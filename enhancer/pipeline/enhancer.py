@@ -40,6 +40,7 @@ from enhancer.models import build_unet
 from enhancer.models.unet import FrameFeatures
 from enhancer.pipeline.rollout import Rollout, Sampling
 from enhancer.pipeline.stream import VideoStream, open_bitstream, quality_for_model
+from enhancer.strength import DEFAULT_SCALES, StrengthMap
 
 
 @dataclass
@@ -47,7 +48,10 @@ class EnhancedFrame:
     index: int
     decoded: Tensor  # (1, 3, H, W) in [0, 1]: the codec's decode
     enhanced: Tensor  # (1, 3, H, W) in [0, 1]
-    num_bytes: int | None  # bytes of this frame in the bitstream (None: not coded here)
+    num_bytes: int | None  # bytes of this frame in the bitstream (None: not coded here),
+    #                        its strength map's included
+    strength_bytes: bytes = b""  # the coded strength map sent with the frame (b"": none)
+    strength: StrengthMap | None = None  # the map the encoder chose (None: none)
 
 
 def build_diffusion(config: EnhancerConfig, codec: CodecAdapter) -> ResidualDiffusion:
@@ -104,6 +108,8 @@ class Enhancer(torch.nn.Module):
         # The codec qualities (low, high) the model was trained on; streams in that range are
         # enhanced (load_enhancer reads it from the checkpoint's training config).
         self.trained_qualities = (codec.quality, codec.quality)
+        # The residual scales a signalled strength map may use with this model.
+        self.signal_scales: tuple[float, ...] = DEFAULT_SCALES
 
     def trained_for_steps(self, steps: int) -> bool:
         """Whether sampling with ``steps`` denoiser calls is what this model was trained
@@ -157,6 +163,23 @@ class Enhancer(torch.nn.Module):
                                           residual_scale=residual_scale)
         if sampling.residual_scale == 0.0:
             return decoded.clone()  # the codec's own MSE decode, bit for bit
+        residual = self.sample_residual(decoded, latent, prev_enhanced, sampling, generator,
+                                        start_noise, quality)
+        return (decoded + sampling.residual_scale * residual).clamp(0, 1)
+
+    @torch.no_grad()
+    def sample_residual(
+        self,
+        decoded: Tensor,
+        latent: Tensor | None,
+        prev_enhanced: Tensor | None,
+        sampling: Sampling,
+        generator: torch.Generator | None = None,
+        start_noise: Tensor | None = None,
+        quality: int | None = None,
+    ) -> Tensor:
+        """The sampled residual ``(B, 3, H, W)`` at full strength (``sampling.residual_scale``
+        is not applied): ``decoded + residual`` is the model's whole output."""
         height, width = decoded.shape[-2:]
         # Work on the codec's padded canvas: the latent covers exactly that area.
         multiple = self._canvas_multiple()
@@ -171,8 +194,7 @@ class Enhancer(torch.nn.Module):
                                           gamma=sampling.gamma, t_start=sampling.t_start,
                                           generator=generator, start_noise=start_noise)
         sample = self.diffusion.decode_target(clean.to(padded.dtype), padded)
-        residual = crop(sample, height, width) - decoded
-        return (decoded + sampling.residual_scale * residual).clamp(0, 1)
+        return crop(sample, height, width) - decoded
 
     def _autocast(self):
         """The autocast context of :attr:`precision` (a no-op for fp32)."""

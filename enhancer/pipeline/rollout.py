@@ -8,11 +8,20 @@
     rollout = Rollout(enhancer, enhancer.sampling.override(residual_scale=0.5))
     for data, out in decode_container(codec, container):       # bytes in: decoded there
         enhanced = rollout.enhance(out.decoded, out.latent)
+    rollout = Rollout(enhancer, signal=SignalConfig("lpips"))   # the encoder chooses a
+    result = rollout.step(frame)                                # strength map per frame:
+    rollout.enhance(decoded, latent, strength_bytes=result.strength_bytes)   # decoder side
 
 A roll-out owns everything that carries from one frame to the next: the codec's
 reference state and intra decision (:class:`enhancer.codecs.CodecStream`), the previous
 enhanced frame, the seeded generator and the start noise. The conditioning dict is built
 by :meth:`enhancer.diffusion.ResidualDiffusion.condition`, as in training.
+
+Signalled strength (:mod:`enhancer.strength`): with ``signal``, :meth:`Rollout.step` has
+the source in hand and chooses, per block, how much of the residual to add (a
+:class:`enhancer.strength.StrengthMap`, coded to a few bytes that travel with the frame);
+:meth:`Rollout.enhance` given those bytes applies the same map, so encoder and decoder make
+the same frame. Without bytes the sampling's ``residual_scale`` applies everywhere.
 
 Start noise (``Sampling.noise``): ``shared`` draws one noise field per sequence (seeded)
 and starts every frame from it, so a static region gets the same sample in every frame;
@@ -30,6 +39,8 @@ import torch
 from torch import Tensor
 
 from enhancer.codecs.base import CodecStream
+from enhancer.strength import MapChooser, SignalConfig, StrengthMap, StrengthMapError
+from enhancer.strength.coding import decode_map, encode_map
 
 if TYPE_CHECKING:
     from enhancer.pipeline.enhancer import EnhancedFrame, Enhancer
@@ -123,10 +134,13 @@ class Rollout:
         intra_period:   the codec's intra period (for :meth:`step`).
         quality:        the codec quality of the decodes :meth:`enhance` gets (None: the
                         enhancer's codec's; an x264 model run at another CRF is told here).
+        signal:         encoder side: choose a strength map for every frame :meth:`step`
+                        codes (None: no map, ``sampling.residual_scale`` everywhere).
     """
 
     def __init__(self, enhancer: Enhancer, sampling: Sampling | None = None,
-                 seed: int = 0, intra_period: int = -1, quality: int | None = None):
+                 seed: int = 0, intra_period: int = -1, quality: int | None = None,
+                 signal: SignalConfig | None = None):
         self.enhancer = enhancer
         self.sampling = sampling or enhancer.sampling
         student = enhancer.student
@@ -142,33 +156,84 @@ class Rollout:
         self.prev_enhanced: Tensor | None = None
         self.start_noise: Tensor | None = None
         self.index = 0
+        self.chooser = MapChooser(signal) if signal is not None else None
+        self.previous_map: StrengthMap | None = None  # the last map sent or received
 
     def step(self, frame: Tensor) -> EnhancedFrame:
-        """Code ``frame`` (1, 3, H, W) for real, then enhance what the decoder sees."""
+        """Code ``frame`` (1, 3, H, W) for real, then enhance what the decoder sees (with
+        ``signal``: choose this frame's strength map against ``frame`` and apply it)."""
         from enhancer.pipeline.enhancer import EnhancedFrame
 
-        data, coded = self.codec.compress(frame.to(self.enhancer.device))
+        frame = frame.to(self.enhancer.device)
+        data, coded = self.codec.compress(frame)
         index = self.index
-        enhanced = self.enhance(coded.decoded, coded.latent)
-        return EnhancedFrame(index, coded.decoded, enhanced, len(data))
+        if self.chooser is None:
+            enhanced = self.enhance(coded.decoded, coded.latent)
+            return EnhancedFrame(index, coded.decoded, enhanced, len(data))
+        enhanced, strength_bytes, strength = self.signal(frame, coded.decoded, coded.latent)
+        return EnhancedFrame(index, coded.decoded, enhanced, len(data) + len(strength_bytes),
+                             strength_bytes=strength_bytes, strength=strength)
 
-    def enhance(self, decoded: Tensor, latent: Tensor | None) -> Tensor:
-        """Enhance the next frame's decode ``(1, 3, H, W)`` (and latent); advances the roll-out."""
+    def signal(self, source: Tensor, decoded: Tensor,
+               latent: Tensor | None) -> tuple[Tensor, bytes, StrengthMap]:
+        """Encoder side, for a frame already coded elsewhere: choose the strength map of the
+        next frame with its ``source`` in hand; returns ``(enhanced, strength_bytes,
+        strength)``, ``enhanced`` being exactly what :meth:`enhance` makes of those bytes."""
+        if self.chooser is None:
+            raise ValueError("this roll-out has no signal settings; pass signal=SignalConfig()")
+        residual = self._residual(decoded, latent)
+        strength = self.chooser.choose(source, decoded, residual)
+        strength_bytes = encode_map(strength, self.previous_map)
+        return self._apply(decoded, residual, strength), strength_bytes, strength
+
+    def enhance(self, decoded: Tensor, latent: Tensor | None,
+                strength_bytes: bytes | None = None) -> Tensor:
+        """Enhance the next frame's decode ``(1, 3, H, W)`` (and latent); advances the roll-out.
+
+        ``strength_bytes``: the frame's coded strength map from the stream (None or empty:
+        none was sent; the sampling's residual scale applies)."""
+        if not strength_bytes:
+            if self.sampling.residual_scale == 0.0:
+                return self._advance(decoded.clone())  # the codec's own decode, bit for bit
+            residual = self._residual(decoded, latent)
+            return self._advance((decoded + self.sampling.residual_scale * residual).clamp(0, 1))
+        strength = decode_map(strength_bytes, self.previous_map, tuple(decoded.shape[-2:]))
+        unknown = sorted(set(strength.scales) - set(self.enhancer.signal_scales))
+        if unknown:
+            raise StrengthMapError(
+                f"the stream's strength map uses scales {unknown}, which this model was not "
+                f"validated for (it knows {self.enhancer.signal_scales}); re-encode with "
+                "--signal-scales from that set")
+        return self._apply(decoded, self._residual(decoded, latent), strength)
+
+    def _apply(self, decoded: Tensor, residual: Tensor, strength: StrengthMap) -> Tensor:
+        height, width = decoded.shape[-2:]
+        scale = strength.expand(height, width, decoded.device, decoded.dtype)
+        self.previous_map = strength
+        return self._advance((decoded + scale * residual).clamp(0, 1))
+
+    def _advance(self, enhanced: Tensor) -> Tensor:
+        self.prev_enhanced = enhanced
+        self.index += 1
+        return enhanced
+
+    def _residual(self, decoded: Tensor, latent: Tensor | None) -> Tensor:
+        """The model's residual for the next frame at full strength (``residual_scale`` not
+        applied)."""
         enhancer = self.enhancer
         start_noise = None
-        if self.sampling.noise == "shared" and self.sampling.residual_scale > 0:
+        if self.sampling.noise == "shared":
             shape = enhancer.canvas_shape(decoded)
             if self.start_noise is None or tuple(self.start_noise.shape) != shape:
                 self.start_noise = torch.randn(shape, generator=self.generator,
                                                device=decoded.device, dtype=decoded.dtype)
             start_noise = self.start_noise
         prev = self.prev_enhanced if enhancer.temporal else None
-        enhanced = enhancer.enhance_frame(
-            decoded, latent, prev, generator=self.generator, start_noise=start_noise,
-            steps=self.sampling.steps, eta=self.sampling.eta, gamma=self.sampling.gamma,
-            t_start=self.sampling.t_start, residual_scale=self.sampling.residual_scale,
-            quality=self.quality,
-        )
-        self.prev_enhanced = enhanced
-        self.index += 1
-        return enhanced
+        residual = enhancer.sample_residual(decoded, latent, prev, self.sampling,
+                                            generator=self.generator, start_noise=start_noise,
+                                            quality=self.quality)
+        if not bool(torch.isfinite(residual).all()):  # never a NaN frame in a file
+            raise ValueError(f"frame {self.index}: the enhancer's residual holds NaN or inf "
+                             "values (its weights diverged or overflow float32); use an "
+                             "earlier checkpoint")
+        return residual

@@ -1,0 +1,224 @@
+"""The encoder's choice of a strength map, with the source in hand.
+
+For every block and every scale ``s`` of the set, the encoder scores ``decoded + s *
+residual`` against the source with the user's objective (LPIPS, MSE, a mix, or DISTS per
+frame), then picks per block the scale that minimises
+
+    cost[s] + mu * mse[s] + switch * [s differs from the previous frame's choice]
+
+where ``mu >= 0`` is the smallest value (bisection) that keeps the frame's PSNR within
+``max_psnr_drop`` dB of the decode, and ``switch`` (``hysteresis`` x the block's decode
+cost) keeps the map from flickering between frames. The blended frame (smooth ramps, as
+the decoder will see it) is then checked whole: if it is worse than the plain decode on
+the objective or breaks the PSNR floor, ``mu`` grows, and in the end the all-zero map
+(the decode itself) is sent. So a signalled frame is never worse than its decode on the
+objective the user chose, nor more than ``max_psnr_drop`` dB below it in PSNR.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from enhancer.strength.strength_map import (
+    DEFAULT_SCALES,
+    StrengthMap,
+    StrengthMapError,
+    check_block,
+    check_scales,
+    grid_shape,
+)
+
+OBJECTIVES = ("lpips", "mse", "mix", "dists")
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """How the encoder chooses the map.
+
+    objective:      ``lpips`` (LPIPS-Alex per block), ``mse``, ``mix`` (LPIPS and MSE, each
+                    relative to the decode's, weighted 1 : ``mse_weight``) or ``dists``
+                    (DISTS, one scale per frame: DISTS has no per-block form).
+    block:          block side in pixels (32-128, a multiple of 8).
+    scales:         the residual scales to choose from (multiples of 0.25 in [0, 2]).
+    max_psnr_drop:  the frame's PSNR may fall at most this many dB below the decode's.
+    hysteresis:     a block keeps its previous scale unless another one is better by this
+                    fraction of the block's decode cost (0: choose every frame afresh).
+    mse_weight:     the MSE weight of ``mix``.
+    """
+
+    objective: str = "lpips"
+    block: int = 64
+    scales: tuple[float, ...] = field(default=DEFAULT_SCALES)
+    max_psnr_drop: float = 0.05
+    hysteresis: float = 0.02
+    mse_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise StrengthMapError(f"signal objective must be one of {OBJECTIVES}, got "
+                                   f"{self.objective!r}")
+        check_block(self.block)
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        check_scales(self.scales)
+        if 0.0 not in self.scales:
+            raise StrengthMapError(f"the scale set {self.scales} must contain 0 (the decode "
+                                   "itself), the encoder's fallback")
+        if not (math.isfinite(self.max_psnr_drop) and self.max_psnr_drop >= 0):
+            raise StrengthMapError(f"max_psnr_drop must be a finite number >= 0 dB, got "
+                                   f"{self.max_psnr_drop}")
+        if not (math.isfinite(self.hysteresis) and self.hysteresis >= 0):
+            raise StrengthMapError(f"hysteresis must be >= 0, got {self.hysteresis}")
+        if not (math.isfinite(self.mse_weight) and self.mse_weight >= 0):
+            raise StrengthMapError(f"mse_weight must be >= 0, got {self.mse_weight}")
+
+
+@functools.lru_cache(maxsize=2)
+def _spatial_lpips(device: str):
+    """A private LPIPS-Alex that returns the per-pixel distance map (B, 1, H, W)."""
+    from enhancer.metrics.lpips import LPIPSLoss
+
+    loss = LPIPSLoss("alex").to(device)
+    loss.model.spatial = True
+    return loss.model
+
+
+def _block_mean(pixel_map: Tensor, block: int) -> np.ndarray:
+    """(1, 1, H, W) -> (rows, cols) float64: each block's mean over its pixels in the frame."""
+    height, width = pixel_map.shape[-2:]
+    rows, cols = grid_shape(height, width, block)
+    pad = (0, cols * block - width, 0, rows * block - height)
+    total = F.avg_pool2d(F.pad(pixel_map.float(), pad), block, divisor_override=1)
+    count = F.avg_pool2d(F.pad(torch.ones_like(pixel_map, dtype=torch.float32), pad), block,
+                         divisor_override=1)
+    return (total / count)[0, 0].double().cpu().numpy()
+
+
+def _mse(a: Tensor, b: Tensor) -> float:
+    return float(((a.double() - b.double()) ** 2).mean())
+
+
+class MapChooser:
+    """Chooses one frame's map after another (it remembers the previous choice)."""
+
+    def __init__(self, config: SignalConfig):
+        self.config = config
+        self.previous: StrengthMap | None = None
+
+    @torch.no_grad()
+    def choose(self, source: Tensor, decoded: Tensor, residual: Tensor) -> StrengthMap:
+        """``source``, ``decoded``, ``residual`` (1, 3, H, W): the map for this frame."""
+        if source.shape != decoded.shape or residual.shape != decoded.shape:
+            raise StrengthMapError(f"source {tuple(source.shape)}, decoded "
+                                   f"{tuple(decoded.shape)} and residual "
+                                   f"{tuple(residual.shape)} must have one shape")
+        config = self.config
+        candidates = [(decoded + s * residual).clamp(0, 1) for s in config.scales]
+        zero = config.scales.index(0.0)
+        if config.objective == "dists":
+            strength = self._choose_per_frame(source, decoded, candidates)
+        else:
+            strength = self._choose_per_block(source, decoded, residual, candidates, zero)
+        self.previous = strength
+        return strength
+
+    # -- per block (lpips, mse, mix) -----------------------------------------------------
+    def _block_costs(self, source: Tensor, candidates: list[Tensor]):
+        config = self.config
+        mse_blocks = np.stack([_block_mean(((c - source) ** 2).mean(1, keepdim=True),
+                                           config.block) for c in candidates])
+        if config.objective == "mse":
+            return mse_blocks, mse_blocks
+        lpips_model = _spatial_lpips(str(source.device))
+        batch = torch.cat(candidates)
+        lpips_maps = lpips_model(batch, source.expand_as(batch), normalize=True)  # (K,1,H,W)
+        lpips_blocks = np.stack([_block_mean(m[None], config.block) for m in lpips_maps])
+        if config.objective == "lpips":
+            return lpips_blocks, mse_blocks
+        zero = config.scales.index(0.0)
+        lpips_ref = max(float(lpips_blocks[zero].mean()), 1e-6)
+        mse_ref = max(float(mse_blocks[zero].mean()), 1e-10)
+        return lpips_blocks / lpips_ref + config.mse_weight * mse_blocks / mse_ref, mse_blocks
+
+    def _frame_cost(self, source: Tensor, frame: Tensor) -> float:
+        objective = self.config.objective
+        if objective == "mse":
+            return _mse(frame, source)
+        lpips_value = float(_spatial_lpips(str(source.device))(
+            frame, source, normalize=True).mean())
+        return lpips_value  # mix: LPIPS is checked whole, MSE by the PSNR floor
+
+    def _choose_per_block(self, source: Tensor, decoded: Tensor, residual: Tensor,
+                          candidates: list[Tensor], zero: int) -> StrengthMap:
+        config = self.config
+        height, width = decoded.shape[-2:]
+        cost, mse_blocks = self._block_costs(source, candidates)  # (K, rows, cols)
+        pixel_counts = self._pixel_counts(height, width)
+        budget = _mse(decoded, source) * 10 ** (config.max_psnr_drop / 10)
+        switch = np.zeros_like(cost)
+        previous = self.previous
+        if (config.hysteresis > 0 and previous is not None and previous.block == config.block
+                and previous.scales == config.scales
+                and previous.indices.shape == cost.shape[1:]):
+            penalty = config.hysteresis * np.abs(cost[zero])
+            switch = np.where(np.arange(len(config.scales))[:, None, None]
+                              == previous.indices[None], 0.0, penalty[None])
+
+        def pick(mu: float) -> np.ndarray:
+            return np.argmin(cost + mu * mse_blocks + switch, axis=0).astype(np.uint8)
+
+        def frame_mse(indices: np.ndarray) -> float:
+            chosen = np.take_along_axis(mse_blocks, indices[None].astype(np.int64), 0)[0]
+            return float((chosen * pixel_counts).sum() / pixel_counts.sum())
+
+        mu_low, mu_high = 0.0, 0.0
+        if frame_mse(pick(0.0)) > budget:
+            scale = max(float(np.abs(cost).max()), 1e-12) / max(float(mse_blocks.max()), 1e-12)
+            mu_high = scale
+            while frame_mse(pick(mu_high)) > budget and mu_high < scale * 1e9:
+                mu_high *= 4
+            for _ in range(30):
+                middle = (mu_low + mu_high) / 2
+                mu_low, mu_high = (mu_low, middle) if frame_mse(pick(middle)) <= budget \
+                    else (middle, mu_high)
+        mu = mu_high
+        decode_cost = self._frame_cost(source, decoded)
+        for _ in range(4):  # the blended frame, whole, as the decoder will make it
+            strength = StrengthMap(config.block, config.scales, pick(mu))
+            if int(np.count_nonzero(strength.indices != zero)) == 0:
+                break
+            frame = (decoded + strength.expand(height, width, decoded.device, decoded.dtype)
+                     * residual).clamp(0, 1)
+            if (_mse(frame, source) <= budget
+                    and self._frame_cost(source, frame) <= decode_cost):
+                return strength
+            mu = mu * 4 if mu > 0 else float(np.abs(cost).max()) / max(float(mse_blocks.max()),
+                                                                       1e-12)
+        return StrengthMap.uniform(height, width, config.block, config.scales, zero)
+
+    def _pixel_counts(self, height: int, width: int) -> np.ndarray:
+        ones = torch.ones(1, 1, height, width)
+        block = self.config.block
+        rows, cols = grid_shape(height, width, block)
+        pad = (0, cols * block - width, 0, rows * block - height)
+        return F.avg_pool2d(F.pad(ones, pad), block, divisor_override=1)[0, 0].double().numpy()
+
+    # -- per frame (dists) ---------------------------------------------------------------
+    def _choose_per_frame(self, source: Tensor, decoded: Tensor,
+                          candidates: list[Tensor]) -> StrengthMap:
+        from enhancer.metrics.dists import get_dists_model
+
+        config = self.config
+        height, width = decoded.shape[-2:]
+        dists_model = get_dists_model(device=source.device)
+        budget = _mse(decoded, source) * 10 ** (config.max_psnr_drop / 10)
+        scores = [float(dists_model(c, source)) if _mse(c, source) <= budget else math.inf
+                  for c in candidates]
+        best = int(np.argmin(scores))
+        return StrengthMap.uniform(height, width, config.block, config.scales, best)

@@ -1,0 +1,202 @@
+"""Signalled strength: the map's coding, expansion, the encoder's choice, the roll-out on both
+sides of the channel, and SEI carriage in H.264/HEVC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from enhancer.strength import (
+    DEFAULT_SCALES,
+    MapChooser,
+    SignalConfig,
+    StrengthMap,
+    StrengthMapError,
+    decode_map,
+    encode_map,
+)
+from enhancer.strength.sei import find_sei, insert_sei, sei_nal
+
+SCALES = DEFAULT_SCALES
+
+
+def random_map(rng, rows, cols, block=64):
+    return StrengthMap(block, SCALES, rng.integers(0, len(SCALES), (rows, cols)).astype(np.uint8))
+
+
+def test_map_coding_round_trip_in_every_mode():
+    rng = np.random.default_rng(0)
+    previous = None
+    for trial in range(20):
+        rows, cols = (int(v) for v in rng.integers(1, 18, 2))
+        strength = random_map(rng, rows, cols)
+        data = encode_map(strength)  # intra
+        assert data[0] == 1
+        decoded = decode_map(data)
+        assert np.array_equal(decoded.indices, strength.indices) and decoded.scales == SCALES
+        # inter: 10 % of the blocks change
+        changed = np.where(rng.random((rows, cols)) < 0.1,
+                           rng.integers(0, len(SCALES), (rows, cols)), strength.indices)
+        nxt = StrengthMap(64, SCALES, changed.astype(np.uint8))
+        inter = encode_map(nxt, strength)
+        assert np.array_equal(decode_map(inter, decoded).indices, nxt.indices)
+        # repeat: two bytes
+        same = encode_map(nxt, nxt)
+        assert len(same) == 2 and decode_map(same, nxt) is nxt
+        previous = nxt
+    assert previous is not None
+
+
+def test_a_typical_map_costs_few_bytes():
+    indices = np.full((8, 10), 4, np.uint8)  # 640x480 in 64-px blocks, mostly full strength
+    indices[2:4, 3:6] = 0
+    data = encode_map(StrengthMap(64, SCALES, indices))
+    assert len(data) < 24  # 14 bytes of header and check, the rest the 80 blocks
+
+
+def test_every_damaged_byte_is_refused():
+    strength = random_map(np.random.default_rng(1), 5, 7)
+    data = encode_map(strength)
+    for position in range(len(data)):
+        for flip in (0x01, 0x80, 0xFF):
+            damaged = bytearray(data)
+            damaged[position] ^= flip
+            with pytest.raises(StrengthMapError):
+                decode_map(bytes(damaged))
+    with pytest.raises(StrengthMapError, match="truncated|damaged"):
+        decode_map(data[:3])
+
+
+def test_map_for_another_frame_size_or_without_its_reference_is_refused():
+    strength = StrengthMap.uniform(480, 640, 64, SCALES, 4)
+    with pytest.raises(StrengthMapError, match="another stream or frame size"):
+        decode_map(encode_map(strength), frame_size=(360, 640))
+    with pytest.raises(StrengthMapError, match="previous frame"):
+        decode_map(encode_map(strength, strength))  # a repeat with nothing to repeat
+    with pytest.raises(StrengthMapError, match="block size"):
+        StrengthMap.uniform(64, 64, 50, SCALES, 0)
+    with pytest.raises(StrengthMapError, match="multiple of 0.25"):
+        SignalConfig(scales=(0.0, 0.3))
+
+
+def test_expanded_map_is_smooth_and_keeps_block_values():
+    indices = np.array([[0, 4], [4, 5]], np.uint8)
+    strength = StrengthMap(64, SCALES, indices)
+    scale = strength.expand(100, 120)[0, 0]  # odd crop of the 128x128 grid
+    assert scale.shape == (100, 120)
+    assert scale[16, 16] == 0.0 and scale[16, 100] == 1.0 and scale[90, 110] == 1.25
+    steps = max(float(scale.diff(dim=0).abs().max()), float(scale.diff(dim=1).abs().max()))
+    assert steps <= 1.0 / 32  # a jump of 1 spread over a 33-px ramp: no seam
+
+
+def _x264_pair(crf=40, frames=2):
+    from enhancer.codecs import load_codec
+    from enhancer.codecs.base import CodecStream
+    from enhancer.data import open_sequence
+
+    with open_sequence("../shared/data/video/intel/walk.mkv") as seq:
+        source = [f[..., 96:288, 160:416] for f in seq.frames(0, frames)]  # 256x192
+    stream = CodecStream(load_codec("x264", crf), -1)
+    coded = [stream.compress(f) for f in source]
+    return source, [(data, out.decoded) for data, out in coded]
+
+
+@pytest.mark.parametrize("objective", ["lpips", "mse", "mix"])
+def test_chosen_map_is_never_worse_than_the_decode(objective):
+    from enhancer.metrics.lpips import lpips
+    from enhancer.metrics.psnr import psnr
+
+    source, coded = _x264_pair()
+    truth, decoded = source[0], coded[0][1]
+    # A residual that helps on the left half (the true error) and harms on the right.
+    residual = truth - decoded
+    residual[..., 128:] = -3 * residual[..., 128:] + 0.05
+    chooser = MapChooser(SignalConfig(objective, block=32))
+    strength = chooser.choose(truth, decoded, residual)
+    enhanced = (decoded + strength.expand(192, 256) * residual).clamp(0, 1)
+    assert float(psnr(enhanced, truth)) >= float(psnr(decoded, truth)) - 0.05 - 1e-6
+    assert float(lpips(enhanced, truth)) <= float(lpips(decoded, truth)) + 1e-6
+    grid = strength.scale_grid()
+    assert grid[:, :4].mean() > grid[:, 4:].mean()  # it acts where the residual helps
+    assert grid[:, 4:].max() == 0.0 or objective == "lpips"
+
+
+def test_hysteresis_keeps_the_map_still_on_a_still_scene():
+    source, coded = _x264_pair()
+    truth, decoded = source[0], coded[0][1]
+    residual = (truth - decoded) * 0.8
+    noisy = residual + 0.004 * torch.randn(residual.shape,
+                                           generator=torch.Generator().manual_seed(0))
+    kept = {}
+    for hysteresis in (0.0, 0.1):
+        chooser = MapChooser(SignalConfig("lpips", block=32, hysteresis=hysteresis))
+        first = chooser.choose(truth, decoded, residual)
+        second = chooser.choose(truth, decoded, noisy)
+        kept[hysteresis] = float(np.mean(first.indices == second.indices))
+    assert kept[0.1] > kept[0.0] + 0.05
+
+
+def test_signalled_rollout_decodes_to_the_encoders_frames_exactly():
+    from enhancer.pipeline import load_enhancer
+    from enhancer.pipeline.rollout import Rollout
+
+    enhancer = load_enhancer("x264_temporal_tiny")
+    source, coded = _x264_pair(crf=40, frames=3)
+    encoder = Rollout(enhancer, seed=0, quality=40, signal=SignalConfig("lpips", block=64))
+    decoder = Rollout(enhancer, seed=0, quality=40)
+    sent = []
+    for truth, (_, decoded) in zip(source, coded):
+        enhanced, strength_bytes, _ = encoder.signal(truth, decoded, None)
+        sent.append(strength_bytes)
+        received = decoder.enhance(decoded, None, strength_bytes=strength_bytes)
+        assert torch.equal(received, enhanced)
+    assert all(len(b) >= 2 for b in sent)
+    # A model that does not know a map's scales refuses it instead of guessing.
+    enhancer.signal_scales = (0.0, 0.5, 1.0)
+    with pytest.raises(StrengthMapError, match="not\\s+validated"):
+        Rollout(enhancer, seed=0, quality=40).enhance(coded[0][1], None, strength_bytes=sent[0])
+
+
+def test_unsignalled_rollout_equals_enhance_frame_at_the_checkpoints_scale():
+    from enhancer.pipeline import load_enhancer
+    from enhancer.pipeline.rollout import Rollout
+
+    enhancer = load_enhancer("x264_temporal_tiny")
+    assert 0 < enhancer.sampling.residual_scale < 1 and enhancer.sampling.noise == "shared"
+    _, coded = _x264_pair(crf=36, frames=1)
+    decoded = coded[0][1]
+    via_rollout = Rollout(enhancer, seed=0, quality=36).enhance(decoded, None)
+    generator = torch.Generator().manual_seed(0)
+    start_noise = torch.randn(enhancer.canvas_shape(decoded), generator=generator)
+    direct = enhancer.enhance_frame(decoded, None, None, generator=generator,
+                                    start_noise=start_noise, quality=36)
+    assert torch.equal(via_rollout, direct)
+    assert not torch.equal(direct, decoded)
+    assert torch.equal(enhancer.enhance_frame(decoded, None, residual_scale=0.0), decoded)
+
+
+@pytest.mark.parametrize("codec", ["x264", "x265"])
+def test_sei_carries_the_map_and_leaves_the_decode_unchanged(codec):
+    from enhancer.codecs import load_codec
+    from enhancer.codecs.base import CodecStream
+    from enhancer.codecs.conventional import decoded_rgb
+    from enhancer.data.video import pyav
+
+    source, _ = _x264_pair(frames=1)
+    stream = CodecStream(load_codec(codec, 36), -1)
+    data, out = stream.compress(source[0])
+    nal_codec = "h264" if codec == "x264" else "hevc"
+    payload = bytes([0, 0, 0, 1, 0, 0, 3, 0, 0, 2]) + bytes(range(256)) * 2  # needs escaping
+    marked = insert_sei(data, payload, nal_codec)
+    assert len(marked) > len(data) + len(payload)
+    assert find_sei(marked, nal_codec) == payload
+    assert find_sei(data, nal_codec) is None
+    decoder = pyav().CodecContext.create("h264" if codec == "x264" else "hevc", "r")
+    frames = decoder.decode(pyav().Packet(marked))
+    assert torch.equal(decoded_rgb(frames[0]), out.decoded)
+    # Length-prefixed (MP4) access units are read too.
+    units = [u for u in marked.split(b"\x00\x00\x00\x01") if u]
+    prefixed = b"".join(len(u).to_bytes(4, "big") + u for u in units)
+    assert find_sei(prefixed, nal_codec) == payload
+    assert sei_nal(b"", nal_codec).startswith(b"\x00\x00\x00\x01")
