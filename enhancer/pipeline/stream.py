@@ -38,7 +38,7 @@ from tqdm import tqdm
 from enhancer.codecs.base import CodecError, CodecOutput, codec_class
 from enhancer.codecs.container import MAGIC, Container
 from enhancer.codecs.conventional import crf_from_qp, decoded_rgb, encoder_crf, equivalent_crf
-from enhancer.data.paths import check_not_input
+from enhancer.data.paths import check_not_input, check_writable_parent
 from enhancer.data.sequence import check_writer_target, open_writer
 from enhancer.data.video import pyav
 from enhancer.data.yuv import check_even_size
@@ -289,6 +289,7 @@ def check_output(output: Path, input_path: Path, lossless: bool) -> None:
     if lossless and suffix != ".mkv":
         raise ValueError(f"--lossless writes MKV: name the output .mkv, not {output.name!r}")
     try:
+        check_writable_parent(output)  # first: a parent that is a file is not a folder
         check_writer_target(output)
     except PermissionError as err:
         raise PermissionError(f"{err}; pick an output in a folder you can write") from None
