@@ -82,3 +82,14 @@ def test_old_key_names_still_read(tmp_path):
     (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
     config = load_train_config(tmp_path / "old.yaml")
     assert config == load_train_config(shipped)
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    """PyYAML keeps the last of two equal keys; a config that says two things is an error."""
+    path = tmp_path / "twice.yaml"
+    path.write_text("iterations: 10\ndata:\n  batch_size: 2\n  crop: 64\n  batch_size: 8\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml is not valid YAML: key 'batch_size' is "
+                                          r"given twice \(lines 3 and 5\)"):
+        resolve_yaml(path)
+    path.write_text("defaults: &d {batch_size: 2}\ndata:\n  <<: *d\n  batch_size: 8\n")
+    assert resolve_yaml(path)["data"] == {"batch_size": 8}  # a merge key may be overridden

@@ -190,7 +190,7 @@ def test_y4m_variants_and_frame_parameters(tmp_path: Path) -> None:
     u, v = np.full((2, 4), 7, np.uint8), np.full((2, 4), 9, np.uint8)
     body = y.tobytes() + u.tobytes() + v.tobytes()
     path = tmp_path / "ntsc.y4m"
-    header = b"YUV4MPEG2 W8 H4 F30000:1001 It A1:1 C420mpeg2 XYSCSS=420MPEG2\n"
+    header = b"YUV4MPEG2 W8 H4 F30000:1001 Ip A1:1 C420mpeg2 XYSCSS=420MPEG2\n"
     second = (y + 1).tobytes() + v.tobytes() + u.tobytes()  # U and V swapped
     path.write_bytes(header + b"FRAME\n" + body + b"FRAME Ixyz\n" + second)  # frame params
     with open_sequence(path) as video:

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args(argv)
+    for name, value in (("--repeats", args.repeats), ("--steps", args.steps)):
+        if value is not None and value < 1:
+            parser.error(f"{name} must be at least 1, got {value}")  # /0 in the timing
 
     if not args.json:
         print(f"{'preset':18} {'res':6} {'steps':>5} {'tiled':>5} {'decode s':>9} "

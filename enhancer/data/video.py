@@ -119,6 +119,8 @@ class PyAVReader(FrameReader):
                             break
                     else:
                         index += 1
+                        if frame.is_corrupt:
+                            raise self._damaged(index, "FFmpeg marked the picture corrupt")
                     if index >= start:
                         yield frame
                 else:
@@ -127,9 +129,26 @@ class PyAVReader(FrameReader):
         with pyav().open(str(self.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for index, frame in enumerate(container.decode(stream)):
-                if index >= start:
-                    yield frame
+            # Fail on damaged data, as the codec adapters do: a concealed picture would
+            # become the ground truth every score is measured against.
+            stream.codec_context.options = {"err_detect": "explode"}
+            decoded = 0  # pictures out so far: the damage is at or just after this one
+            try:
+                for frame in container.decode(stream):
+                    if frame.is_corrupt:
+                        raise self._damaged(decoded, "FFmpeg marked the picture corrupt")
+                    if decoded >= start:
+                        yield frame
+                    decoded += 1
+            except pyav().error.FFmpegError as err:
+                raise self._damaged(decoded, getattr(err, "strerror", None) or str(err)) from None
+
+    def _damaged(self, index: int, detail: str) -> ValueError:
+        return ValueError(
+            f"{self.path}: the video is damaged at frame {index} (counted from 0; {detail}); "
+            "a decoder would conceal it, and the concealed picture would be scored as the "
+            "source: repair or re-export the video"
+        )
 
     def planes(self, start: int = 0, count: int | None = None) -> Iterator[Planes]:
         """4:2:0 uint8 planes ``Y (H, W)``, ``U, V (H/2, W/2)`` of frames ``start ..``."""

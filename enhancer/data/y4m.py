@@ -24,6 +24,7 @@ _COLORSPACE_BIT_DEPTH = {
     "420jpeg": 8, "420": 8, "420mpeg2": 8, "420paldv": 8, "420p10": 10, "420p12": 12,
 }
 _MAX_HEADER = 1024
+_PROGRESSIVE = ("p", "?")  # Ip, or I? (not stated): read as progressive frames
 
 
 def fps_to_fraction(fps: float) -> Fraction:
@@ -78,13 +79,21 @@ class Y4mReader(PlanarReader):
         self.height = _header_int(fields["H"], "H", self.path)
         check_even_size(self.width, self.height, str(self.path))
         rate = fields.get("F", "30:1").split(":")
-        if len(rate) != 2 or not all(part.isdigit() for part in rate) or not int(rate[0]):
+        if (len(rate) != 2 or not all(part.isdigit() for part in rate)
+                or not int(rate[0]) or not int(rate[1])):
             raise ValueError(
                 f"{self.path}: Y4M frame rate F{fields['F']} is invalid; expected two positive "
                 "whole numbers like F30:1 or F30000:1001"
             )
-        num, den = int(rate[0]), int(rate[1])
-        self.fps = num / den if den else 30.0
+        self.fps = int(rate[0]) / int(rate[1])
+        interlace = fields.get("I", "p")
+        if interlace not in _PROGRESSIVE:
+            kind = {"t": "top field first", "b": "bottom field first", "m": "mixed"}.get(
+                interlace, "unknown")
+            raise ValueError(
+                f"{self.path}: Y4M header I{interlace} marks interlaced video ({kind}); only "
+                "progressive frames (Ip) are read: deinterlace it first"
+            )
         colorspace = fields.get("C", "420jpeg")
         if colorspace not in _COLORSPACE_BIT_DEPTH:
             raise ValueError(

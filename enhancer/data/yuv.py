@@ -125,6 +125,13 @@ class PlanarReader(PlanarFile, FrameReader):
         samples = np.fromfile(self._file, dtype=self.dtype, count=luma * 3 // 2)
         if samples.size != luma * 3 // 2:
             raise OSError(f"{self.path}: short read at frame {index} (file changed on disk?)")
+        bit_depth = getattr(self, "bit_depth", 8)
+        if 8 < bit_depth < 16 and int(samples.max()) >> bit_depth:
+            raise ValueError(
+                f"{self.path}: frame {index} holds the sample value {int(samples.max())}, above "
+                f"the {bit_depth}-bit maximum {(1 << bit_depth) - 1}: the file is not "
+                f"{bit_depth}-bit little-endian 4:2:0 (or is damaged)"
+            )
         y = samples[:luma].reshape(self.height, self.width)
         u = samples[luma : luma * 5 // 4].reshape(self.height // 2, self.width // 2)
         v = samples[luma * 5 // 4 :].reshape(self.height // 2, self.width // 2)
