@@ -79,9 +79,29 @@ def test_weights_that_overflow_are_refused_before_the_entropy_coder():
         codec.compress(torch.rand(1, 3, 64, 64))
 
 
+# --- 2: non-finite enhancer outputs are an error, never a frame ----------------------------
 @pytest.fixture(scope="module")
 def x264_enhancer():
     return load_enhancer("x264_temporal_tiny")
+
+
+@pytest.mark.parametrize("damage", ["nan", "1e30"])
+def test_a_diverged_enhancer_is_an_error_not_a_frame(x264_enhancer, damage):
+    frames = [torch.rand(1, 3, 64, 64) for _ in range(2)]
+    saved = {k: v.clone() for k, v in x264_enhancer.diffusion.state_dict().items()}
+    try:
+        with torch.no_grad():
+            for parameter in x264_enhancer.diffusion.parameters():
+                if damage == "nan":
+                    parameter.fill_(float("nan"))
+                else:
+                    parameter.mul_(1e30)
+        with pytest.raises(ValueError, match="frame 0: the enhancer's residual holds NaN or inf"):
+            list(x264_enhancer.enhance(frames, steps=1, residual_scale=1.0))
+    finally:
+        x264_enhancer.diffusion.load_state_dict(saved)
+    assert all(torch.isfinite(out.enhanced).all() for out in
+               x264_enhancer.enhance(frames, steps=1, residual_scale=1.0))
 
 
 # --- 3: Enhancer.enhance() takes one frame form ---------------------------------------------
