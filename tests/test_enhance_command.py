@@ -156,6 +156,17 @@ def test_enhances_an_h264_mp4_this_project_did_not_encode(model, tmp_path, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enhanced.mp4"]
 
 
+def test_an_annex_b_stream_with_b_frames(tmp_path):
+    annex_b = SHARED_DATA / "video" / "openh264" / "Cisco_Men_whisper_640x320_CABAC_Bframe_9.264"
+    stream = open_bitstream(annex_b)
+    assert (stream.codec, stream.width, stream.height, stream.num_frames) == ("x264", 640, 320, 9)
+    decoded = list(stream.decode())
+    assert len(decoded) == 9 and all(data for data, _ in decoded)
+    assert sum(len(data) for data, _ in decoded) <= annex_b.stat().st_size
+    assert enhance([str(annex_b), str(tmp_path / "o.y4m"), "--frames", "2"]) == 0
+    assert len(planes_of(tmp_path / "o.y4m")) == 2
+
+
 @pytest.mark.parametrize("crf", [24, 32, 40])
 def test_enhances_a_bin_at_three_rate_points(model, rate_points, crf, tmp_path, capsys):
     out = tmp_path / "enhanced.y4m"
@@ -228,8 +239,8 @@ def test_encoder_info_parsing():
 def test_sigterm_mid_run_leaves_nothing(rate_points, tmp_path, monkeypatch, capsys):
     original = Rollout.enhance
 
-    def enhance_then_terminate(self, decoded, latent):
-        enhanced = original(self, decoded, latent)
+    def enhance_then_terminate(self, *args, **kwargs):
+        enhanced = original(self, *args, **kwargs)
         if self.index == 1:  # after the first frame is enhanced
             os.kill(os.getpid(), signal.SIGTERM)
         return enhanced
@@ -289,6 +300,9 @@ def test_bad_inputs(rate_points, tmp_path, capsys):
                         container="matroska")
     err = run_bad([str(hevc), str(tmp_path / "o.mp4")], tmp_path, capsys)
     assert "no quality can be read" in err and "--quality" in err
+    assert enhance([str(hevc), str(tmp_path / "h.y4m"), "--quality", "30"]) == 0  # the fix
+    assert f"{MODEL} on x265 q30 (given)" in capsys.readouterr().out
+    (tmp_path / "h.y4m").unlink()
 
     err = run_bad([str(rate_points[32]), str(tmp_path / "o.mp4"), "--quality", "28"],
                   tmp_path, capsys)

@@ -142,10 +142,16 @@ def open_video_stream(path: str | Path, quality: int | None = None) -> VideoStre
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 30.0
-        num_frames = stream.frames or None
         header = bytes(stream.codec_context.extradata or b"")
-        for packet in itertools.islice(container.demux(stream), HEADER_PACKETS):
-            header += bytes(packet)
+        packet_sizes = []  # counted without decoding where the container states no length
+        for packet in container.demux(stream):
+            if len(packet_sizes) < HEADER_PACKETS:
+                header += bytes(packet)
+            if packet.size:
+                packet_sizes.append(packet.size)
+            if stream.frames and len(packet_sizes) >= HEADER_PACKETS:
+                break
+        num_frames = stream.frames or len(packet_sizes)
     check_even_size(width, height, str(path))
     codec = STREAM_CODECS[decoder_name]
     if quality is not None:
