@@ -121,3 +121,33 @@ def steps_or_default(text: str) -> int | None:
     if steps < 1:
         raise argparse.ArgumentTypeError(f"steps must be >= 1, got {steps}")
     return steps
+
+
+def add_signal_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--signal OBJECTIVE`` and its settings: the encoder chooses per-block strength maps."""
+    from enhancer.strength import DEFAULT_SCALES, OBJECTIVES
+
+    group = parser.add_argument_group("signalled strength (encoder side)")
+    group.add_argument("--signal", choices=OBJECTIVES, default=None,
+                       help="choose every frame's per-block enhancer strength with the source "
+                            "in hand, minimising this metric, and send the map in the stream")
+    group.add_argument("--signal-block", type=int, default=64,
+                       help="block side in pixels, 32-128 (default 64)")
+    group.add_argument("--signal-scales", type=float, nargs="+", default=list(DEFAULT_SCALES),
+                       help=f"residual scales to choose from (default {list(DEFAULT_SCALES)})")
+    group.add_argument("--max-psnr-drop", type=float, default=0.05,
+                       help="the enhanced frame's PSNR may fall at most this many dB below the "
+                            "decode's (default 0.05)")
+    group.add_argument("--signal-hysteresis", type=float, default=0.02,
+                       help="keep a block's previous scale unless another is better by this "
+                            "fraction of its decode cost (default 0.02; 0: no hysteresis)")
+
+
+def signal_config(args: argparse.Namespace):
+    """The :class:`enhancer.strength.SignalConfig` of ``--signal ...`` (None without it)."""
+    from enhancer.strength import SignalConfig
+
+    if args.signal is None:
+        return None
+    return SignalConfig(args.signal, block=args.signal_block, scales=tuple(args.signal_scales),
+                        max_psnr_drop=args.max_psnr_drop, hysteresis=args.signal_hysteresis)

@@ -151,7 +151,15 @@ def test_signalled_rollout_decodes_to_the_encoders_frames_exactly():
         sent.append(strength_bytes)
         received = decoder.enhance(decoded, None, strength_bytes=strength_bytes)
         assert torch.equal(received, enhanced)
-    assert all(len(b) >= 2 for b in sent)
+    assert len(sent[0]) >= 2  # the first map is sent whole
+    # A map persists: a frame without one keeps the last (the encoder sends nothing while
+    # its choice does not change).
+    encoder_again = Rollout(enhancer, seed=0, quality=40, signal=SignalConfig("lpips"))
+    decoder_again = Rollout(enhancer, seed=0, quality=40)
+    for truth, (_, decoded) in zip(source, coded):
+        enhanced, strength_bytes, _ = encoder_again.signal(truth, decoded, None)
+        received = decoder_again.enhance(decoded, None, strength_bytes=strength_bytes or None)
+        assert torch.equal(received, enhanced)
     # A model that does not know a map's scales refuses it instead of guessing.
     enhancer.signal_scales = (0.0, 0.5, 1.0)
     with pytest.raises(StrengthMapError, match="not\\s+validated"):
@@ -200,3 +208,30 @@ def test_sei_carries_the_map_and_leaves_the_decode_unchanged(codec):
     prefixed = b"".join(len(u).to_bytes(4, "big") + u for u in units)
     assert find_sei(prefixed, nal_codec) == payload
     assert sei_nal(b"", nal_codec).startswith(b"\x00\x00\x00\x01")
+
+
+def test_signalled_bin_round_trip_through_encode_file_and_enhance(tmp_path):
+    """tools/codec.py encode --signal: the maps ride in the H.264 frames as SEI (counted in
+    bpp), the plain decode is unchanged, and the enhancer applies them from the file."""
+    from enhancer.codecs.container import Container
+    from enhancer.pipeline import load_enhancer
+    from enhancer.pipeline.codec_files import decode_file, encode_file
+    from enhancer.strength.sei import find_sei
+
+    clip = "../shared/data/video/openh264/CiscoVT2people_160x96_6fps.yuv"
+    plain, signalled = tmp_path / "plain.bin", tmp_path / "signalled.bin"
+    encode_file(clip, plain, "x264", 40, frames=3, progress=False)
+    report = encode_file(clip, signalled, "x264", 40, frames=3, progress=False,
+                         signal=SignalConfig("lpips", block=32))
+    without, with_maps = Container.load(plain), Container.load(signalled)
+    assert report.strength_bytes > 0 and find_sei(with_maps.frames[0], "h264") is not None
+    assert with_maps.num_bytes == without.num_bytes + report.strength_bytes
+    assert with_maps.bpp > without.bpp
+    decode_file(plain, tmp_path / "plain.y4m", progress=False)
+    decode_file(signalled, tmp_path / "signalled.y4m", progress=False)
+    assert (tmp_path / "plain.y4m").read_bytes() == (tmp_path / "signalled.y4m").read_bytes()
+    enhancer = load_enhancer("x264_temporal_tiny")
+    default = [f.enhanced for f in enhancer.enhance(plain)]
+    mapped = list(enhancer.enhance(signalled))
+    assert mapped[0].strength_bytes  # read back from the SEI
+    assert any(not torch.equal(a, b.enhanced) for a, b in zip(default, mapped))

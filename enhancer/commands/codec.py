@@ -2,6 +2,8 @@
 
     python tools/codec.py encode --codec x264 --quality 28 --frames 9 IN.yuv OUT.bin
     python tools/codec.py decode OUT.bin DECODED.y4m
+    python tools/codec.py encode --codec x264 --quality 32 --signal lpips IN.mp4 OUT.bin
+        # + per-block strength maps for the bundled x264 enhancer, as SEI in the H.264 frames
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from enhancer.cli import run_cli
+from enhancer.cli import add_signal_arguments, run_cli, signal_config
 from enhancer.codecs import available_codecs
 from enhancer.pipeline.codec_files import decode_file, encode_file
 
@@ -26,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("--width", type=int, default=None, help="for raw .yuv without size in the name")
     enc.add_argument("--height", type=int, default=None)
     enc.add_argument("--device", default="cpu")
+    enc.add_argument("--enhancer", default=None,
+                     help="with --signal: the enhancer the maps are chosen for (bundled name or "
+                          "checkpoint; default: the bundled model for the codec)")
+    enc.add_argument("--seed", type=int, default=0,
+                     help="with --signal: the sampling seed (the decoder must use the same)")
+    add_signal_arguments(enc)
     enc.add_argument("input", help=".yuv, .y4m, .mp4/.mkv/.avi/.264, or a folder of PNGs")
     enc.add_argument("output", help="the .bin container to write")
     dec = sub.add_parser("decode", help=".bin -> .y4m, .yuv, .mp4 or a PNG folder (prints bpp)")
@@ -39,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         report = encode_file(
             args.input, args.output, args.codec, args.quality, checkpoint=args.checkpoint,
             frames=args.frames, intra_period=args.intra_period, width=args.width,
-            height=args.height, device=args.device,
+            height=args.height, device=args.device, signal=signal_config(args),
+            enhancer=args.enhancer, seed=args.seed,
         )
     else:
         report = decode_file(args.input, args.output, checkpoint=args.checkpoint, device=args.device)

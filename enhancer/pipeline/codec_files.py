@@ -26,6 +26,9 @@ from enhancer.codecs.container import (
 from enhancer.data.paths import check_file_target, check_not_input, write_atomic_text
 from enhancer.data.sequence import check_writer_target, open_sequence, open_writer
 from enhancer.metrics.psnr import mse_to_psnr
+from enhancer.pipeline.rollout import Rollout
+from enhancer.strength import SignalConfig
+from enhancer.strength.sei import attach_strength
 
 
 @dataclass
@@ -39,14 +42,21 @@ class CodingReport:
     bpp: float
     psnr_rgb: float | None  # mean over frames; None when decoding (no reference)
     seconds_per_frame: float
+    strength_bytes: int = 0  # of num_bytes, the signalled strength maps'
+    psnr_enhanced: float | None = None  # with --signal: the enhanced frames' mean PSNR-RGB
 
     def summary(self) -> str:
         psnr = f", PSNR-RGB {self.psnr_rgb:.2f} dB" if self.psnr_rgb is not None else ""
-        return (
+        text = (
             f"{self.codec} q{self.quality}: {self.frames} frames {self.width}x{self.height}, "
             f"{self.num_bytes} bytes, {self.bpp:.4f} bpp{psnr}, "
             f"{self.seconds_per_frame:.3f} s/frame"
         )
+        if self.strength_bytes:
+            share = 100 * self.strength_bytes / max(self.num_bytes, 1)
+            text += (f"; strength maps {self.strength_bytes} bytes ({share:.2f} % of the "
+                     f"stream), enhanced PSNR-RGB {self.psnr_enhanced:.2f} dB")
+        return text
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -184,9 +194,16 @@ def encode_file(
     height: int | None = None,
     device: str = "cpu",
     progress: bool = True,
+    signal: SignalConfig | None = None,
+    enhancer: str | None = None,
+    seed: int = 0,
 ) -> CodingReport:
     """Code ``frames`` frames of any readable video into one container file.
 
+    ``signal``: also choose, with the source in hand, every frame's strength map for
+    ``enhancer`` (a bundled name or checkpoint; None: the bundled model for the codec) and
+    send it with the frame (as SEI inside H.264/HEVC frames, else as the container's side
+    payload); the decoder then enhances exactly as the encoder measured (``seed`` must match).
     Everything is checked before any frame is coded: the frame count, the intra period,
     the frame size, and that the output is writable and not the input.
     """
@@ -197,6 +214,9 @@ def encode_file(
     check_file_target(output_path, ".bin container")
     codec = load_codec_for_files(codec_name, quality, checkpoint, device)
     codec.check_intra_period(intra_period)  # before any work
+    rollout = None
+    if signal is not None:
+        rollout = _signalling_rollout(codec, enhancer, signal, seed, device)
     with open_sequence(input_path, width=width, height=height) as reader:
         info = reader.info
         check_frame_size(info.width, info.height, str(input_path))
@@ -214,13 +234,23 @@ def encode_file(
                 pending.append(frame.to(device))
                 yield pending[-1]
 
-        squared_error, start = 0.0, time.perf_counter()
+        squared_error, enhanced_error, strength_bytes = 0.0, 0.0, 0
+        start = time.perf_counter()
         coded = codec.encode_sequence(source(), intra_period)
         for data, out in tqdm(coded, total=total, disable=not progress,
                               desc=f"encode {codec_name} q{quality}", unit="frame"):
+            frame = pending.pop()
+            side = b""
+            if rollout is not None:
+                enhanced, map_bytes, _ = rollout.signal(frame, out.decoded, out.latent)
+                enhanced_error += torch.mean((enhanced - frame) ** 2).item()
+                length = len(data)
+                data, side = attach_strength(codec_name, data, map_bytes)
+                strength_bytes += len(data) - length + len(side)
             container.frames.append(data)
+            container.side.append(side)
             container.padded_sizes.append(padded_size)
-            squared_error += torch.mean((out.decoded - pending.pop()) ** 2).item()
+            squared_error += torch.mean((out.decoded - frame) ** 2).item()
     elapsed = time.perf_counter() - start
     if not container.frames:
         raise CodecError(f"{input_path} holds no frames to encode")
@@ -228,8 +258,25 @@ def encode_file(
     count = len(container.frames)
     return CodingReport(
         codec_name, quality, info.width, info.height, count, container.num_bytes, container.bpp,
-        mse_to_psnr(squared_error / count), elapsed / count,
+        mse_to_psnr(squared_error / count), elapsed / count, strength_bytes,
+        mse_to_psnr(enhanced_error / count) if rollout is not None else None,
     )
+
+
+def _signalling_rollout(codec: CodecAdapter, enhancer: str | None, signal: SignalConfig,
+                        seed: int, device: str) -> Rollout:
+    """The encoder-side roll-out that chooses strength maps for ``codec``'s frames."""
+    from enhancer.pipeline.checkpoint import load_enhancer
+    from enhancer.pipeline.stream import default_enhancer, quality_for_model
+
+    name = enhancer if enhancer is not None else default_enhancer(codec.name, codec.quality)
+    model = load_enhancer(name, device=device)
+    if model.codec.name != codec.name:
+        raise CodecError(f"--signal: the enhancer {name!r} serves {model.codec.name} streams, "
+                         f"not {codec.name}; pass --enhancer with a model for {codec.name}")
+    told = quality_for_model(model.codec.name, model.codec.quality, model.trained_qualities,
+                             codec.name, codec.quality)
+    return Rollout(model, seed=seed, quality=told, signal=signal)
 
 
 def decode_file(

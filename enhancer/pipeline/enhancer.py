@@ -41,6 +41,7 @@ from enhancer.models.unet import FrameFeatures
 from enhancer.pipeline.rollout import Rollout, Sampling
 from enhancer.pipeline.stream import VideoStream, open_bitstream, quality_for_model
 from enhancer.strength import DEFAULT_SCALES, StrengthMap
+from enhancer.strength.sei import carried_strength
 
 
 @dataclass
@@ -340,7 +341,9 @@ class Enhancer(torch.nn.Module):
         if isinstance(source, (str, Path)):
             source = open_bitstream(source)
         if isinstance(source, (Container, VideoStream)):  # checked here, decoded lazily
-            return self._enhance_decoded(*self._decoder_of(source), sampling, seed)
+            side = source.side if isinstance(source, Container) else []
+            return self._enhance_decoded(*self._decoder_of(source), sampling, seed,
+                                         source.codec, side)
         return self._enhance_frames(source, sampling, seed, intra_period)
 
     def _decoder_of(self, source: Container | VideoStream
@@ -361,13 +364,18 @@ class Enhancer(torch.nn.Module):
         return frames, quality
 
     def _enhance_decoded(self, frames: Iterator[tuple[bytes, CodecOutput]], quality: int,
-                         sampling: Sampling, seed: int) -> Iterator[EnhancedFrame]:
+                         sampling: Sampling, seed: int, codec: str,
+                         side: list[bytes]) -> Iterator[EnhancedFrame]:
         rollout = Rollout(self, sampling, seed, quality=quality)
         for index, (data, coded) in enumerate(frames):  # decoded (and checked) there
             # A stream's per-frame data enters the roll-out here: the decode (and latent),
-            # and the frame's bytes (``data``: the packet, with its SEI messages).
-            enhanced = rollout.enhance(coded.decoded, coded.latent)
-            yield EnhancedFrame(index, coded.decoded, enhanced, len(data))
+            # and the frame's strength map, if the encoder sent one (in the .bin's side
+            # payload, or as SEI in an H.264/HEVC packet: enhancer.strength.sei).
+            frame_side = side[index] if index < len(side) else b""
+            strength_bytes = carried_strength(codec, data, frame_side)
+            enhanced = rollout.enhance(coded.decoded, coded.latent, strength_bytes=strength_bytes)
+            yield EnhancedFrame(index, coded.decoded, enhanced, len(data) + len(frame_side),
+                                strength_bytes=strength_bytes or b"")
 
     def _enhance_frames(self, frames: Iterable[Tensor], sampling: Sampling, seed: int,
                         intra_period: int) -> Iterator[EnhancedFrame]:

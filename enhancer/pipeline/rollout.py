@@ -183,7 +183,8 @@ class Rollout:
             raise ValueError("this roll-out has no signal settings; pass signal=SignalConfig()")
         residual = self._residual(decoded, latent)
         strength = self.chooser.choose(source, decoded, residual)
-        strength_bytes = encode_map(strength, self.previous_map)
+        unchanged = strength.same_as(self.previous_map)
+        strength_bytes = b"" if unchanged else encode_map(strength, self.previous_map)
         return self._apply(decoded, residual, strength), strength_bytes, strength
 
     def enhance(self, decoded: Tensor, latent: Tensor | None,
@@ -191,7 +192,10 @@ class Rollout:
         """Enhance the next frame's decode ``(1, 3, H, W)`` (and latent); advances the roll-out.
 
         ``strength_bytes``: the frame's coded strength map from the stream (None or empty:
-        none was sent; the sampling's residual scale applies)."""
+        none was sent: the last map received persists; before any, the sampling's residual
+        scale applies)."""
+        if not strength_bytes and self.previous_map is not None:
+            return self._apply(decoded, self._residual(decoded, latent), self.previous_map)
         if not strength_bytes:
             if self.sampling.residual_scale == 0.0:
                 return self._advance(decoded.clone())  # the codec's own decode, bit for bit

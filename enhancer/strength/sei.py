@@ -144,3 +144,29 @@ def find_sei(access_unit: bytes, codec: str) -> bytes | None:
             if kind == USER_DATA_UNREGISTERED and body[:16] == STRENGTH_UUID:
                 return body[16:]
     return None
+
+
+# --- where a frame's map travels -------------------------------------------------------------
+# Registered codecs whose frames are H.264/HEVC access units: their maps travel inside the
+# stream as SEI (the file still plays anywhere); every other codec's maps travel beside the
+# frame, as the .bin container's per-frame side payload.
+SEI_CODECS = {"x264": "h264", "x265": "hevc"}
+
+
+def attach_strength(codec: str, frame_bytes: bytes, strength_bytes: bytes) -> tuple[bytes, bytes]:
+    """``(frame bytes, side payload)`` carrying ``strength_bytes`` for a frame of ``codec``."""
+    if not strength_bytes:
+        return frame_bytes, b""
+    if codec in SEI_CODECS:
+        return insert_sei(frame_bytes, strength_bytes, SEI_CODECS[codec]), b""
+    return frame_bytes, strength_bytes
+
+
+def carried_strength(codec: str, frame_bytes: bytes, side: bytes = b"") -> bytes | None:
+    """The coded strength map a frame of ``codec`` carries (its side payload, or its SEI),
+    or None when it carries none (the checkpoint's default strength then applies)."""
+    if side:
+        return side
+    if codec in SEI_CODECS and frame_bytes:
+        return find_sei(frame_bytes, SEI_CODECS[codec])
+    return None
