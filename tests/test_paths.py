@@ -4,10 +4,12 @@ new paths only, no FIFO, device or symlink loop, no stray folders from ``..``.""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import SHARED_DATA, requires_shared_data
+from conftest import REPO, SHARED_DATA, requires_shared_data
 
 from enhancer.cli import run_cli
 from enhancer.codecs.container import Container
@@ -77,3 +79,29 @@ def test_dot_dot_in_an_output_leaves_no_empty_folder(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin", "y.y4m"]
     write_atomic(tmp_path / "a" / "b" / "z.bin", b"data")  # new folders are still made
     assert (tmp_path / "a" / "b" / "z.bin").read_bytes() == b"data"
+
+
+def test_a_file_size_limit_names_the_file_and_leaves_nothing(tmp_path):
+    """Disk full / file too large once said only '[Errno 27] File too large'."""
+    probe = (
+        "import resource, signal, sys, torch\n"
+        "from pathlib import Path\n"
+        "from enhancer.data.paths import write_atomic\n"
+        "from enhancer.data.sequence import open_writer\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))\n"
+        "folder = Path(sys.argv[1])\n"
+        "try:\n    write_atomic(folder / 'big.bin', bytes(5000))\n"
+        "except OSError as err:\n    print(err)\n"
+        "try:\n"
+        "    with open_writer(folder / 'big.y4m', width=64, height=64) as writer:\n"
+        "        for _ in range(3):\n            writer.write(torch.rand(1, 3, 64, 64))\n"
+        "except OSError as err:\n    print(err)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stderr
+    assert f"could not write {tmp_path / 'big.bin'}: File too large" in lines[0]
+    assert f"could not write {tmp_path / 'big.y4m'}: File too large" in lines[1]
+    assert list(tmp_path.iterdir()) == []  # no partial or temporary file left

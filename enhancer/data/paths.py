@@ -57,6 +57,21 @@ def check_file_target(path: str | Path, what: str = "output") -> None:
     check_writable_parent(path)
 
 
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def is_storage_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk, quota or file-size limit is exhausted: a problem of
+    where outputs go, not of the data being processed."""
+    return isinstance(err, OSError) and err.errno in STORAGE_FULL_ERRNOS
+
+
+def naming_the_file(err: OSError, path: str | Path) -> OSError:
+    """``err`` again with the file it was writing in its message (a full disk or a file-size
+    limit otherwise says only ``[Errno 28] No space left on device``)."""
+    return OSError(err.errno, f"could not write {path}: {err.strerror or err}")
+
+
 def check_not_input(output: str | Path, *inputs: str | Path) -> None:
     """Refuse an output that is one of the inputs (same path or same file, e.g. a hard
     link): writing it would destroy the input."""
@@ -101,8 +116,10 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             os.fchmod(handle.fileno(), 0o666 & ~current_umask())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not err.filename:
+            raise naming_the_file(err, path) from err
         raise
 
 

@@ -37,6 +37,7 @@ from enhancer.data.paths import (
     check_regular_input,
     check_writable_parent,
     make_parent,
+    naming_the_file,
 )
 from enhancer.data.reader import FrameReader, Planes, SequenceInfo
 from enhancer.data.video import READ_EXTENSIONS as VIDEO_EXTENSIONS
@@ -209,12 +210,18 @@ class VideoWriter:
                 f"expected an RGB frame of shape (1, 3, {self.height}, {self.width}), "
                 f"got {tuple(rgb.shape)}"
             )
-        self._sink.write_rgb(rgb, self.matrix)
+        try:
+            self._sink.write_rgb(rgb, self.matrix)
+        except OSError as err:  # a full disk names the file it could not write
+            raise naming_the_file(err, self.path) from err
         self.num_frames += 1
 
     def write_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
         """Append one frame given as uint8 planes ``Y (H, W)``, ``U, V (H/2, W/2)``."""
-        self._sink.write_planes(y, u, v, self.matrix, self.upsample)
+        try:
+            self._sink.write_planes(y, u, v, self.matrix, self.upsample)
+        except OSError as err:
+            raise naming_the_file(err, self.path) from err
         self.num_frames += 1
 
     def close(self) -> None:
@@ -235,7 +242,7 @@ class VideoWriter:
         except BaseException as err:
             self.abort()  # never leave the temporary behind
             if isinstance(err, OSError):
-                raise OSError(err.errno, f"could not write {self.path}: {err.strerror}") from err
+                raise naming_the_file(err, self.path) from err
             raise
         self._done = True
 
@@ -246,6 +253,8 @@ class VideoWriter:
         self._done = True
         try:
             self._sink.abort()
+        except OSError:
+            pass  # flushing a temporary that is being dropped (e.g. on a full disk)
         finally:
             if self.temp_path.is_dir():
                 shutil.rmtree(self.temp_path, ignore_errors=True)

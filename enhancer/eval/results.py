@@ -30,7 +30,7 @@ COLUMNS = (
     "sequence", "codec", "quality", "variant", "enhancer", "steps", "sampling", "residual_scale",
     "frames", "bpp", "bitrate_kbps", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
     "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame",
-    "width", "height", "intra_period", "untrained", "error",
+    "width", "height", "intra_period", "untrained", "error", "notes",
 )
 METRICS = ("bpp", "bitrate_kbps", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
            "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame")

@@ -58,6 +58,7 @@ from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
+from enhancer.data.paths import is_storage_full
 from enhancer.data.sequence import open_writer
 from enhancer.eval.dcvc_results import write_dcvc_results
 from enhancer.eval.html_report import check_report_target, write_html_report
@@ -276,7 +277,9 @@ def evaluate_sequences(
             error = None
             try:
                 rows = unit.run(log)
-            except Exception as err:  # noqa: BLE001 - one failing sequence must not stop the rest
+            except Exception as err:  # one failing sequence must not stop the rest
+                if is_storage_full(err):
+                    raise  # the disk, not the sequence: every later unit would fail alike
                 error = f"{seq.name} {codec_name} q{quality}: {type(err).__name__}: {err}"
                 log(f"error: {error}")
                 with open(out_dir / "errors.log", "a") as handle:

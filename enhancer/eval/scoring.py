@@ -24,13 +24,18 @@ from enhancer.metrics import (
     ssim,
 )
 from enhancer.metrics.fid import WEIGHTS_MISSING, InceptionFeatures, InceptionWeightsNotFoundError
-from enhancer.metrics.msssim import MS_SSIM_MIN_SIDE
+from enhancer.metrics.lpips import LPIPS_MIN_SIDE
+from enhancer.metrics.msssim import MS_SSIM_MIN_SIDE, SSIM_MIN_SIDE
 
 FRAME_METRICS = ("psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
                  "temporal")
 ALL_METRICS = FRAME_METRICS + SET_METRICS  # every name --metrics takes
 DEFAULT_METRICS = FRAME_METRICS  # FID/KID are opt-in: Inception on every patch is slow on CPU
 PSNR_CAP_DB = 100.0
+# The smallest frame side each metric takes; smaller frames get null there and the row's
+# ``notes`` say why (the other metrics of the row are still given).
+MIN_SIDE = {"ms_ssim": MS_SSIM_MIN_SIDE + 1, "ssim": SSIM_MIN_SIDE,
+            "lpips_alex": LPIPS_MIN_SIDE["alex"], "lpips_vgg": LPIPS_MIN_SIDE["vgg"]}
 
 
 class FrameScorer:
@@ -82,18 +87,27 @@ class FrameScorer:
         scores = {}
         height, width = truth.shape[-2:]
         for name in self.metrics:
-            if name == "psnr_rgb":
+            if name in self.too_small(height, width):
+                scores[name] = math.nan  # null in the row
+            elif name == "psnr_rgb":
                 scores[name] = psnr(output, truth, max_db=PSNR_CAP_DB).item()
             elif name == "psnr_yuv":
                 scores[name] = psnr_yuv(output, truth, max_db=PSNR_CAP_DB).item()
             elif name == "ms_ssim":
-                small = min(height, width) <= MS_SSIM_MIN_SIDE
-                scores[name] = math.nan if small else ms_ssim(output, truth).item()
+                scores[name] = ms_ssim(output, truth).item()
             elif name == "ssim":
                 scores[name] = ssim(output, truth).item()
             elif name in self.models:
                 scores[name] = self.models[name](output, truth).item()
         return scores
+
+    def too_small(self, height: int, width: int) -> dict[str, str]:
+        """The requested metrics frames of ``height x width`` are too small for, each with
+        the reason the row gives."""
+        return {name: f"{name} null: {width}x{height} frames are below the {MIN_SIDE[name]} "
+                      "px a side it needs"
+                for name in self.metrics
+                if name in MIN_SIDE and min(height, width) < MIN_SIDE[name]}
 
     def patch_features(self, frame: Tensor) -> np.ndarray | None:
         """Inception features ``(P, 2048)`` of ``frame``'s 256x256 patches; None without fid/kid."""
@@ -110,8 +124,10 @@ class StreamStats:
         self.seconds = 0.0
         self.temporal = TemporalConsistency() if "temporal" in scorer.metrics else None
         self.features: list[np.ndarray] = []  # patch features per frame, with fid/kid
+        self.notes: dict[str, str] = {}  # metric -> why it is null
 
     def add(self, output: Tensor, truth: Tensor) -> None:
+        self.notes.update(self.scorer.too_small(*truth.shape[-2:]))
         for name, value in self.scorer(output, truth).items():
             self.sums[name] = self.sums.get(name, 0.0) + value
         if self.temporal is not None:
@@ -125,4 +141,6 @@ class StreamStats:
         means: dict[str, float | None] = {k: v / self.frames for k, v in self.sums.items()}
         if self.temporal is not None:
             means["temporal"] = self.temporal.compute() if self.frames >= 2 else None
+        if self.notes:
+            means["notes"] = "; ".join(self.notes[name] for name in sorted(self.notes))
         return means

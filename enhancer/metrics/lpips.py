@@ -167,6 +167,10 @@ def _load_trunk(model: lpips_package.LPIPS, params: dict[str, Any], net: str, pa
             )
 
 
+# The smallest side each trunk takes: below it a pooling layer has no output left.
+LPIPS_MIN_SIDE = {"alex": 31, "vgg": 16}
+
+
 class LPIPSLoss(nn.Module):
     """LPIPS as a frozen, differentiable ``nn.Module``: ``forward(x, y) -> (B,)``.
 
@@ -193,6 +197,11 @@ class LPIPSLoss(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         check_image_pair(x, y)
+        height, width = x.shape[-2:]
+        need = LPIPS_MIN_SIDE[self.net_name]
+        if min(height, width) < need:  # else torch's bare "Output size is too small"
+            raise ValueError(f"LPIPS-{self.net_name} needs images of at least {need} px per "
+                             f"side, got {width}x{height}; use a larger crop")
         distance = self.model(x, y, normalize=True)  # (B, 1, 1, 1); normalize: [0,1] -> [-1,1]
         return distance.flatten()  # (B,)
 

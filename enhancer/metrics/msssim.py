@@ -15,6 +15,7 @@ from enhancer.metrics.psnr import check_image_pair
 WIN_SIZE = 11
 MS_SSIM_LEVELS = 5
 MS_SSIM_MIN_SIDE = (WIN_SIZE - 1) * 2 ** (MS_SSIM_LEVELS - 1)  # 160: sides must be larger
+SSIM_MIN_SIDE = WIN_SIZE  # sides must be at least this
 
 
 def ms_ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
@@ -39,9 +40,9 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     """Single-scale SSIM (11-px Gaussian window) per image ``(B,)``; sides must be >= 11 px."""
     check_image_pair(x, y, channels=None)
     height, width = x.shape[-2:]
-    if min(height, width) < WIN_SIZE:
+    if min(height, width) < SSIM_MIN_SIDE:
         raise ValueError(
-            f"SSIM needs images of at least {WIN_SIZE} px per side, got {width}x{height}"
+            f"SSIM needs images of at least {SSIM_MIN_SIDE} px per side, got {width}x{height}"
         )
     return pytorch_msssim.ssim(
         x.float(), y.float(), data_range=data_range, size_average=False, win_size=WIN_SIZE
