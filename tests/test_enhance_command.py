@@ -178,6 +178,26 @@ def test_enhances_a_bin_at_three_rate_points(model, rate_points, crf, tmp_path, 
             assert np.array_equal(got, plane)
 
 
+def test_an_x265_bin_is_served_by_the_x264_model_on_its_crf_scale(model, tmp_path, capsys):
+    bitstream = encode(SOURCE, tmp_path / "h.bin", "x265", 30, frames=1)
+    assert enhance([str(bitstream), str(tmp_path / "o.y4m")]) == 0
+    assert f"{MODEL} on x265 q30 (.bin header)" in capsys.readouterr().out
+    told = 30 + X265_CRF_ON_X264_SCALE
+    expected = manual_rollout(model, Container.load(bitstream), quality=told)
+    for planes, want in zip(planes_of(tmp_path / "o.y4m"), expected_planes(expected),
+                            strict=True):
+        assert np.array_equal(planes[0], want[0])
+
+
+def test_lossless_mkv_holds_exactly_the_enhanced_frames(rate_points, tmp_path):
+    assert enhance([str(rate_points[32]), str(tmp_path / "o.y4m")]) == 0
+    assert enhance([str(rate_points[32]), str(tmp_path / "o.mkv"), "--lossless"]) == 0
+    for lossless, exact in zip(planes_of(tmp_path / "o.mkv"), planes_of(tmp_path / "o.y4m"),
+                               strict=True):
+        for got, plane in zip(lossless, exact):
+            assert np.array_equal(got, plane)
+
+
 def test_side_by_side_writes_decoded_then_enhanced(rate_points, tmp_path):
     side = tmp_path / "side.y4m"
     assert enhance([str(rate_points[32]), str(side), "--side-by-side"]) == 0

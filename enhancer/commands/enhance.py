@@ -6,7 +6,7 @@
 
 The model is told the stream's quality: a .bin's header, x264's or x265's SEI
 ("crf=28.0"), else the mean P-frame QP taken as the CRF (good to about +-5; --quality
-overrides). Output: .mp4 (x264, near-lossless), .mkv with --lossless (lossless x264),
+overrides); an x265 CRF counts 2 lower on the x264 model's scale. Output: .mp4 (x264, near-lossless), .mkv with --lossless (lossless x264),
 .y4m, or a path without extension for a folder of PNG frames. Ctrl-C or SIGTERM leaves
 nothing behind.
 """
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", type=int, default=None, metavar="CRF",
                         help="the CRF an H.264/HEVC file was encoded with (default: read from "
                         "the stream)")
-    parser.add_argument("--frames", type=int, default=None, help="enhance only the first N")
+    parser.add_argument("--frames", type=int, default=None, metavar="N",
+                        help="enhance only the first N frames")
     parser.add_argument("--side-by-side", action="store_true",
                         help="write decoded | enhanced, side by side")
     parser.add_argument("--lossless", action="store_true",
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="s in [0, 1]: enhanced = decoded + s * residual (default: the "
                         "checkpoint's)")
     add_sampling_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the start noise (default 0)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
