@@ -10,12 +10,14 @@ import warnings
 import pytest
 import torch
 
+from enhancer.codecs.container import weights_fingerprint
 from enhancer.config import CodecConfig, EnhancerConfig
 from enhancer.data.sequence import open_writer
-from enhancer.eval.runner import EvalSettings, _Unit, evaluate_sequences
+from enhancer.eval.runner import EvalSettings, _codecs, _Unit, evaluate_sequences
 from enhancer.eval.sequences import SequenceSpec
+from enhancer.eval.specs import load_enhancer_spec
 from enhancer.metrics import get_lpips_model
-from enhancer.pipeline import Enhancer
+from enhancer.pipeline import Enhancer, save_enhancer
 
 
 def _clip(folder, name: str, width: int, height: int, frames: int = 2) -> SequenceSpec:
@@ -89,3 +91,32 @@ def test_a_full_disk_stops_the_evaluation_instead_of_failing_a_sequence(tmp_path
         evaluate_sequences([_clip(tmp_path, "Clip", 16, 16)], "x264", [35], None,
                            _settings(out, metrics=("psnr_rgb",)), log=lambda _: None)
     assert not (out / "errors.log").exists()
+
+
+# --- 13: file names that once gave misleading errors ---------------------------------------
+def test_a_literal_quality_in_a_file_name_loads_that_file(tmp_path):
+    config = EnhancerConfig(codec=CodecConfig(name="bmshj2018-hyperprior", quality=1),
+                            unet="tiny")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        enhancer = Enhancer.from_config(config)
+    enhancer_path = tmp_path / "enhancer_{quality}.pt"  # the name holds "{quality}" itself
+    save_enhancer(enhancer_path, enhancer)
+    spec = load_enhancer_spec(enhancer_path, None, [None], [None], qualities=[1])
+    assert weights_fingerprint(spec.enhancer.codec) == weights_fingerprint(enhancer.codec)
+    codec_path = tmp_path / "codec_{quality}.pth.tar"
+    torch.save(enhancer.codec.model.state_dict(), codec_path)
+    codecs = _codecs("bmshj2018-hyperprior", [1], str(codec_path), [], "cpu", log=lambda _: None)
+    assert weights_fingerprint(codecs[1]) == weights_fingerprint(enhancer.codec)
+    # A template is still filled in when no file has the literal name.
+    torch.save(enhancer.codec.model.state_dict(), tmp_path / "other_1.pth.tar")
+    codecs = _codecs("bmshj2018-hyperprior", [1], str(tmp_path / "other_{quality}.pth.tar"), [],
+                     "cpu", log=lambda _: None)
+    assert weights_fingerprint(codecs[1]) == weights_fingerprint(enhancer.codec)
+
+
+def test_a_text_file_as_enhancer_says_it_is_not_a_checkpoint(tmp_path):
+    text = tmp_path / "passwd"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")  # was "list index out of range"
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
+        load_enhancer_spec(text, None, [None], [None])

@@ -57,6 +57,21 @@ def check_file_target(path: str | Path, what: str = "output") -> None:
     check_writable_parent(path)
 
 
+def fill_quality(template: str | Path, quality: int) -> str:
+    """``template`` with ``{quality}`` replaced by ``quality``; a file that exists under the
+    literal name (one whose name holds ``{quality}``) is taken as it is."""
+    text = str(template)
+    if "{quality}" not in text or Path(text).exists():
+        return text
+    return text.replace("{quality}", str(quality))
+
+
+def names_one_file(template: str | Path) -> bool:
+    """Whether ``template`` is one file for every quality (no ``{quality}`` to fill in, or
+    an existing file whose name holds it literally)."""
+    return "{quality}" not in str(template) or Path(str(template)).exists()
+
+
 STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 

@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
-from enhancer.data.paths import is_storage_full
+from enhancer.data.paths import fill_quality, is_storage_full
 from enhancer.data.sequence import open_writer
 from enhancer.eval.dcvc_results import write_dcvc_results
 from enhancer.eval.html_report import check_report_target, write_html_report
@@ -141,7 +141,7 @@ def _codecs(codec_name: str, qualities: list[int], checkpoint: str | None,
                     f"{stored[0].label!r} (what it was trained with), not --checkpoint")
             codecs[quality] = stored[0].enhancer.codec
             continue
-        path = checkpoint.format(quality=quality) if checkpoint else None
+        path = fill_quality(checkpoint, quality) if checkpoint else None
         codecs[quality] = load_codec_for_files(codec_name, quality, path, device)
     return codecs
 

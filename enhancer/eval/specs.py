@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from enhancer.data.paths import fill_quality, names_one_file
 from enhancer.pipeline.checkpoint import checkpoint_codec, load_enhancer
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Sampling
@@ -76,7 +77,7 @@ def load_enhancer_spec(checkpoint: str | Path, codec_name: str | None,
     check_device(device)
     label = label or Path(str(checkpoint)).stem
     overrides = {k: v for k, v in (sampling_overrides or {}).items() if v is not None}
-    if "{quality}" not in str(checkpoint):
+    if names_one_file(checkpoint):
         check_enhancer_codec(checkpoint, codec_name)
         return EnhancerSpec(load_enhancer(checkpoint, device=device), label, list(steps),
                             list(residual_scales), sampling_overrides=overrides)
@@ -85,7 +86,7 @@ def load_enhancer_spec(checkpoint: str | Path, codec_name: str | None,
                          "model per quality: pass --quality")
     by_quality = {}
     for quality in qualities:
-        path = str(checkpoint).format(quality=quality)
+        path = fill_quality(checkpoint, quality)
         trained_for = check_enhancer_codec(path, codec_name)
         codec_name = trained_for["name"]
         if trained_for["quality"] != quality:
