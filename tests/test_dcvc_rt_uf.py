@@ -47,15 +47,17 @@ def clip(frames: int = 3, seed: int = 0) -> list[torch.Tensor]:
     return out
 
 
-def _tame(model: nn.Module) -> None:
-    """Small random convolutions: DCVC-UF's own xavier init (gain 1, meant for training from
-    scratch) overflows float32 after a few P-frames, which no trained model does."""
+def _tame(model: nn.Module, gain: float) -> None:
+    """Random convolutions with variance 1 / (gain * fan_in): DCVC-UF's own init (xavier, gain
+    1, meant for training from scratch) overflows float32 after a few P-frames and float16
+    (the codec-output cache) at once, which no trained model does; these keep its values in
+    a trained model's range (symbols mostly small, latents of order 1)."""
     generator = torch.Generator().manual_seed(1)
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             fan_in = module.weight[0].numel()
             module.weight.data = torch.randn(module.weight.shape, generator=generator) / math.sqrt(
-                2 * fan_in)
+                gain * fan_in)
 
 
 def random_weights(name: str) -> dict[str, nn.Module]:
@@ -66,8 +68,8 @@ def random_weights(name: str) -> dict[str, nn.Module]:
                 dcvc_rt.VIDEO_CHECKPOINT: RT.module("models.video_model").DMC()}
     models = {dcvc_uf.IMAGE_CHECKPOINT: UF.module("models.image_model").DMCI(),
               dcvc_uf.VIDEO_CHECKPOINTS["ld"]: UF.module("models.video_model_ld").DMC()}
-    for model in models.values():
-        _tame(model)
+    for model, gain in zip(models.values(), (2.35, 2.5)):
+        _tame(model, gain)
     return models
 
 
