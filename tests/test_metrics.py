@@ -23,6 +23,7 @@ from enhancer.metrics import (
     TemporalConsistency,
     bpp_from_bytes,
     dists,
+    get_dists_model,
     get_lpips_model,
     lpips,
     ms_ssim,
@@ -40,7 +41,6 @@ from enhancer.metrics.lpips import (
     load_flax_checkpoint,
 )
 from enhancer.metrics.psnr import rgb_to_yuv420
-
 
 KODIM01 = SHARED_DATA / "images" / "kodak" / "kodim01.png"
 CISCO_YUV = SHARED_DATA / "video" / "openh264" / "CiscoVT2people_160x96_6fps.yuv"
@@ -312,6 +312,62 @@ def test_dists_golden_values_and_identity():
     assert values.shape == (2,)
     assert values.tolist() == pytest.approx(GOLDEN_DISTS, abs=GOLDEN_TOL)
     assert identical.abs().max().item() < 1e-5
+
+
+def _flat_features(level: float, noise: float, seed: int) -> list[torch.Tensor]:
+    """What an all-white frame gives DISTS: near-constant maps, large mean, tiny variance."""
+    generator = torch.Generator().manual_seed(seed)
+    maps = [torch.full((1, 3, 96, 96), 1.0)]
+    for channels in (64, 128, 256, 512, 512):
+        maps.append(level + noise * torch.rand(1, channels, 96, 96, generator=generator))
+    return maps
+
+
+def test_dists_is_never_negative_on_flat_frames():
+    """Issue 37 case 9: float32 cancellation in E[xy] - E[x]E[y] made DISTS negative on
+    all-white frames; DISTS of two flat frames is in [0, 1] and matches float64 maths."""
+    model = get_dists_model()
+    feats_x = _flat_features(level=20.0, noise=1e-3, seed=0)
+    feats_y = _flat_features(level=20.0, noise=1e-3, seed=1)  # float32: -0.68
+    value = model.distance(feats_x, feats_y).item()
+    alpha, beta = model.alpha.double(), model.beta.double()
+    total = alpha.sum() + beta.sum()
+    expected = 1.0
+    for index, (x, y) in enumerate(zip(feats_x, feats_y)):
+        x, y = x.double(), y.double()
+        start = sum((3, 64, 128, 256, 512, 512)[:index])
+        a = alpha[:, start:start + x.shape[1]] / total
+        b = beta[:, start:start + x.shape[1]] / total
+        mx, my = x.mean([2, 3], keepdim=True), y.mean([2, 3], keepdim=True)
+        cov = ((x - mx) * (y - my)).mean([2, 3], keepdim=True)
+        var_x, var_y = ((x - mx) ** 2).mean([2, 3], keepdim=True), ((y - my) ** 2).mean(
+            [2, 3], keepdim=True)
+        expected -= (a * (2 * mx * my + 1e-6) / (mx**2 + my**2 + 1e-6)).sum().item()
+        expected -= (b * (2 * cov + 1e-6) / (var_x + var_y + 1e-6)).sum().item()
+    assert 0.0 <= value <= 1.0
+    assert value == pytest.approx(expected, abs=1e-6)
+    # Real all-white frames against a near-white decode: never below a perfect decode.
+    white = torch.ones(1, 3, 64, 64)
+    near_white = white - (torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+                          < 0.05).float() / 255
+    with torch.no_grad():
+        assert dists(white, white).item() == 0.0
+        assert dists(near_white, white).item() > 0.0
+
+
+def test_reference_features_give_the_same_scores():
+    """LPIPS-VGG and DISTS from a ground truth's features computed once equal the pair call."""
+    generator = torch.Generator().manual_seed(3)
+    truth = torch.rand(1, 3, 48, 64, generator=generator)
+    outputs = [(truth + 0.05 * torch.randn(truth.shape, generator=generator)).clamp(0, 1)
+               for _ in range(2)]
+    for model in (get_lpips_model("vgg"), get_lpips_model("alex"), get_dists_model()):
+        with torch.no_grad():
+            reference = model.features(truth)
+            for output in outputs:
+                pair = model(output, truth).item()
+                reused = model.distance(model.features(output), reference).item()
+                assert reused == pytest.approx(pair, rel=1e-5, abs=1e-7)
 
 
 # ---------------------------------------------------------------------------

@@ -94,6 +94,7 @@ class DISTS(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(1, sum(DISTS_CHANNELS), 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, sum(DISTS_CHANNELS), 1, 1))
         self._load_weights(weights_dir)
+        self.to(memory_format=torch.channels_last)
         self.requires_grad_(False)
         self.eval()
 
@@ -116,33 +117,49 @@ class DISTS(nn.Module):
             self.beta.copy_(alpha_beta["beta"])
 
     def features(self, image: Tensor) -> list[Tensor]:
-        """``image`` (B, 3, H, W) in [0, 1] -> [image, stage1, ..., stage5] feature maps."""
+        """``image`` (B, 3, H, W) in [0, 1] -> [image, stage1, ..., stage5] feature maps.
+
+        A ground-truth frame's features can be computed once and given to :meth:`distance`
+        for every output scored against it.
+        """
         feature_maps = [image]
-        hidden = (image - self.mean) / self.std
+        hidden = ((image - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         for stage in self.stages:
             hidden = stage(hidden)
             feature_maps.append(hidden)
         return feature_maps
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        check_image_pair(x, y)
-        feats_x, feats_y = self.features(x), self.features(y)
+    def distance(self, feats_x: list[Tensor], feats_y: list[Tensor]) -> Tensor:
+        """DISTS ``(B,)`` from two images' :meth:`features`.
+
+        The statistics are taken in float64 with a centred covariance: in float32,
+        ``E[xy] - E[x]E[y]`` of the near-constant feature maps of a flat frame (all white)
+        cancels to noise larger than the variances, and DISTS went negative. The result is
+        clamped at 0 (identical images, up to rounding).
+        """
         weight_sum = self.alpha.sum() + self.beta.sum()
-        alphas = torch.split(self.alpha / weight_sum, DISTS_CHANNELS, dim=1)
-        betas = torch.split(self.beta / weight_sum, DISTS_CHANNELS, dim=1)
+        alphas = torch.split((self.alpha / weight_sum).double(), DISTS_CHANNELS, dim=1)
+        betas = torch.split((self.beta / weight_sum).double(), DISTS_CHANNELS, dim=1)
         c1 = c2 = 1e-6
         texture = structure = 0.0
         for feat_x, feat_y, alpha, beta in zip(feats_x, feats_y, alphas, betas):
+            feat_x, feat_y = feat_x.double(), feat_y.double()
             mean_x = feat_x.mean([2, 3], keepdim=True)  # (B, C, 1, 1)
             mean_y = feat_y.mean([2, 3], keepdim=True)
             similarity_mean = (2 * mean_x * mean_y + c1) / (mean_x**2 + mean_y**2 + c1)
             texture = texture + (alpha * similarity_mean).sum(1, keepdim=True)
-            var_x = ((feat_x - mean_x) ** 2).mean([2, 3], keepdim=True)
-            var_y = ((feat_y - mean_y) ** 2).mean([2, 3], keepdim=True)
-            cov_xy = (feat_x * feat_y).mean([2, 3], keepdim=True) - mean_x * mean_y
+            centred_x, centred_y = feat_x - mean_x, feat_y - mean_y
+            var_x = (centred_x**2).mean([2, 3], keepdim=True)
+            var_y = (centred_y**2).mean([2, 3], keepdim=True)
+            cov_xy = (centred_x * centred_y).mean([2, 3], keepdim=True)
             similarity_struct = (2 * cov_xy + c2) / (var_x + var_y + c2)
             structure = structure + (beta * similarity_struct).sum(1, keepdim=True)
-        return (1 - (texture + structure)).flatten()  # (B,)
+        score = (1 - (texture + structure)).clamp(min=0.0)
+        return score.flatten().to(feats_x[0].dtype)  # (B,)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        check_image_pair(x, y)
+        return self.distance(self.features(x), self.features(y))
 
     def train(self, mode: bool = True) -> DISTS:
         """Always eval: the metric has no training-time behaviour."""

@@ -205,6 +205,20 @@ class LPIPSLoss(nn.Module):
         distance = self.model(x, y, normalize=True)  # (B, 1, 1, 1); normalize: [0,1] -> [-1,1]
         return distance.flatten()  # (B,)
 
+    def features(self, image: Tensor) -> list[Tensor]:
+        """The unit-normalised trunk features of ``image`` (B, 3, H, W) in [0, 1], as
+        ``forward`` computes them: a ground truth's are computed once and given to
+        :meth:`distance` for every output scored against it (channels_last: faster convs)."""
+        scaled = self.model.scaling_layer(2 * image - 1)  # [0, 1] -> [-1, 1], ImageNet shift
+        scaled = scaled.contiguous(memory_format=torch.channels_last)
+        return [lpips_package.normalize_tensor(f) for f in self.model.net(scaled)]
+
+    def distance(self, feats_x: list[Tensor], feats_y: list[Tensor]) -> Tensor:
+        """LPIPS ``(B,)`` from two images' :meth:`features`; equals ``forward``."""
+        layers = [lpips_package.spatial_average(lin((fx - fy) ** 2), keepdim=True)
+                  for lin, fx, fy in zip(self.model.lins, feats_x, feats_y)]
+        return sum(layers).flatten()
+
 
 @functools.lru_cache(maxsize=8)
 def _cached_model(net: str, device: str, checkpoint: str) -> LPIPSLoss:
