@@ -5,8 +5,10 @@
     python tools/bench.py --presets tiny cdc --json        # one JSON object per line
     python tools/bench.py --bf16                           # bfloat16 denoiser (AVX512-BF16 CPUs)
     python tools/bench.py --device cuda --fp16             # GPU, half precision
+    python tools/bench.py --codec dcvc-rt --quality 21     # DCVC-RT's decode as the baseline
 
-Ratios are to the --codec decode of the same frame, measured in the same process.
+Ratios are to the --codec decode of the same frame (a P-frame for video codecs), measured
+in the same process.
 Preset weights are random (timing only); checkpoints run at their own sampling steps.
 """
 

@@ -121,9 +121,11 @@ def benchmark(
     as they finish) one row each.
 
     The baseline is ``codec``'s decode of the same frame (random weights: timing only),
-    measured in the same run. A checkpoint runs at its own default sampling steps (its
-    ``sampling``), a preset at 10, unless ``steps`` is given. ``precision``: the
-    denoiser's (:attr:`enhancer.pipeline.Enhancer.precision`); the decode stays fp32.
+    measured in the same run: a P-frame for video codecs (the frame shifted by 4 pixels,
+    predicted from the frame itself), the intra frame for image codecs. A checkpoint runs at
+    its own default sampling steps (its ``sampling``), a preset at 10, unless ``steps`` is
+    given. ``precision``: the denoiser's (:attr:`enhancer.pipeline.Enhancer.precision`); the
+    decode stays fp32.
     """
     torch_device = torch.device(device)
     dtype_name = str(precision_dtype(precision) or torch.float32).replace("torch.", "")
@@ -154,8 +156,12 @@ def benchmark(
                 raise ValueError(f"unknown resolution {resolution!r}; choose from {list(RESOLUTIONS)}")
             height, width = RESOLUTIONS[resolution]
             frame = synthetic_frame(height, width, torch_device)
-            data, _ = coder.compress(frame)
-            decode = functools.partial(coder.decompress, data, (height, width))
+            data, first = coder.compress(frame)
+            reference = None
+            if coder.is_video:  # time a P-frame (what a video is mostly made of), not the intra
+                reference = first.state
+                data, _ = coder.compress(frame.roll(4, -1), reference)
+            decode = functools.partial(coder.decompress, data, (height, width), reference)
             decode_and_enhance = functools.partial(
                 _decode_and_enhance, enhancer, decode, subject_steps, torch_device, takes_latent,
             )
