@@ -310,6 +310,12 @@ def test_bad_inputs(rate_points, tmp_path, capsys):
     err = run_bad([str(text), str(tmp_path / "o.mp4")], tmp_path, capsys)
     assert "neither an enhancer .bin nor a video" in err and "H.264/HEVC" in err
 
+    raw = tmp_path / "raw.y4m"
+    with open_writer(raw, width=16, height=16) as writer:
+        writer.write(torch.rand(1, 3, 16, 16))
+    err = run_bad([str(raw), str(tmp_path / "o.mp4")], tmp_path, capsys)
+    assert "uncompressed video: code it first" in err
+
     mpeg4 = write_stream(tmp_path / "m.avi", "mpeg4", {}, container="avi")
     err = run_bad([str(mpeg4), str(tmp_path / "o.mp4")], tmp_path, capsys)
     assert "mpeg4 stream; no bundled model serves it" in err

@@ -136,6 +136,9 @@ def open_video_stream(path: str | Path, quality: int | None = None) -> VideoStre
             raise _unreadable(path, "it has no video stream")
         stream = container.streams.video[0]
         decoder_name = stream.codec_context.name
+        if decoder_name == "rawvideo":
+            raise CodecError(f"{path} is uncompressed video: code it first (enhancer-codec "
+                             "encode --codec x264 --quality 28 IN OUT.bin), then enhance the .bin")
         if decoder_name not in STREAM_CODECS:
             raise CodecError(f"{path} is a {decoder_name} stream; no bundled model serves it. "
                              f"{describe_bundled()}")
