@@ -120,3 +120,28 @@ def test_a_text_file_as_enhancer_says_it_is_not_a_checkpoint(tmp_path):
     text.write_text("root:x:0:0:root:/root:/bin/bash\n")  # was "list index out of range"
     with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         load_enhancer_spec(text, None, [None], [None])
+
+
+# --- 14: what a refused or killed run leaves behind ----------------------------------------
+def test_a_refused_evaluation_leaves_no_empty_out_folder(tmp_path):
+    out = tmp_path / "new" / "out"
+    with pytest.raises(ValueError, match="no quality 99"):
+        evaluate_sequences([_clip(tmp_path, "Clip", 16, 16)], "x264", [99], None,
+                           _settings(out), log=lambda _: None)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_resumed_evaluation_removes_what_a_killed_one_left(tmp_path):
+    out = tmp_path / "out"
+    (out / "videos" / ".Clip_x264.mp4.partial-0123abcd").mkdir(parents=True)
+    stale = [out / ".results.json.k3j_9x2a.tmp", out / "videos" / ".a.mp4.partial-89abcdef",
+             out / "videos" / ".Clip_x264.mp4.partial-0123abcd" / "im00001.png"]
+    for path in stale:
+        path.write_bytes(b"half")
+    kept = out / ".notes.tmp"  # hidden, but no name our writers give
+    kept.write_bytes(b"mine")
+    evaluate_sequences([_clip(tmp_path, "Clip", 16, 16)], "x264", [35], None,
+                       _settings(out, metrics=("psnr_rgb",)), log=lambda _: None)
+    assert not any(path.exists() for path in stale)
+    assert not (out / "videos" / ".Clip_x264.mp4.partial-0123abcd").exists()
+    assert kept.read_bytes() == b"mine"

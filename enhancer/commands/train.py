@@ -20,6 +20,7 @@ import yaml
 
 from enhancer.cli import run_cli
 from enhancer.config import to_dict
+from enhancer.data.paths import remove_stale_temporaries
 from enhancer.train import load_train_config, train
 from enhancer.train.export import export_checkpoint
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.resume and (run_dir / "last.pt").exists():
         raise ValueError(f"{run_dir} already holds a run (last.pt); use --resume {run_dir} "
                          "or another --run-dir")
+    if args.resume:  # what a killed run left half-written (never its checkpoints)
+        remove_stale_temporaries(run_dir)
     trainer = train(cfg, run_dir, resume=bool(args.resume))
     print(f"trained to step {trainer.step}; checkpoint {run_dir / 'last.pt'}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -18,8 +20,8 @@ def special_file_kind(path: str | Path) -> str | None:
     followed; a symlink loop raises ``OSError`` naming the path."""
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # a new path (its folder checks come later)
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise OSError(f"{path} is a symlink loop (too many levels of symbolic links); "
@@ -116,6 +118,24 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# The hidden temporaries write_atomic (``.NAME.XXXXXXXX.tmp``) and open_writer
+# (``.NAME.partial-XXXXXXXX``) write beside their targets; a killed process leaves them.
+_TEMPORARY = re.compile(r"\..+\.(partial-[0-9a-f]{8}|[a-z0-9_]{8}\.tmp)")
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries a killed writer left anywhere below ``folder`` (files, or the
+    folders of PNG writers); returns what was removed. Call it only while no other process
+    writes there (a resumed run that holds the folder's lock)."""
+    stale = sorted(p for p in Path(folder).rglob(".*") if _TEMPORARY.fullmatch(p.name))
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -40,6 +40,8 @@ files written after each unit are one run, read in the order they happen.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import sys
 import time
@@ -58,7 +60,12 @@ from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
-from enhancer.data.paths import fill_quality, is_storage_full
+from enhancer.data.paths import (
+    check_writable_parent,
+    fill_quality,
+    is_storage_full,
+    remove_stale_temporaries,
+)
 from enhancer.data.sequence import open_writer
 from enhancer.eval.dcvc_results import write_dcvc_results
 from enhancer.eval.html_report import check_report_target, write_html_report
@@ -88,6 +95,7 @@ from enhancer.eval.setlevel import (
 from enhancer.eval.sources import FrameSource, SequencePlan, check_sequences
 from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enhancer_spec
 from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.strength.sei import attach_strength
 from enhancer.pipeline.codec_files import load_codec_for_files
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Rollout, Sampling
@@ -99,12 +107,19 @@ def _sync(device: torch.device) -> None:
 
 
 def check_out_dir(out_dir: str | Path) -> Path:
-    """Create ``out_dir`` and prove it is writable, before any long work."""
+    """Prove ``out_dir`` writable before any long work; a new one is only created when the
+    run starts (after every check), so a refused run leaves no empty folder."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"output path {out_dir} exists and is not a folder; pick another --out")
+    if not out_dir.exists():
+        try:
+            check_writable_parent(out_dir)
+        except PermissionError as err:
+            raise PermissionError(f"output folder {out_dir} is not writable ({err}); pick "
+                                  "another --out") from None
+        return out_dir
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write-test-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()
@@ -240,7 +255,9 @@ def evaluate_sequences(
         "crop": list(settings.crop) if settings.crop else None, "seed": settings.seed,
         "enhancers": [{"label": s.label, "steps": s.steps, "residual_scales": s.residual_scales,
                        "sampling": [v.to_dict() for v in s.variants()],
-                       "untrained": s.untrained} for s in specs],
+                       "untrained": s.untrained,
+                       "signal": dataclasses.asdict(s.signal) if s.signal else None}
+                      for s in specs],
         "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
                       for s in sequences],
         "references": [r.label for r in references],
@@ -319,6 +336,7 @@ def _open_store(out_dir: Path, units: list[tuple[SequenceSpec, int]], scorer: Fr
     earlier stopped job left in ``partial/``; the run's settings written."""
     store = ResultsStore(out_dir)
     try:
+        remove_stale_temporaries(out_dir)  # of a run killed before; the lock is ours now
         _fold_partials(store, units)
         if scorer.inception is not None:
             check_features_weights(out_dir, scorer.inception)
@@ -421,8 +439,8 @@ class _Unit:
         # The encoder and the decoder each carry their own reference state, as they would
         # on two machines; every variant rolls out its own enhanced sequence.
         encoder, decoder = CodecStream(codec, self.intra_period), CodecStream(codec, self.intra_period)
-        rollouts = [Rollout(spec.enhancer, sampling, self.seed, quality=codec.quality)
-                    for spec, sampling in variants]
+        rollouts = [Rollout(spec.enhancer, sampling, self.seed, quality=codec.quality,
+                            signal=spec.signal) for spec, sampling in variants]
         decoded_stats = StreamStats(self.scorer)
         enhanced_stats = [StreamStats(self.scorer) for _ in variants]
         truth_path = truth_features_path(self.out_dir, self.row("decoded"))
@@ -464,7 +482,13 @@ class _Unit:
                     for rollout, stats, (spec, sampling) in zip(
                             rollouts, enhanced_stats, variants):
                         start = time.perf_counter()
-                        enhanced = rollout.enhance(out.decoded, out.latent)
+                        if spec.signal is None:
+                            enhanced = rollout.enhance(out.decoded, out.latent)
+                        else:  # the encoder's choice, with the source; its bytes are counted
+                            enhanced, map_bytes, _ = rollout.signal(truth, out.decoded,
+                                                                    out.latent)
+                            carried, side = attach_strength(codec.name, data, map_bytes)
+                            stats.strength_bytes += len(carried) - len(data) + len(side)
                         _sync(device)
                         stats.seconds += time.perf_counter() - start
                         stats.add(enhanced, truth)
@@ -499,7 +523,13 @@ class _Unit:
         }
         rows = [self.row("decoded", **shared, **decoded_stats.means())]
         for stats, (spec, sampling) in zip(enhanced_stats, variants):
-            rows.append(self.row("enhanced", spec, sampling, **shared, **stats.means(),
+            own = dict(shared)
+            if spec.signal is not None:  # the stream with its strength maps
+                own["bpp"] = bpp_from_bytes(total_bytes + stats.strength_bytes, height, width,
+                                            count)
+                own["bitrate_kbps"] = own["bpp"] * height * width * self.fps / 1000.0
+                own["strength_bytes"] = stats.strength_bytes
+            rows.append(self.row("enhanced", spec, sampling, **own, **stats.means(),
                                  enhance_s_per_frame=stats.seconds / count))
         if self.scorer.set_metrics:
             if truth_features is not None:
