@@ -6,9 +6,9 @@
 
 The model is told the stream's quality: a .bin's header, x264's or x265's SEI
 ("crf=28.0"), else the mean P-frame QP taken as the CRF (good to about +-5; --quality
-overrides); an x265 CRF counts 2 lower on the x264 model's scale. Output: .mp4 (x264, near-lossless), .mkv with --lossless (lossless x264),
-.y4m, or a path without extension for a folder of PNG frames. Ctrl-C or SIGTERM leaves
-nothing behind.
+overrides); an x265 CRF counts 2 lower on the x264 model's scale. Output: .mp4 (x264,
+near-lossless), .mkv with --lossless (lossless x264), .y4m, or a path without extension
+for a folder of PNG frames. Ctrl-C or SIGTERM leaves nothing behind.
 """
 
 from __future__ import annotations
