@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -135,10 +136,12 @@ def add_signal_arguments(parser: argparse.ArgumentParser) -> None:
                        help="block side in pixels, 32-128 (default 64)")
     group.add_argument("--signal-scales", type=float, nargs="+", default=list(DEFAULT_SCALES),
                        help=f"residual scales to choose from (default {list(DEFAULT_SCALES)})")
-    group.add_argument("--max-psnr-drop", type=float, default=0.05,
+    group.add_argument("--max-psnr-drop", type=_ranged_float("--max-psnr-drop", 0.0, math.inf),
+                       default=0.05,
                        help="the enhanced frame's PSNR may fall at most this many dB below the "
                             "decode's (default 0.05)")
-    group.add_argument("--signal-hysteresis", type=float, default=0.02,
+    group.add_argument("--signal-hysteresis",
+                       type=_ranged_float("--signal-hysteresis", 0.0, math.inf), default=0.02,
                        help="keep a block's previous scale unless another is better by this "
                             "fraction of its decode cost (default 0.02; 0: no hysteresis)")
 

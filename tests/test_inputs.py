@@ -3,6 +3,7 @@ hung CompressAI's rANS coder for good), and ``Enhancer.enhance()``'s accepted fr
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import warnings
@@ -11,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from enhancer.cli import run_cli
+from enhancer.cli import add_signal_arguments, run_cli
 from enhancer.codecs import CodecError, load_codec
 from enhancer.commands.codec import main as codec_main
 from enhancer.data.sequence import as_rgb_frame, open_writer
@@ -167,3 +168,15 @@ def test_unreadable_weight_files_say_why(tmp_path, content, reason):
         load_codec("ssf-small", 1, checkpoint=path)
     with pytest.raises(ValueError, match=f"could not read enhancer checkpoint .*: {reason}"):
         load_enhancer(path)
+
+
+# --- 14: a NaN limit is no limit -------------------------------------------------------------
+@pytest.mark.parametrize("flag", ["--max-psnr-drop", "--signal-hysteresis"])
+@pytest.mark.parametrize("value", ["nan", "-0.1"])
+def test_signal_limits_must_be_numbers_at_or_above_zero(capsys, flag, value):
+    parser = argparse.ArgumentParser()
+    add_signal_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args([flag, value])
+    assert f"{flag} must be in [0, inf], got {value}" in capsys.readouterr().err
+    assert getattr(parser.parse_args([flag, "0.5"]), flag[2:].replace("-", "_")) == 0.5
