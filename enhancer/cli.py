@@ -1,17 +1,34 @@
-"""Shared entry-point wrapper for ``tools/*.py``: user errors print one line, not a traceback."""
+"""Shared entry-point wrapper for ``tools/*.py``: user errors print one line, not a traceback.
+
+Every command's parser is :class:`ArgumentParser` (a mistyped flag or choice gets a "did you
+mean"); :func:`run_cli` runs it: a user error is one line and exit code 2, an unexpected
+error one line naming where it happened and exit code 1, unless ``--debug`` asks for the
+traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
+import re
 import signal
 import sys
 import threading
+import traceback
+import warnings
 from collections.abc import Callable
+
+# CompressAI imports torch_geometric (for its point-cloud data sets), which calls the
+# deprecated torch.jit.script at import time: a FutureWarning on every command, about code
+# the project never runs. Silenced for the commands only, by its exact message.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                        category=FutureWarning, module=r"torch\.jit\._script")
 
 # ValueError covers CodecError, ConfigError and every reworded input error; OSError covers
 # the file system (missing, folder, exists, permission, disk full), always with a path.
 USER_ERRORS = (ValueError, OSError)
+DEBUG_FLAG = "--debug"
 
 
 class Terminated(KeyboardInterrupt):
@@ -25,15 +42,23 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main``; report a user error as ``error: ...`` on stderr and return 2.
 
+    An unexpected error (a bug, or a case nobody foresaw) is one line naming the source
+    line it came from, exit code 1; ``--debug`` anywhere in ``argv`` (taken out before
+    ``main`` sees it) shows the full traceback of any error instead.
     SIGTERM is handled as SIGINT (a :class:`Terminated` is raised), so partial outputs
     are removed the same way; the exit status is then 128 + 15.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return main(argv)
     except USER_ERRORS as err:
+        if debug:
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Terminated:
@@ -42,9 +67,66 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the one place an unexpected error is reported
+        if debug:
+            traceback.print_exc()
+        print(f"error: unexpected {type(err).__name__}: {err} (at {_origin(err)}); rerun with "
+              f"{DEBUG_FLAG} for the traceback, and report it if the input is right",
+              file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _origin(err: BaseException) -> str:
+    """``file:line`` where ``err`` was raised: the innermost frame of this project if there
+    is one, else the innermost frame."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return "unknown place"
+    ours = [f for f in frames if "/enhancer/" in f.filename.replace("\\", "/")]
+    frame = (ours or frames)[-1]
+    return f"{frame.filename}:{frame.lineno}"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` for every command: a mistyped flag or choice gets a "did
+    you mean", an argument error is one line (not the whole usage), and ``--debug`` is
+    listed (:func:`run_cli` acts on it)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(DEBUG_FLAG, action="store_true",
+                          help="show the full traceback of an error")
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        hint = suggestion(message, [o for o in self._option_string_actions if o.startswith("--")])
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n"
+                     f"(see {self.prog} --help)\n")
+
+
+def did_you_mean(word: str, candidates: list[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the candidate closest to ``word``; "" if none is close."""
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def suggestion(message: str, options: list[str]) -> str:
+    """The "did you mean" for an argparse error ``message``: an unknown flag among
+    ``options``, or an invalid choice among the choices it lists."""
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        for token in unknown.group(1).split():
+            if token.startswith("--"):
+                hint = did_you_mean(token.split("=", 1)[0], options)
+                if hint:
+                    return hint
+        return ""
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        return did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+    return ""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -59,7 +141,7 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _ranged_float(name: str, low: float, high: float, low_open: bool = False):
+def ranged_float(name: str, low: float, high: float, low_open: bool = False):
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -78,11 +160,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """``--gamma --eta --t-start --noise``: override the checkpoint's sampling defaults."""
     group = parser.add_argument_group(
         "sampling (default: the settings stored in the enhancer checkpoint)")
-    group.add_argument("--gamma", type=_ranged_float("--gamma", 0.0, 1.5), default=None,
+    group.add_argument("--gamma", type=ranged_float("--gamma", 0.0, 1.5), default=None,
                        help="start-noise scale in [0, 1.5] (1: the model's prior, 0: no noise)")
-    group.add_argument("--eta", type=_ranged_float("--eta", 0.0, 1.0), default=None,
+    group.add_argument("--eta", type=ranged_float("--eta", 0.0, 1.0), default=None,
                        help="DDIM stochasticity in [0, 1] (0: deterministic)")
-    group.add_argument("--t-start", type=_ranged_float("--t-start", 0.0, 1.0, low_open=True),
+    group.add_argument("--t-start", type=ranged_float("--t-start", 0.0, 1.0, low_open=True),
                        default=None, help="start time in (0, 1]: < 1 starts part-way, near the "
                        "decoded frame (DIRAC-style)")
     group.add_argument("--noise", choices=("shared", "fresh"), default=None,
@@ -99,7 +181,7 @@ def scale_or_default(text: str) -> float | None:
     checkpoint's own, chosen by tools/tune_sampling.py)."""
     if text == "default":
         return None
-    return _ranged_float("--residual-scale", 0.0, 1.0)(text)
+    return ranged_float("--residual-scale", 0.0, 1.0)(text)
 
 
 def add_residual_scale_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -136,12 +218,12 @@ def add_signal_arguments(parser: argparse.ArgumentParser) -> None:
                        help="block side in pixels, 32-128 (default 64)")
     group.add_argument("--signal-scales", type=float, nargs="+", default=list(DEFAULT_SCALES),
                        help=f"residual scales to choose from (default {list(DEFAULT_SCALES)})")
-    group.add_argument("--max-psnr-drop", type=_ranged_float("--max-psnr-drop", 0.0, math.inf),
+    group.add_argument("--max-psnr-drop", type=ranged_float("--max-psnr-drop", 0.0, math.inf),
                        default=0.05,
                        help="the enhanced frame's PSNR may fall at most this many dB below the "
                             "decode's (default 0.05)")
     group.add_argument("--signal-hysteresis",
-                       type=_ranged_float("--signal-hysteresis", 0.0, math.inf), default=0.02,
+                       type=ranged_float("--signal-hysteresis", 0.0, math.inf), default=0.02,
                        help="keep a block's previous scale unless another is better by this "
                             "fraction of its decode cost (default 0.02; 0: no hysteresis)")
 

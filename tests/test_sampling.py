@@ -18,6 +18,7 @@ from enhancer.pipeline import Enhancer, Rollout, Sampling, load_enhancer, save_e
 from enhancer.pipeline.checkpoint import read_checkpoint, store_sampling
 
 CISCO = SHARED_DATA / "video" / "openh264" / "CiscoVT2people_160x96_6fps.yuv"
+FRIDAY = SHARED_DATA / "video" / "mdn" / "friday.mp4"  # a validation clip (tuning refuses test clips)
 
 
 def _shrink_denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -241,11 +242,11 @@ def test_tune_sampling_writes_the_chosen_residual_scale_into_the_checkpoint(tmp_
     from enhancer.commands.tune_sampling import main
 
     save_enhancer(tmp_path / "e.pt", _enhancer())
-    out = tmp_path / "sweep.json"
-    assert main([str(tmp_path / "e.pt"), "--val", str(CISCO), "--frames", "2", "--steps", "1",
-                 "--gammas", "0.5", "--t-starts", "0.6", "--residual-scales", "1", "0",
-                 "--out", str(out), "--write"]) == 0
-    sweep = json.loads(out.read_text())
+    out = tmp_path / "tune"
+    assert main(["--enhancer", str(tmp_path / "e.pt"), "--val", str(FRIDAY), "--crop", "160x96",
+                 "--frames", "2", "--steps", "1", "--gamma", "0.5", "--t-start", "0.6",
+                 "--residual-scale", "1", "0", "--out", str(out), "--write"]) == 0
+    sweep = json.loads((out / "sweep.json").read_text())
     scales = [c["sampling"]["residual_scale"] for c in sweep["candidates"][:2]]
     assert scales == [1.0, 0.0]
     payload = read_checkpoint(tmp_path / "e.pt")

@@ -11,7 +11,12 @@ from typing import Any
 import torch
 
 from enhancer.data.paths import fill_quality, names_one_file
-from enhancer.pipeline.checkpoint import checkpoint_codec, load_enhancer
+from enhancer.pipeline.checkpoint import (
+    BUNDLED_DIR,
+    checkpoint_codec,
+    load_enhancer,
+    resolve_enhancer_path,
+)
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Sampling
 
@@ -49,10 +54,25 @@ class EnhancerSpec:
         return replace(self, enhancer=self.by_quality[quality], by_quality=None)
 
 
+def resolve_enhancer_name(name_or_path: str | Path) -> Path:
+    """:func:`resolve_enhancer_path` (a checkpoint file or a bundled model's name) with a
+    "did you mean" for a mistyped bundled name."""
+    try:
+        return resolve_enhancer_path(name_or_path)
+    except FileNotFoundError as err:
+        from enhancer.cli import did_you_mean
+
+        bundled = sorted(p.stem for p in BUNDLED_DIR.glob("*.pt")) if BUNDLED_DIR.is_dir() else []
+        hint = did_you_mean(Path(str(name_or_path)).stem, bundled)
+        if not hint:
+            raise
+        raise FileNotFoundError(f"{err}{hint}") from None
+
+
 def check_enhancer_codec(checkpoint: str | Path, codec_name: str | None) -> dict[str, Any]:
     """A checkpoint's codec config (:func:`checkpoint_codec`); raise if it was trained for
     another codec than ``codec_name`` (None: any codec)."""
-    codec = checkpoint_codec(checkpoint)
+    codec = checkpoint_codec(resolve_enhancer_name(checkpoint))
     if codec_name is not None and codec["name"] != codec_name:
         raise ValueError(
             f"enhancer {str(checkpoint)!r} was trained for codec {codec['name']!r} "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream
+from enhancer.data.paths import write_atomic_text
 from enhancer.eval.scoring import FrameScorer, StreamStats
 from enhancer.metrics.bpp import bpp_from_bytes
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Rollout, Sampling
+from enhancer.train.data import TEST_SET
 
 TUNING_METRICS = ("psnr_rgb", "lpips_alex", "dists", "temporal")
 
@@ -60,6 +63,30 @@ class CandidateResult:
 DEFAULT_GAMMAS = (0.0, 0.5, 1.0)
 DEFAULT_T_STARTS = (1.0, 0.6, 0.3)
 DEFAULT_RESIDUAL_SCALES = (1.0,)
+
+
+def check_validation_clip(path: str | Path) -> Path:
+    """``path`` as a validation clip; refuses the held-out test set (as the trainer does,
+    :data:`enhancer.train.data.TEST_SET`): tuned on it, the test set would choose the
+    model's defaults."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"validation clip {str(path)!r} is not a file")
+    text = path.resolve().as_posix()
+    for held_out in TEST_SET:
+        if text.endswith("/" + held_out) or f"/{held_out}/" in text:
+            raise ValueError(f"validation clip {str(path)!r} is in the held-out test set "
+                             f"({held_out}); tune on validation clips (e.g. "
+                             "../shared/data/video/mdn/friday.mp4), never on the test set")
+    return path
+
+
+def score_ratio(value: float, decoded: float) -> float:
+    """``value / decoded`` for scores where lower is better; a perfect decode (0, e.g.
+    LPIPS on an all-black clip) gives 1 when the output is perfect too, else inf."""
+    if decoded > 0:
+        return value / decoded
+    return 1.0 if value <= decoded else math.inf
 
 
 def candidate_grid(steps: list[int], gammas=DEFAULT_GAMMAS, t_starts=DEFAULT_T_STARTS,
@@ -136,13 +163,14 @@ class Sweep:
             row = {"clip": clip.name, "quality": clip.quality, "bpp": clip.bpp,
                    **{f"decoded_{k}": v for k, v in base.items()}, **scores}
             misses = {
-                "lpips": max(0.0, scores["lpips_alex"] / base["lpips_alex"] - 1.0),
-                "dists": (max(0.0, scores["dists"] / base["dists"] - 1.0)
+                "lpips": max(0.0, score_ratio(scores["lpips_alex"], base["lpips_alex"]) - 1.0),
+                "dists": (max(0.0, score_ratio(scores["dists"], base["dists"]) - 1.0)
                           if "dists" in scores else 0.0),
                 "psnr": max(0.0, (base["psnr_rgb"] - scores["psnr_rgb"]) - self.max_psnr_drop),
-                "temporal": (max(0.0, scores["temporal"] / base["temporal"]
+                "temporal": (max(0.0, score_ratio(scores["temporal"], base["temporal"])
                                  - self.max_temporal_ratio)
-                             if scores.get("temporal") and base.get("temporal") else 0.0),
+                             if scores.get("temporal") is not None
+                             and base.get("temporal") is not None else 0.0),
             }
             if scores["lpips_alex"] >= base["lpips_alex"]:
                 misses["lpips"] = max(misses["lpips"], 1e-6)
@@ -151,7 +179,7 @@ class Sweep:
             row["misses"] = misses
             result.per_clip.append(row)
             result.violation += sum(misses.values())
-            ratios.append(scores["lpips_alex"] / base["lpips_alex"])
+            ratios.append(score_ratio(scores["lpips_alex"], base["lpips_alex"]))
         result.lpips_ratio = sum(ratios) / len(ratios)
         return result
 
@@ -168,17 +196,18 @@ class Sweep:
 
 def results_table(results: list[CandidateResult], chosen: CandidateResult) -> str:
     """Markdown table: one line per candidate (means over clips and rates)."""
-    lines = ["| sampling | LPIPS ratio | DISTS ratio | PSNR drop (dB) | temporal ratio | "
-             "limits broken by |", "|---|---|---|---|---|---|"]
+    lines = [("| sampling | LPIPS ratio | DISTS ratio | PSNR drop (dB) | temporal ratio | "
+             "limits broken by |"), "|---|---|---|---|---|---|"]
     for result in results:
         rows = result.per_clip
 
         def mean(values: list[float]) -> float:
             return sum(values) / len(values)
 
-        dists = mean([r["dists"] / r["decoded_dists"] for r in rows]) if "dists" in rows[0] else None
-        temporal = (mean([r["temporal"] / r["decoded_temporal"] for r in rows])
-                    if rows[0].get("temporal") else None)
+        dists = (mean([score_ratio(r["dists"], r["decoded_dists"]) for r in rows])
+                 if "dists" in rows[0] else None)
+        temporal = (mean([score_ratio(r["temporal"], r["decoded_temporal"]) for r in rows])
+                    if rows[0].get("temporal") is not None else None)
         marker = " **chosen**" if result is chosen else ""
         lines.append(
             f"| {result.sampling.label()}{marker} | {result.lpips_ratio:.3f} | "
@@ -190,6 +219,8 @@ def results_table(results: list[CandidateResult], chosen: CandidateResult) -> st
 
 def write_sweep(path: Path, chosen: CandidateResult, results: list[CandidateResult],
                 settings: dict[str, Any]) -> None:
+    """The sweep as JSON (atomically); an infinite ratio (a perfect decode made worse) is
+    written as null."""
     payload = {
         "settings": settings,
         "chosen": chosen.sampling.to_dict(),
@@ -198,4 +229,15 @@ def write_sweep(path: Path, chosen: CandidateResult, results: list[CandidateResu
                         "violation": r.violation, "per_clip": r.per_clip} for r in results],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    write_atomic_text(path, json.dumps(_finite(payload), indent=1) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (valid JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
