@@ -17,7 +17,7 @@ from torch import nn
 
 from enhancer.codecs import CodecStream, dcvc, dcvc_rt, dcvc_uf
 from enhancer.codecs.base import CodecError, available_codecs, bpp_from_likelihoods, load_codec
-from enhancer.codecs.dcvc_common import RT, UF
+from enhancer.codecs.dcvc_common import CODER_IDS, RT, UF
 
 NAMES = ("dcvc-rt", "dcvc-uf")
 MISSING = {"dcvc-rt": RT.missing_entropy_coder(), "dcvc-uf": UF.missing_entropy_coder()}
@@ -183,6 +183,10 @@ def test_bytes_for_another_quality_or_frame_type_are_refused(setups, name: str):
         other.decompress(chunks[0], (HEIGHT, WIDTH))
     with pytest.raises(CodecError, match="P-frame but no reference state"):
         codec.decompress(chunks[1], (HEIGHT, WIDTH))
+    other = next(n for n in NAMES if n != name)
+    relabelled = bytes([CODER_IDS[other]]) + chunks[0][1:]  # as the other adapter writes them
+    with pytest.raises(CodecError, match=f"not written by {name}.*{other}'s"):
+        codec.decompress(relabelled, (HEIGHT, WIDTH))
     damaged = chunks[0][:-1] + bytes([chunks[0][-1] ^ 1])
     with pytest.raises(CodecError, match="damaged"):
         codec.decompress(damaged, (HEIGHT, WIDTH))

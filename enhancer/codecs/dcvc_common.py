@@ -12,8 +12,10 @@ ships a coder of the same module name whose Python binding returns no decoded sy
 streams are written by its CUDA inference proxy), so the dcvc-uf adapter codes its symbols with
 DCVC-RT's binding too.
 
-Each frame's bytes: one flag byte (bit 7: intra, bit 6: two rANS coders), the q_index byte,
-the CRC-32 of the stream (4 bytes, little endian), then the rANS stream. The CRC is checked
+Each frame's bytes: the coder byte (which adapter wrote them, :data:`CODER_IDS`), one flag
+byte (bit 7: intra, bit 6: two rANS coders), the q_index byte, the CRC-32 of the stream (4
+bytes, little endian), then the rANS stream. (The coder bytes have bit 6 set, which a dcvc
+(DCVC-FM) frame's first byte never has, so each adapter refuses the others' frames.) The CRC is checked
 before the stream reaches DCVC's C++ decoder, which has no bounds checks.
 """
 
@@ -38,7 +40,8 @@ from enhancer.codecs.base import CodecError, load_error_reason, state_dict_misma
 from enhancer.codecs.dcvc import dcvc_build_dir, dcvc_root
 
 CODER_MODULE = "MLCodec_extensions_cpp"
-HEADER_BYTES = 6  # flags, q_index, CRC-32
+HEADER_BYTES = 7  # coder, flags, q_index, CRC-32
+CODER_IDS = {"dcvc-rt": 0x52, "dcvc-uf": 0x55}  # "R", "U"
 INTRA_FLAG, TWO_CODERS_FLAG = 0x80, 0x40
 TWO_CODERS_ABOVE = 1280 * 720  # DCVC-RT's test_video.py: two rANS coders above 720p
 
@@ -168,9 +171,10 @@ def load_checkpoint_folder(folder: str | Path, models: dict[str, nn.Module], lab
 
 
 # --- frame header ----------------------------------------------------------------------------
-def pack_frame(stream: bytes, intra: bool, two_coders: bool, q_index: int) -> bytes:
+def pack_frame(name: str, stream: bytes, intra: bool, two_coders: bool, q_index: int) -> bytes:
     flags = (INTRA_FLAG if intra else 0) | (TWO_CODERS_FLAG if two_coders else 0)
-    return bytes([flags, q_index]) + zlib.crc32(stream).to_bytes(4, "little") + stream
+    header = bytes([CODER_IDS[name], flags, q_index]) + zlib.crc32(stream).to_bytes(4, "little")
+    return header + stream
 
 
 def unpack_frame(data: bytes, name: str, q_index: int, has_state: bool) -> tuple[bytes, bool, bool]:
@@ -178,13 +182,20 @@ def unpack_frame(data: bytes, name: str, q_index: int, has_state: bool) -> tuple
     if len(data) < HEADER_BYTES + 5:  # a rANS stream is at least its 4-byte state
         raise CodecError(f"{name} frame data is truncated: {len(data)} bytes")
     stream = data[HEADER_BYTES:]
-    if zlib.crc32(stream) != int.from_bytes(data[2:HEADER_BYTES], "little"):
+    if data[0] != CODER_IDS[name]:
+        writer = next((n for n, i in CODER_IDS.items() if i == data[0]), None)
+        raise CodecError(
+            f"these bytes were not written by {name} (first byte {data[0]:#04x}"
+            + (f": {writer}'s" if writer else ", no DCVC-RT/-UF adapter's")
+            + "): decode them with the codec that coded them"
+        )
+    if zlib.crc32(stream) != int.from_bytes(data[3:HEADER_BYTES], "little"):
         raise CodecError(f"{name} frame data is damaged: the CRC-32 of its {len(stream)}-byte "
                          "stream does not match its header")
-    flags = data[0]
-    if flags & ~(INTRA_FLAG | TWO_CODERS_FLAG) or data[1] != q_index:
+    flags = data[1]
+    if flags & ~(INTRA_FLAG | TWO_CODERS_FLAG) or data[2] != q_index:
         raise CodecError(
-            f"these bytes were coded at {name} q_index {data[1]} (flags {flags:#04x}), this codec "
+            f"these bytes were coded at {name} q_index {data[2]} (flags {flags:#04x}), this codec "
             f"is q_index {q_index}: load the codec at the quality it was coded with"
         )
     intra = bool(flags & INTRA_FLAG)

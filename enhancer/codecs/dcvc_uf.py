@@ -375,7 +375,7 @@ class DCVCUF(CodecAdapter):
             stream, out = self._intra_compress(frame, two_coders)
         else:
             stream, out = self._inter_compress(frame, state, two_coders)
-        return pack_frame(stream, state is None, two_coders, self.quality), out
+        return pack_frame(self.name, stream, state is None, two_coders, self.quality), out
 
     def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int],
                            state: Any) -> CodecOutput:
