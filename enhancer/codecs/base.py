@@ -409,6 +409,8 @@ def unpack_strings(data: bytes, count: int) -> list[bytes]:
 
 # --- registry -----------------------------------------------------------------------------
 _REGISTRY: dict[str, Callable[..., CodecAdapter]] = {}
+# Codecs whose module could not be imported here: their names -> why (a missing package).
+UNAVAILABLE_CODECS: dict[str, str] = {}
 
 
 def register_codec(name: str) -> Callable[[type[CodecAdapter]], type[CodecAdapter]]:
@@ -430,7 +432,10 @@ def available_codecs() -> list[str]:
 
 def codec_class(name: str) -> type[CodecAdapter]:
     if name not in _REGISTRY:
-        raise CodecError(f"unknown codec {name!r}; available: {', '.join(available_codecs())}")
+        missing = "".join(f"; {names} unavailable: {why}"
+                          for names, why in UNAVAILABLE_CODECS.items())
+        raise CodecError(f"unknown codec {name!r}; available: {', '.join(available_codecs())}"
+                         + missing)
     return _REGISTRY[name]  # type: ignore[return-value]
 
 

@@ -54,8 +54,8 @@ class _PyAVCodec(CodecAdapter):
         super().__init__(quality)
         if checkpoint is not None:
             raise CodecError(f"codec {self.name!r} has no weights; do not pass a checkpoint")
-        if self.encoder_name not in pyav().codecs_available:
-            raise CodecError(f"this PyAV build has no {self.encoder_name} encoder")
+        # PyAV is needed to code, not to exist: training from a data pack (uint8 decodes,
+        # enhancer.train.pack) builds this adapter on machines without PyAV.
 
     @classmethod
     def quality_level(cls, quality: int) -> float:
@@ -68,6 +68,8 @@ class _PyAVCodec(CodecAdapter):
         return {"preset": self.preset, "tune": "zerolatency", "crf": str(self.quality)}
 
     def _open_stream(self, height: int, width: int, with_encoder: bool) -> _StreamState:
+        if with_encoder and self.encoder_name not in pyav().codecs_available:
+            raise CodecError(f"this PyAV build has no {self.encoder_name} encoder")
         decoder = pyav().CodecContext.create(self.decoder_name, "r")
         decoder.thread_count = 1
         decoder.options = {"err_detect": "explode"}  # fail on damaged data, do not conceal

@@ -66,6 +66,11 @@ class DataConfig:
                     None: the model's own quality only.
     texture_candidates: with ``codec_cache``, draw this many crop positions per clip and keep
                     the one where the codec lost most (1: a plain random crop).
+    pack:           a data pack (a folder or its ``pack.npz``, :mod:`enhancer.train.pack`):
+                    uint8 crops of the frozen codec's decodes, moved to the training device
+                    once. It replaces ``train``, ``codec_cache``, ``codec_qualities`` and
+                    ``soften_scales`` (leave them empty): a GPU machine without PyAV or
+                    CompressAI trains from it (tools/train_gpu.sh).
     soften_scales:  with ``codec_cache``, also train on copies of every training video made
                     soft at the source (each frame area-downscaled by s and bicubic-
                     upscaled back, then coded; :func:`enhancer.train.cache.soften_frame`),
@@ -89,6 +94,7 @@ class DataConfig:
     codec_qualities: list[int] | None = None
     soften_scales: list[float] | None = None
     texture_candidates: int = 1
+    pack: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -131,6 +137,8 @@ class TrainConfig:
     device:         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     amp:            bfloat16 autocast for the denoiser and LPIPS (CUDA, or a CPU with
                     AVX512-BF16/AMX: fewer s per step; loss, optimiser and weights stay fp32).
+    ckpt_every_s:   also save ``last.pt`` (atomically) whenever this many seconds have passed
+                    since the last save; None: every ``ckpt_every`` steps only.
     time_limit_s:   stop (and save) after this many seconds of training even before
                     ``iterations``; None: no limit. A run stopped so can be resumed.
     temporal_weight: weight of the temporal term (consecutive enhanced frames change as the
@@ -178,6 +186,7 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 200
     ckpt_every: int = 200
+    ckpt_every_s: float | None = None
     rollout: str = "self"
     rollout_steps: int = 1
     val_steps: int = 4
@@ -219,9 +228,13 @@ class TrainConfig:
                               f"{self.weight_decay} and {self.warmup_steps}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.ckpt_every_s is not None and not self.ckpt_every_s > 0:
+            raise ConfigError(f"ckpt_every_s must be > 0 or null, got {self.ckpt_every_s}")
         if self.time_limit_s is not None and not self.time_limit_s >= 0:
             raise ConfigError(f"time_limit_s must be >= 0 or null, got {self.time_limit_s}")
         self._check_crops()
+        if self.data.pack is not None:
+            self._check_pack()
         for name in ("iterations", "log_every", "val_every", "ckpt_every", "rollout_steps", "val_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -266,7 +279,7 @@ class TrainConfig:
                               "or dists_weight: 0")
         if self.lpips_net not in ("alex", "vgg"):
             raise ConfigError(f"lpips_net must be 'alex' or 'vgg', got {self.lpips_net!r}")
-        if not self.data.train:
+        if not self.data.train and self.data.pack is None:
             raise ConfigError("data.train is empty; list the training video/image files or folders")
         if self.data.kind == "image" and self.model.temporal:
             raise ConfigError(
@@ -274,6 +287,16 @@ class TrainConfig:
                 "model.temporal: false (there is no previous frame)"
             )
 
+
+    def _check_pack(self) -> None:
+        """A pack holds a frozen codec's video decodes and replaces the other data sources."""
+        if self.mode != "frozen" or self.data.kind != "video":
+            raise ConfigError(f"data.pack holds a frozen codec's video decodes; it does not fit "
+                              f"mode {self.mode!r} with data.kind {self.data.kind!r}")
+        for name in ("train", "codec_cache", "codec_qualities", "soften_scales"):
+            if getattr(self.data, name):
+                raise ConfigError(f"data.pack replaces data.{name} (the pack holds its clips); "
+                                  f"set data.{name} to {'[]' if name == 'train' else 'null'}")
 
     def _check_crops(self) -> None:
         """Crops the network and LPIPS can take: at least MIN_CROP, a multiple of the U-Net's

@@ -149,6 +149,11 @@ def _set_epoch(dataset: Dataset, epoch: int) -> None:
         part.set_epoch(epoch)
 
 
+def epoch_permutation(seed: int, epoch: int, size: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits the ``size`` items."""
+    return np.random.default_rng([seed, epoch]).permutation(size)
+
+
 class EpochStream(Dataset):
     """Global item ``i`` -> item ``perm_e[i % n]`` of epoch ``e = i // n``, always a clip."""
 
@@ -164,7 +169,7 @@ class EpochStream(Dataset):
         epoch, position = divmod(global_index, self.size)
         if epoch != self._epoch:
             self._epoch = epoch
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+            self._perm = epoch_permutation(self.seed, epoch, self.size)
             _set_epoch(self.dataset, epoch)
         item = self.dataset[int(self._perm[position])]
         if isinstance(item, dict):  # cached codec outputs: already clips

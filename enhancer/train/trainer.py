@@ -44,7 +44,6 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecError
-from enhancer.pipeline.codec_files import write_codec_sidecar
 from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
 from enhancer.data.paths import write_atomic, write_atomic_text
 from enhancer.metrics.bpp import bpp_from_bytes
@@ -52,6 +51,7 @@ from enhancer.metrics.dists import get_dists_model
 from enhancer.metrics.lpips import get_lpips_model
 from enhancer.metrics.psnr import psnr
 from enhancer.pipeline.checkpoint import denoiser_weights, read_checkpoint, save_enhancer
+from enhancer.pipeline.codec_files import write_codec_sidecar
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.train.config import TrainConfig
 from enhancer.train.data import (
@@ -62,6 +62,7 @@ from enhancer.train.data import (
     training_files,
 )
 from enhancer.train.losses import METRICS, TERMS, ClipLoss, PerceptualMix
+from enhancer.train.pack import PackDataset, pack_batches
 
 LOG_COLUMNS = ("kind", "step", *TERMS, "aux", *METRICS, "lr", "seconds",
                "val_bpp", "val_psnr_decoded", "val_psnr_enhanced", "val_lpips_decoded",
@@ -212,8 +213,15 @@ class Trainer:
         self.is_main = self.rank == 0
         self.device = resolve_device(cfg.device, local_rank)
 
+        if self.device.type == "cuda":  # tuned kernels and TF32 matmuls: speed over bit-exactness
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+
         # Everything that can be wrong with the config fails here, before any step.
-        if cfg.data.codec_cache is None:
+        if cfg.data.pack is not None:  # uint8 crops, on the device once (enhancer.train.pack)
+            self.dataset = PackDataset(cfg.data.pack, self.device)
+            self.dataset.check_fits(cfg)
+        elif cfg.data.codec_cache is None:
             self.dataset = build_train_dataset(cfg.data, cfg.seed)
         else:
             training_files(cfg.data)  # bad paths fail before the codec is built
@@ -283,6 +291,7 @@ class Trainer:
             )
         self.ema = {k: v.detach().clone() for k, v in diffusion.state_dict().items()}
         self.step = 0
+        self.saved_at = time.time()
         if resume:
             self._load(self.run_dir / "last.pt")
         if self.rank > 0:  # rank 0 keeps the seeded stream: one process is unchanged by DDP
@@ -351,6 +360,7 @@ class Trainer:
             "rng": rng_state(),
         }
         save_enhancer(self.run_dir / "last.pt", self.enhancer, extra=extra)
+        self.saved_at = time.time()
         model = getattr(self.enhancer.codec, "model", None)
         if self.codec_trains and model is not None:
             buffer = io.BytesIO()
@@ -493,12 +503,18 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             (self.run_dir / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         log = RunLog(self.run_dir, self.step, cfg.tensorboard) if self.is_main else None
-        loader = train_loader(self.dataset, cfg.data, cfg.seed, self.step, self.rank,
-                              self.world_size)
+        if isinstance(self.dataset, PackDataset):
+            loader = pack_batches(self.dataset, cfg.data.batch_size, cfg.seed, self.step,
+                                  self.rank, self.world_size)
+        else:
+            loader = train_loader(self.dataset, cfg.data, cfg.seed, self.step, self.rank,
+                                  self.world_size)
         progress = tqdm(total=cfg.iterations, initial=self.step, disable=not self.is_main,
                         desc=f"train {cfg.mode}", dynamic_ncols=True, mininterval=1.0)
         sums: dict[str, float] = {}
         count, last_row, started = 0, {}, time.time()
+        printed_at, printed_step = None, self.step  # steps/s: the first log row, then every 30 s
+        self.saved_at = started
         batches = iter(loader)
         while self.step < cfg.iterations:
             if self._out_of_time(started):
@@ -520,10 +536,16 @@ class Trainer:
                 row |= {"lr": numbers["lr"], "seconds": time.time() - started}
                 log.write(row)
                 last_row, sums, count = row, {}, 0
+                now = time.time()
+                if printed_at is None or now - printed_at >= 30:
+                    rate = (self.step - printed_step) / max(now - (printed_at or started), 1e-9)
+                    progress.write(f"step {self.step}: loss {row['loss']:.4f}, {rate:.2f} steps/s")
+                    printed_at, printed_step = now, self.step
             if self.step % cfg.val_every == 0 or self.step == cfg.iterations:
                 self.validate_and_save(log, progress, save=self.step % cfg.ckpt_every == 0
                                        or self.step == cfg.iterations)
-            elif self.step % cfg.ckpt_every == 0:
+            elif self.step % cfg.ckpt_every == 0 or (cfg.ckpt_every_s is not None and (
+                    time.time() - self.saved_at >= cfg.ckpt_every_s)):
                 self.save()
         progress.close()
         if log is not None:
