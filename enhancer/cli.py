@@ -18,6 +18,7 @@ import threading
 import traceback
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 # CompressAI imports torch_geometric (for its point-cloud data sets), which calls the
 # deprecated torch.jit.script at import time: a FutureWarning on every command, about code
@@ -80,13 +81,21 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
 
 def _origin(err: BaseException) -> str:
-    """``file:line`` where ``err`` was raised: the innermost frame of this project if there
-    is one, else the innermost frame."""
+    """``file:line`` where ``err`` was raised: the innermost frame of this project's code
+    (the package, tools, tests; not a dependency's or Python's own), else the innermost."""
     frames = traceback.extract_tb(err.__traceback__)
     if not frames:
         return "unknown place"
-    ours = [f for f in frames if "/enhancer/" in f.filename.replace("\\", "/")]
-    frame = (ours or frames)[-1]
+    package = Path(__file__).resolve().parent
+
+    def ours(filename: str) -> bool:
+        path = Path(filename).resolve()
+        if path.is_relative_to(package):
+            return True
+        third_party = {"site-packages", "dist-packages"} & set(path.parts)
+        return not third_party and not path.is_relative_to(Path(sys.base_prefix).resolve())
+
+    frame = ([f for f in frames if ours(f.filename)] or frames)[-1]
     return f"{frame.filename}:{frame.lineno}"
 
 
