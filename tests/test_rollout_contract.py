@@ -71,7 +71,7 @@ def _same(a, b) -> bool:
 
 def _inference(enhancer, frames, monkeypatch):
     with monkeypatch.context() as patch:
-        steps = _record(patch, enhancer, "enhance_frame")
+        steps = _record(patch, enhancer, "sample_residual")
         conds = _record(patch, enhancer.diffusion, "condition")
         outputs = list(enhancer.enhance(frames, seed=SEED, intra_period=-1))
     return outputs, steps, conds
@@ -83,18 +83,20 @@ def test_inference_and_evaluation_give_the_same_frames(enhancer, frames, monkeyp
     settings = EvalSettings(frames=FRAMES, intra_period=-1, out_dir=tmp_path, crop=CROP,
                             seed=SEED, metrics=("psnr_rgb",), write_videos=False, quiet=True)
     with monkeypatch.context() as patch:
-        eval_steps = _record(patch, enhancer, "enhance_frame")
+        eval_steps = _record(patch, enhancer, "sample_residual")
         report = evaluate_sequences([SequenceSpec("cisco", CISCO)], "bmshj2018-hyperprior", [1],
                                     spec, settings, log=lambda _: None)
     assert not report.errors
     assert len(inference_steps) == len(eval_steps) == len(outputs) == FRAMES
-    for out, (args, kwargs, enhanced), (args_ref, kwargs_ref, enhanced_ref) in zip(
+    scale = enhancer.sampling.residual_scale
+    for out, (args, kwargs, residual), (args_ref, kwargs_ref, residual_ref) in zip(
             outputs, eval_steps, inference_steps):
-        assert all(_same(a, b) for a, b in zip(args, args_ref))  # decoded, latent, prev
+        assert all(_same(a, b) for a, b in zip(args, args_ref))  # decoded, latent, prev, sampling
         assert kwargs.keys() == kwargs_ref.keys()
         assert all(_same(kwargs[k], kwargs_ref[k]) for k in kwargs if k != "generator")
         assert torch.equal(kwargs["generator"].get_state(), kwargs_ref["generator"].get_state())
-        assert torch.equal(enhanced, enhanced_ref) and torch.equal(enhanced, out.enhanced)
+        assert torch.equal(residual, residual_ref)
+        assert torch.equal(out.enhanced, (args[0] + scale * residual).clamp(0, 1))
     assert not torch.equal(outputs[0].enhanced, outputs[0].decoded)  # the enhancer really ran
 
 

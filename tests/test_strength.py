@@ -235,3 +235,29 @@ def test_signalled_bin_round_trip_through_encode_file_and_enhance(tmp_path):
     mapped = list(enhancer.enhance(signalled))
     assert mapped[0].strength_bytes  # read back from the SEI
     assert any(not torch.equal(a, b.enhanced) for a, b in zip(default, mapped))
+
+
+def test_evaluation_runs_signalled_variants_beside_the_unsignalled(tmp_path):
+    """tools/eval_uvg.py --signal: a row per signalled enhancer, its maps' bytes in its bpp,
+    never worse than the decode on LPIPS, PSNR within the floor."""
+    from enhancer.eval.runner import EvalSettings, evaluate_sequences
+    from enhancer.eval.sequences import SequenceSpec
+    from enhancer.eval.specs import load_enhancer_spec
+
+    spec = load_enhancer_spec("x264_temporal_tiny", "x264", [None], [None])
+    specs = [spec, spec.signalled(SignalConfig("lpips", block=32))]
+    settings = EvalSettings(frames=2, intra_period=-1, out_dir=tmp_path,
+                            metrics=("psnr_rgb", "lpips_alex"), write_videos=False, quiet=True)
+    clip = "../shared/data/video/openh264/CiscoVT2people_160x96_6fps.yuv"
+    report = evaluate_sequences([SequenceSpec("cisco", clip)], "x264", [40], specs, settings,
+                                log=lambda _: None)
+    assert not report.errors
+    rows = {(r["variant"], r["enhancer"]): r for r in report.rows}
+    decoded = rows[("decoded", None)]
+    plain = rows[("enhanced", "x264_temporal_tiny")]
+    mapped = rows[("enhanced", "x264_temporal_tiny + lpips map")]
+    assert mapped["strength_bytes"] > 0 and plain.get("strength_bytes") is None
+    assert mapped["bpp"] > decoded["bpp"] == plain["bpp"]
+    assert mapped["lpips_alex"] <= decoded["lpips_alex"]
+    assert mapped["psnr_rgb"] >= decoded["psnr_rgb"] - 0.05
+    assert mapped["residual_scale"] == 1.0

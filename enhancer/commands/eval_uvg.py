@@ -21,9 +21,11 @@ from pathlib import Path
 from enhancer.cli import (
     add_residual_scale_argument,
     add_sampling_arguments,
+    add_signal_arguments,
     parse_size,
     run_cli,
     sampling_overrides,
+    signal_config,
     steps_or_default,
 )
 from enhancer.codecs import available_codecs
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                         "distortion plots (PSNR RGB, MS-SSIM RGB; comparable only on UVG "
                         f"1080p): {', '.join(available_references())}")
     add_sampling_arguments(parser)
+    add_signal_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -128,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         qualities = qualities or [spec.enhancer.codec.quality]
     if codec_name is None or not qualities:
         parser.error("pass --codec and --quality (or an --enhancer to take them from)")
+    specs = [spec] if spec is not None else None
+    if args.signal is not None:
+        if spec is None:
+            parser.error("--signal chooses strength maps for an enhancer: pass --enhancer")
+        specs.append(spec.signalled(signal_config(args)))  # beside the unsignalled rows
     settings = EvalSettings(
         frames=args.frames, intra_period=args.intra_period, device=args.device,
         out_dir=args.out or "eval_out", codec_checkpoint=args.checkpoint, crop=args.crop,
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         inception_weights=args.inception_weights, references=tuple(args.reference),
         ranks=ranks,
     )
-    report = evaluate_sequences(sequences, codec_name, qualities, spec, settings)
+    report = evaluate_sequences(sequences, codec_name, qualities, specs, settings)
     print(report.format())
     return report.exit_code
 

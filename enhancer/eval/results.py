@@ -28,7 +28,7 @@ from enhancer.eval.bdrate import bd_rate
 
 COLUMNS = (
     "sequence", "codec", "quality", "variant", "enhancer", "steps", "sampling", "residual_scale",
-    "frames", "bpp", "bitrate_kbps", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
+    "frames", "bpp", "bitrate_kbps", "strength_bytes", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
     "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame",
     "width", "height", "intra_period", "untrained", "error", "notes",
 )

@@ -40,6 +40,7 @@ files written after each unit are one run, read in the order they happen.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -96,6 +97,7 @@ from enhancer.metrics.bpp import bpp_from_bytes
 from enhancer.pipeline.codec_files import load_codec_for_files
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Rollout, Sampling
+from enhancer.strength.sei import attach_strength
 
 
 def _sync(device: torch.device) -> None:
@@ -252,7 +254,9 @@ def evaluate_sequences(
         "crop": list(settings.crop) if settings.crop else None, "seed": settings.seed,
         "enhancers": [{"label": s.label, "steps": s.steps, "residual_scales": s.residual_scales,
                        "sampling": [v.to_dict() for v in s.variants()],
-                       "untrained": s.untrained} for s in specs],
+                       "untrained": s.untrained,
+                       "signal": dataclasses.asdict(s.signal) if s.signal else None}
+                      for s in specs],
         "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
                       for s in sequences],
         "references": [r.label for r in references],
@@ -434,8 +438,8 @@ class _Unit:
         # The encoder and the decoder each carry their own reference state, as they would
         # on two machines; every variant rolls out its own enhanced sequence.
         encoder, decoder = CodecStream(codec, self.intra_period), CodecStream(codec, self.intra_period)
-        rollouts = [Rollout(spec.enhancer, sampling, self.seed, quality=codec.quality)
-                    for spec, sampling in variants]
+        rollouts = [Rollout(spec.enhancer, sampling, self.seed, quality=codec.quality,
+                            signal=spec.signal) for spec, sampling in variants]
         decoded_stats = StreamStats(self.scorer)
         enhanced_stats = [StreamStats(self.scorer) for _ in variants]
         truth_path = truth_features_path(self.out_dir, self.row("decoded"))
@@ -477,7 +481,13 @@ class _Unit:
                     for rollout, stats, (spec, sampling) in zip(
                             rollouts, enhanced_stats, variants):
                         start = time.perf_counter()
-                        enhanced = rollout.enhance(out.decoded, out.latent)
+                        if spec.signal is None:
+                            enhanced = rollout.enhance(out.decoded, out.latent)
+                        else:  # the encoder's choice, with the source; its bytes are counted
+                            enhanced, map_bytes, _ = rollout.signal(truth, out.decoded,
+                                                                    out.latent)
+                            carried, side = attach_strength(codec.name, data, map_bytes)
+                            stats.strength_bytes += len(carried) - len(data) + len(side)
                         _sync(device)
                         stats.seconds += time.perf_counter() - start
                         stats.add(enhanced, truth)
@@ -512,7 +522,13 @@ class _Unit:
         }
         rows = [self.row("decoded", **shared, **decoded_stats.means())]
         for stats, (spec, sampling) in zip(enhanced_stats, variants):
-            rows.append(self.row("enhanced", spec, sampling, **shared, **stats.means(),
+            own = dict(shared)
+            if spec.signal is not None:  # the stream with its strength maps
+                own["bpp"] = bpp_from_bytes(total_bytes + stats.strength_bytes, height, width,
+                                            count)
+                own["bitrate_kbps"] = own["bpp"] * height * width * self.fps / 1000.0
+                own["strength_bytes"] = stats.strength_bytes
+            rows.append(self.row("enhanced", spec, sampling, **own, **stats.means(),
                                  enhance_s_per_frame=stats.seconds / count))
         if self.scorer.set_metrics:
             if truth_features is not None:

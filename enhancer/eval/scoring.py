@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,23 @@ FRAME_METRICS = ("psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips
                  "temporal")
 ALL_METRICS = FRAME_METRICS + SET_METRICS  # every name --metrics takes
 DEFAULT_METRICS = FRAME_METRICS  # FID/KID are opt-in: Inception on every patch is slow on CPU
+# Named sets --metrics takes beside single names. LPIPS-VGG and DISTS cost about 20x
+# LPIPS-Alex each on the CPU (a VGG16 pass per frame): "fast" leaves them out.
+METRIC_PRESETS = {
+    "fast": ("psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "temporal"),
+    "full": FRAME_METRICS,
+}
+METRIC_CHOICES = (*METRIC_PRESETS, *ALL_METRICS)  # what --metrics accepts
+
+
+def expand_metrics(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Metric names with the presets (``fast``, ``full``) expanded, in order, once each."""
+    expanded: list[str] = []
+    for name in names:
+        for metric in METRIC_PRESETS.get(name, (name,)):
+            if metric not in expanded:
+                expanded.append(metric)
+    return tuple(expanded)
 PSNR_CAP_DB = 100.0
 # The smallest frame side each metric takes; smaller frames get null there and the row's
 # ``notes`` say why (the other metrics of the row are still given).
@@ -53,11 +71,13 @@ class FrameScorer:
         unknown = sorted(set(metrics) - set(ALL_METRICS))
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; choose from {list(ALL_METRICS)}")
-        self.models: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
+        self.models: dict[str, Any] = {}  # LPIPSLoss / DISTS: features() and distance()
         self.metrics = [m for m in metrics if m in FRAME_METRICS]
         self.set_metrics = [m for m in metrics if m in SET_METRICS]
         self.inception: InceptionFeatures | None = None
         self.unavailable: str | None = None
+        self._reference_key: tuple[Tensor, int] | None = None  # the last ground truth scored
+        self._references: dict[str, list[Tensor]] = {}  # its features per perceptual metric
         if self.set_metrics:
             try:
                 self.inception = InceptionFeatures(inception_weights, device)
@@ -81,9 +101,14 @@ class FrameScorer:
                 log(f"warning: {name} is unavailable ({err}); its column stays empty")
                 self.metrics.remove(name)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, output: Tensor, truth: Tensor) -> dict[str, float]:
-        """Scores of ``output`` against ``truth``, both ``(1, 3, H, W)`` in [0, 1]."""
+        """Scores of ``output`` against ``truth``, both ``(1, 3, H, W)`` in [0, 1].
+
+        LPIPS and DISTS keep the features of the last ``truth`` seen: scoring several
+        outputs (the decode, every variant) against the same ground-truth tensor runs the
+        network on it once.
+        """
         scores = {}
         height, width = truth.shape[-2:]
         for name in self.metrics:
@@ -98,8 +123,20 @@ class FrameScorer:
             elif name == "ssim":
                 scores[name] = ssim(output, truth).item()
             elif name in self.models:
-                scores[name] = self.models[name](output, truth).item()
+                model = self.models[name]
+                reference = self._reference_features(name, truth)
+                scores[name] = model.distance(model.features(output), reference).item()
         return scores
+
+    def _reference_features(self, name: str, truth: Tensor) -> list[Tensor]:
+        """``truth``'s features for metric ``name``, computed once per ground-truth tensor."""
+        key = (truth, truth._version)
+        if self._reference_key is None or self._reference_key[0] is not truth or \
+                self._reference_key[1] != truth._version:
+            self._reference_key, self._references = key, {}
+        if name not in self._references:
+            self._references[name] = self.models[name].features(truth)
+        return self._references[name]
 
     def too_small(self, height: int, width: int) -> dict[str, str]:
         """The requested metrics frames of ``height x width`` are too small for, each with
@@ -125,6 +162,7 @@ class StreamStats:
         self.temporal = TemporalConsistency() if "temporal" in scorer.metrics else None
         self.features: list[np.ndarray] = []  # patch features per frame, with fid/kid
         self.notes: dict[str, str] = {}  # metric -> why it is null
+        self.strength_bytes = 0  # signalled strength maps sent with this stream
 
     def add(self, output: Tensor, truth: Tensor) -> None:
         self.notes.update(self.scorer.too_small(*truth.shape[-2:]))

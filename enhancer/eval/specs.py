@@ -19,6 +19,7 @@ from enhancer.pipeline.checkpoint import (
 )
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Sampling
+from enhancer.strength import SignalConfig
 
 
 @dataclass
@@ -39,6 +40,9 @@ class EnhancerSpec:
     untrained: bool = False
     by_quality: dict[int, Enhancer] | None = None
     sampling_overrides: dict[str, Any] = field(default_factory=dict)
+    # The encoder chooses a strength map per frame for this enhancer (enhancer.strength):
+    # the row's bpp counts the maps' bytes. None: the checkpoint's strength everywhere.
+    signal: SignalConfig | None = None
 
     def variants(self) -> list[Sampling]:
         """The sampling settings to run: the enhancer's own defaults with each of ``steps``
@@ -46,6 +50,12 @@ class EnhancerSpec:
         return [self.enhancer.sampling.override(steps=steps, residual_scale=scale,
                                                 **self.sampling_overrides)
                 for steps in self.steps for scale in self.residual_scales]
+
+    def signalled(self, signal: SignalConfig) -> EnhancerSpec:
+        """This enhancer at its own sampling with encoder-chosen strength maps (one variant;
+        the map replaces the residual scale)."""
+        return replace(self, label=f"{self.label} + {signal.objective} map", steps=[None],
+                       residual_scales=[1.0], signal=signal)  # the map scales the residual
 
     def at(self, quality: int) -> EnhancerSpec:
         """The spec to run at rate point ``quality`` (itself unless it has one per quality)."""

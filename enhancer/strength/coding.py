@@ -7,12 +7,13 @@ H.264/HEVC user-data SEI carry)::
                      1: an intra map (header + symbols coded with the left neighbour as context)
                      2: an inter map (symbols coded with the previous map's symbol as context)
     [mode 1]  block u8 (block size / 8), rows u16, cols u16, count u8, scales count x u8
-              (each scale in quarters: 5 = 1.25)
+              (each scale in quarters: 5 = 1.25; count 0: the default set, no bytes follow)
     [mode 1, 2] the block indices, row-major, arithmetic-coded
     crc8      u8     CRC-8 (polynomial 0x07) of every byte above
 
-A map repeated from the previous frame costs 2 bytes; an intra map of a 640x480 frame in
-64-px blocks (80 blocks) typically 8-20 bytes.
+A map repeated from the previous frame costs 2 bytes (the roll-out sends none at all: a map
+persists until replaced); an intra map of a 640x480 frame in 64-px blocks (80 blocks) with
+the default scale set typically 8-14 bytes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import struct
 
 import numpy as np
 
-from enhancer.strength.strength_map import StrengthMap, StrengthMapError
+from enhancer.strength.strength_map import DEFAULT_SCALES, StrengthMap, StrengthMapError
 
 MODE_SAME, MODE_INTRA, MODE_INTER = 0, 1, 2
 _INTRA_HEADER = struct.Struct("<BHHB")
@@ -171,9 +172,11 @@ def encode_map(strength: StrengthMap, previous: StrengthMap | None = None) -> by
         reference = previous.indices if same_grid else None
         if reference is None:
             rows, cols = strength.indices.shape
+            default = strength.scales == DEFAULT_SCALES
             header = bytes([MODE_INTRA]) + _INTRA_HEADER.pack(
-                strength.block // 8, rows, cols, alphabet)
-            header += bytes(round(s * 4) for s in strength.scales)
+                strength.block // 8, rows, cols, 0 if default else alphabet)
+            if not default:
+                header += bytes(round(s * 4) for s in strength.scales)
         else:
             header = bytes([MODE_INTER])
         models = [_Model(alphabet) for _ in range(alphabet)]
@@ -208,11 +211,11 @@ def decode_map(data: bytes, previous: StrengthMap | None = None,
         fixed = 1 + _INTRA_HEADER.size
         if len(body) < fixed:
             raise StrengthMapError("the strength map's header is truncated")
-        block8, rows, cols, alphabet = _INTRA_HEADER.unpack_from(body, 1)
-        if alphabet < 1 or len(body) < fixed + alphabet or rows < 1 or cols < 1:
+        block8, rows, cols, count = _INTRA_HEADER.unpack_from(body, 1)
+        if len(body) < fixed + count or rows < 1 or cols < 1:
             raise StrengthMapError("the strength map's header is damaged")
-        scales = tuple(b / 4 for b in body[fixed:fixed + alphabet])
-        strength = _decode_symbols(body[fixed + alphabet:], rows, cols, scales, block8 * 8, None)
+        scales = tuple(b / 4 for b in body[fixed:fixed + count]) if count else DEFAULT_SCALES
+        strength = _decode_symbols(body[fixed + count:], rows, cols, scales, block8 * 8, None)
     elif mode == MODE_INTER:
         strength = _decode_symbols(body[1:], *previous.indices.shape, previous.scales,
                                    previous.block, previous.indices)
