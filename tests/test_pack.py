@@ -161,6 +161,24 @@ def test_the_pack_path_needs_no_compressai_pyav_or_scipy(pack, tmp_path):
     assert (tmp_path / "run" / "last.pt").is_file()
 
 
+def test_train_gpu_script_dry_runs_on_cpu(pack, tmp_path):
+    """tools/train_gpu.sh as on the GPU machine, with device=cpu and a few steps."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_pack_config(tmp_path, pack, iterations=3, log_every=1)))
+    env = os.environ | {"CONFIG": str(config), "OUT": str(tmp_path / "out"),
+                        "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", "tools/train_gpu.sh", str(pack), "120", "device=cpu"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "steps/s" in done.stdout and "trained to step 3" in done.stdout
+    payload = torch.load(tmp_path / "out" / "run" / "last.pt", weights_only=True)
+    assert payload["step"] == 3 and payload["train_config"]["time_limit_s"] == 120
+    missing = subprocess.run(["bash", "tools/train_gpu.sh", str(tmp_path / "none")], cwd=REPO,
+                             env=env, capture_output=True, text=True, check=False)
+    assert missing.returncode == 2 and "make_pack.py" in missing.stderr
+
+
 def test_bad_packs_and_configs_are_clear_errors(pack, tmp_path):
     with pytest.raises(ConfigError, match="data.pack replaces data.codec_cache.*null"):
         _load(tmp_path, _config(tmp_path, pack=str(pack), train=[]))
