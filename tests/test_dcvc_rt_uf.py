@@ -233,3 +233,40 @@ def test_uf_training_path_has_gradients(setups, name: str):
     finally:
         codec.zero_grad(set_to_none=True)
         codec.eval()
+
+
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=needs("dcvc-uf").marks)
+                                     for v in ("hts", "htl")])
+def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: str, tmp_path):
+    torch.manual_seed(0)
+    image = UF.module("models.image_model").DMCI()
+    structure = UF.module("utils.common").ModelStructure(variant)
+    video = UF.module("models.video_model_ht").DMC(model_structure=structure)
+    _tame(image, 2.35)
+    _tame(video, 2.5)
+    torch.save(image.state_dict(), tmp_path / dcvc_uf.IMAGE_CHECKPOINT)
+    torch.save(video.state_dict(), tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
+    codec = dcvc_uf.DCVCUFChunks(QUALITY, tmp_path, variant).eval()
+    frames = clip(6)
+    _, intra = codec.compress(frames[0])
+    data, encoder_side = codec.compress_chunk(frames[1:], intra.state)  # 5 of 8: padded
+    decoded = codec.decompress_chunk(data, (HEIGHT, WIDTH), 5, intra.state)
+    with torch.no_grad():
+        trained = codec.forward_chunk(frames[1:], intra.state)
+    assert len(decoded) == len(trained) == len(encoder_side) == 5
+    for dec_out, enc_out, train_out in zip(decoded, encoder_side, trained):
+        assert dec_out.decoded.shape == (1, 3, HEIGHT, WIDTH)
+        assert torch.equal(dec_out.decoded, enc_out.decoded)
+        assert torch.equal(dec_out.decoded, train_out.decoded)
+        assert torch.equal(dec_out.latent, train_out.latent)
+    assert decoded[0].latent.shape[1] == 512 and decoded[0].latent[:, :256].abs().sum() == 0
+    assert decoded[-1].state.frame_index == dcvc_uf.CHUNK_FRAMES
+    with pytest.raises(CodecError, match="chunks of 8"):
+        codec(frames[1], intra.state)
+    with pytest.raises(CodecError, match="1 to 8 frames, got 9"):
+        codec.forward_chunk(clip(9), intra.state)
+    # the low-delay file where this variant's belongs
+    torch.save(dcvc_uf.DCVCUF(QUALITY).inter_model.state_dict(),
+               tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
+    with pytest.raises(CodecError, match=rf"cvpr2026_video_{variant}\.pth\.tar.*keys"):
+        dcvc_uf.DCVCUFChunks(QUALITY, tmp_path, variant)

@@ -3,8 +3,9 @@
 "Ultra-Fast Neural Video Compression", CVPR 2026; code and training code at the top level of
 microsoft/DCVC (MIT licence). An intra model (DMCI) and three video models: ``ld`` (low delay,
 one frame per step, ``video_model_ld.py``) and ``hts`` / ``htl`` (``video_model_ht.py``: a
-chunk of 8 frames coded as one latent). This adapter is the ``ld`` variant, registered as
-``dcvc-uf``; the chunk variants are not adapted yet (their files are refused by name).
+chunk of 8 frames coded as one latent). The ``ld`` variant is registered as ``dcvc-uf``;
+the chunk variants are :class:`DCVCUFChunks` (chunk methods; not registered, since the
+frame-by-frame contract and its tools cannot drive them yet).
 
 ::
 
@@ -48,7 +49,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, register_codec
+from enhancer.codecs.base import (
+    CodecAdapter,
+    CodecError,
+    CodecOutput,
+    _check_frame,
+    register_codec,
+)
 from enhancer.codecs.dcvc import _from_dcvc, _latent, _to_dcvc
 from enhancer.codecs.dcvc_common import (
     RT,
@@ -61,12 +68,14 @@ from enhancer.codecs.dcvc_common import (
     unpack_frame,
     use_two_coders,
 )
+from enhancer.data.padding import crop, pad_to_multiple
 
 IMAGE_CHECKPOINT = "cvpr2026_image.pth.tar"
 VIDEO_CHECKPOINTS = {"ld": "cvpr2026_video_ld.pth.tar", "hts": "cvpr2026_video_hts.pth.tar",
                      "htl": "cvpr2026_video_htl.pth.tar"}
 README = "third_party/DCVC/README.md"
 RESET_INTERVAL = 32  # test_video.py's --reset_interval
+CHUNK_FRAMES = 8  # video_model_ht.py's g_frame_delay
 Z_RANGE = 8  # DCVC-UF's MAX_ENTROPY_CODING_VALUE: z symbols -8..8 get a table entry
 OFFSET = 0.5  # DCVC-UF codes YCbCr - 0.5
 
@@ -168,7 +177,7 @@ class DCVCUF(CodecAdapter):
     def __init__(self, quality: int, checkpoint: str | Path | None = None):
         super().__init__(quality)
         self.intra_model = UF.module("models.image_model").DMCI()
-        self.inter_model = UF.module("models.video_model_ld").DMC()
+        self.inter_model = self._video_model()
         for model in (self.intra_model, self.inter_model):
             model.process_with_mask = _process_with_mask_int8
         if checkpoint is None:
@@ -181,6 +190,17 @@ class DCVCUF(CodecAdapter):
                 VIDEO_CHECKPOINTS[self.variant]: self.inter_model}, "DCVC-UF", README)
         self._coder: _RansCoder | None = None
         self.register_load_state_dict_post_hook(_mark_coder_stale_after_load)
+
+    def _video_model(self) -> nn.Module:
+        return UF.module("models.video_model_ld").DMC()
+
+    def _latent(self, y_hat: Tensor, intra: bool) -> Tensor:
+        """Place an I-frame (256 ch) or P-frame y_hat in the ``latent_channels`` latent."""
+        if self.latent_channels == 384:
+            return _latent(y_hat, intra)
+        batch, channels, height, width = y_hat.shape
+        zeros = y_hat.new_zeros(batch, self.latent_channels - channels, height, width)
+        return torch.cat([y_hat, zeros] if intra else [zeros, y_hat], 1)
 
     # --- entropy coder -------------------------------------------------------------------------
     def train(self, mode: bool = True) -> DCVCUF:
@@ -244,7 +264,7 @@ class DCVCUF(CodecAdapter):
         recon = model.dec(y_hat, self._q(model.q_scale_dec))  # (B, 3, H, W) YCbCr - 0.5
         state = UfState(F.pixel_unshuffle(recon, 8), None, 0)
         decoded = _from_dcvc((recon + OFFSET).clamp(0, 1))
-        return CodecOutput(decoded, _latent(y_hat, True), likelihoods, state)
+        return CodecOutput(decoded, self._latent(y_hat, True), likelihoods, state)
 
     def _intra_forward(self, frame: Tensor) -> CodecOutput:
         model = self.intra_model
@@ -273,6 +293,15 @@ class DCVCUF(CodecAdapter):
         z_hat = self._coder.decode_z("intra", self.quality, z_shape, weight)
         params = self._intra_params(z_hat, (padded_hw[0] // 16, padded_hw[1] // 16))
         scales, means = model.separate_prior_image(params)
+        y_hat = self._decode_prior_4x(model, params, scales, means, has_scales=True)
+        return self._intra_output(y_hat * self._q(model.q_scale_y_dec), None)
+
+    def _decode_prior_4x(self, model: nn.Module, params: Tensor, scales: Tensor, means: Tensor,
+                         has_scales: bool) -> Tensor:
+        """The decoder side of DCVC-UF's forward_prior_4x: y_hat before its q_dec scaling.
+
+        Four checkerboard steps; after each the spatial prior refines the means (and, when
+        ``has_scales``, the scales) of the next from what is decoded so far."""
         common_params = model.y_spatial_prior_reduction(params)
         masks = model.get_mask_4x(*means.shape, means.device)
         write = RT.module("models.common_model").CompressionModel.single_part_for_writing_4x
@@ -284,10 +313,14 @@ class DCVCUF(CodecAdapter):
             symbols = self._coder.decode_y(write(scales * mask))
             y_hat_step = restore(symbols, means, mask)
             y_hat_so_far = y_hat_step if y_hat_so_far is None else y_hat_so_far + y_hat_step
-            if step < len(adaptors):
+            if step == len(adaptors):
+                break
+            if has_scales:
                 params_step = torch.cat((y_hat_so_far, common_params), dim=1)
                 scales, means = model.y_spatial_prior(adaptors[step](params_step)).chunk(2, 1)
-        return self._intra_output(y_hat_so_far * self._q(model.q_scale_y_dec), None)
+            else:
+                means = model.y_spatial_prior(adaptors[step](y_hat_so_far, common_params))
+        return y_hat_so_far
 
     # --- P-frames: the ld DMC's forward_one_frame (video_model_ld.py), state passed explicitly -
     def _next_reference(self, state: Any) -> tuple[Tensor, Tensor, int]:
@@ -321,7 +354,7 @@ class DCVCUF(CodecAdapter):
         else:
             state = UfState(feature, memory, frame_index)
         decoded = _from_dcvc((recon + OFFSET).clamp(0, 1))
-        return CodecOutput(decoded, _latent(y_hat, False), likelihoods, state)
+        return CodecOutput(decoded, self._latent(y_hat, False), likelihoods, state)
 
     def _inter_forward(self, frame: Tensor, state: Any) -> CodecOutput:
         z, z_hat, y_res, y_q, y_hat, scales_hat, memory, ctx, index = self._inter_encode(
@@ -387,4 +420,146 @@ class DCVCUF(CodecAdapter):
         return self._inter_decompress(padded_hw, state)
 
 
-__all__ = ["DCVCUF", "IMAGE_CHECKPOINT", "VIDEO_CHECKPOINTS", "UfState"]
+class DCVCUFChunks(DCVCUF):
+    """DCVC-UF's hierarchical variants (``hts``, ``htl``): intra frames one at a time (DMCI),
+    P-frames in chunks of :data:`CHUNK_FRAMES` coded as one latent and decoded together.
+
+    Not registered: the frame-by-frame contract (and every tool on it) cannot drive a codec
+    whose encoder needs the next 7 frames before it can write the current one. The chunk
+    methods below follow the contract otherwise (explicit state, real bytes, decode equal to
+    the training path)::
+
+        codec = DCVCUFChunks(quality=21, checkpoint=folder, variant="hts")
+        data, out = codec.compress(frame0)                        # intra, as dcvc-uf
+        data, outs = codec.compress_chunk(frames[1:9], out.state)  # 8 frames -> 1 stream
+        outs = codec.decompress_chunk(data, (H, W), 8, out.state)
+
+    A short last chunk (fewer than 8 frames) is filled by repeating its last frame, as DCVC's
+    ``test_video.py`` does; only the real frames are returned, and the decoder is told their
+    count. Every frame of a chunk gets the chunk's latent (P block: channels 256..511 of a
+    512-channel latent; I-frames fill 0..255) and the state after the whole chunk; the
+    likelihoods of a chunk's training path (under each frame's output) are the chunk's.
+    """
+
+    latent_channels = 512
+    frames_per_chunk = CHUNK_FRAMES
+
+    def __init__(self, quality: int, checkpoint: str | Path | None = None, variant: str = "hts"):
+        if variant not in ("hts", "htl"):
+            raise CodecError(f"DCVC-UF chunk variant {variant!r} does not exist; choose hts or "
+                             "htl (the low-delay ld variant is the codec 'dcvc-uf')")
+        self.variant = variant
+        super().__init__(quality, checkpoint)
+
+    def _video_model(self) -> nn.Module:
+        structure = UF.module("utils.common").ModelStructure(self.variant)
+        return UF.module("models.video_model_ht").DMC(model_structure=structure)
+
+    def _inter_encode(self, frame: Tensor, state: Any) -> tuple[Any, ...]:
+        raise CodecError(f"dcvc-uf {self.variant} codes P-frames in chunks of {CHUNK_FRAMES}: use "
+                         "forward_chunk / compress_chunk / decompress_chunk")
+
+    _inter_decompress = _inter_encode  # type: ignore[assignment]
+
+    # --- chunks ---------------------------------------------------------------------------------
+    def _chunk_input(self, frames: list[Tensor]) -> tuple[Tensor, int, tuple[int, int]]:
+        """(B, 3 * 8, H', W') padded YCbCr - 0.5 of the chunk, its real frame count, (H, W)."""
+        count = len(frames)
+        if not 1 <= count <= CHUNK_FRAMES:
+            raise CodecError(f"a dcvc-uf {self.variant} chunk holds 1 to {CHUNK_FRAMES} frames, "
+                             f"got {count}")
+        for frame in frames:
+            _check_frame(frame)
+        size = tuple(frames[0].shape[-2:])
+        frames = list(frames) + [frames[-1]] * (CHUNK_FRAMES - count)  # DCVC's padding rule
+        padded = [_to_dcvc(pad_to_multiple(frame, self.pad_multiple)) - OFFSET for frame in frames]
+        return torch.cat(padded, 1), count, size
+
+    def _chunk_encode(self, chunk: Tensor, state: Any) -> tuple[Any, ...]:
+        model = self.inter_model
+        memory, ctx, _ = self._next_reference(state)
+        y = model.encoder(chunk, ctx, self._q(model.q_encoder))  # (B, 256, H/16, W/16)
+        z = model.hyper_encoder(y)
+        z_hat = round_int8_ste(z)
+        params = model.res_prior_param_decoder(z_hat, memory, self._q(model.q_feature))
+        y_res, y_q, y_hat, scales_hat = model.forward_prior_4x(
+            y, None, None, params, model.y_spatial_prior_reduction,
+            model.y_spatial_prior_adaptor_1, model.y_spatial_prior_adaptor_2,
+            model.y_spatial_prior_adaptor_3, model.y_spatial_prior,
+            spatial_prior_has_scales=not model.is_hts)
+        return z, z_hat, y_res, y_q, y_hat, scales_hat, memory, ctx
+
+    def _chunk_outputs(self, y_hat: Tensor, memory: Tensor, ctx: Tensor, state: UfState,
+                       count: int, size: tuple[int, int],
+                       likelihoods: dict[str, Tensor] | None) -> list[CodecOutput]:
+        model = self.inter_model
+        recons, feature = model.get_recon_and_feature(y_hat, ctx, self._q(model.q_decoder))
+        last_index = state.frame_index + CHUNK_FRAMES
+        if last_index % RESET_INTERVAL == 0:  # test_video.py: (first + 8) % 32 == 1
+            new_state = UfState(model.recon_head(feature, for_reset=True), None, last_index)
+        else:
+            new_state = UfState(feature, memory, last_index)
+        latent = self._latent(y_hat, False)
+        return [CodecOutput(crop(_from_dcvc((recon + OFFSET).clamp(0, 1)), *size), latent,
+                            likelihoods, new_state) for recon in recons[:count]]
+
+    def forward_chunk(self, frames: list[Tensor], state: UfState) -> list[CodecOutput]:
+        """Training path of one chunk of P-frames (1 to 8 frames of the same size)."""
+        chunk, count, size = self._chunk_input(frames)
+        z, z_hat, y_res, y_q, y_hat, scales_hat, memory, ctx = self._chunk_encode(chunk, state)
+        likelihoods = {
+            "y": gaussian_likelihood(self._bits_inputs(y_res, y_q), scales_hat),
+            "z": self._z_likelihood(self.inter_model.bit_estimator_z, z, z_hat),
+        }
+        return self._chunk_outputs(y_hat, memory, ctx, state, count, size, likelihoods)
+
+    @torch.no_grad()
+    def compress_chunk(self, frames: list[Tensor],
+                       state: UfState) -> tuple[bytes, list[CodecOutput]]:
+        """One chunk of (1, 3, H, W) P-frames -> one frame record of bytes, and per frame what
+        the decoder will see."""
+        coder = self._ensure_coder()
+        chunk, count, size = self._chunk_input(frames)
+        if chunk.shape[0] != 1:
+            raise CodecError(f"compress codes one chunk at a time, got a batch of {chunk.shape[0]}")
+        model = self.inter_model
+        _, z_hat, _, y_q, y_hat, scales_hat, memory, ctx = self._chunk_encode(chunk, state)
+        masks = model.get_mask_4x(*y_q.shape, y_q.device)
+        write = RT.module("models.common_model").CompressionModel.single_part_for_writing_4x
+        parts = [(write(y_q * mask), write(scales_hat * mask)) for mask in masks]
+        likelihoods = [gaussian_likelihood(y_q, scales_hat),
+                       self._z_likelihood(model.bit_estimator_z, z_hat, z_hat)]
+        two_coders = use_two_coders(*chunk.shape[-2:])
+        stream = coder.encode(z_hat, "inter", self.quality, parts, two_coders, likelihoods)
+        outs = self._chunk_outputs(y_hat, memory, ctx, state, count, size, None)
+        return pack_frame(self.name, stream, False, two_coders, self.quality), outs
+
+    @torch.no_grad()
+    def decompress_chunk(self, data: bytes, size: tuple[int, int], count: int,
+                         state: UfState) -> list[CodecOutput]:
+        """The bytes of one chunk of ``count`` real frames of ``size = (H, W)``."""
+        if not 1 <= count <= CHUNK_FRAMES:
+            raise CodecError(f"a dcvc-uf {self.variant} chunk holds 1 to {CHUNK_FRAMES} frames, "
+                             f"got {count}")
+        coder = self._ensure_coder()
+        stream, _, two_coders = unpack_frame(data, self.name, self.quality, state is not None)
+        coder.start_decoding(stream, two_coders)
+        model = self.inter_model
+        memory, ctx, _ = self._next_reference(state)
+        padded_hw = self.padded_size(size)
+        z_shape = (model.z_channel, padded_hw[0] // 64, padded_hw[1] // 64)
+        z_hat = coder.decode_z("inter", self.quality, z_shape, ctx)
+        params = model.res_prior_param_decoder(z_hat, memory, self._q(model.q_feature))
+        _, q_dec, scales, means = model.separate_prior_video(params)
+        y_hat = self._decode_prior_4x(model, params, scales, means, not model.is_hts) * q_dec
+        return self._chunk_outputs(y_hat, memory, ctx, state, count, size, None)
+
+
+__all__ = [
+    "CHUNK_FRAMES",
+    "DCVCUF",
+    "IMAGE_CHECKPOINT",
+    "VIDEO_CHECKPOINTS",
+    "DCVCUFChunks",
+    "UfState",
+]
