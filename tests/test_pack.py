@@ -110,6 +110,17 @@ def test_pack_holds_the_caches_crops_where_the_codec_lost_most(pack, tmp_path):
     assert (pack / RUNTIME_DIR / "lpips" / "__init__.py").is_file()
 
 
+def test_fewer_qualities_per_crop_give_more_windows_for_the_bytes(pack):
+    cfg = _load(pack.parent, _config(pack.parent), "again.yaml")  # the fixture's cache
+    meta = build_pack(cfg, pack.parent / "one_crf", CROPS, qualities_per_crop=1,
+                      show_progress=False)
+    assert meta["items"] == CROPS and meta["qualities_per_crop"] == 1
+    dataset = PackDataset(pack.parent / "one_crf")
+    assert len(dataset.source) == CROPS and torch.equal(dataset.source_index, torch.arange(CROPS))
+    with pytest.raises(ConfigError, match=r"qualities_per_crop must be in 1..2 .*got 3"):
+        build_pack(cfg, pack.parent / "bad", CROPS, qualities_per_crop=3, show_progress=False)
+
+
 def test_pack_batches_resume_where_they_left_off(pack):
     dataset = PackDataset(pack)
     from_start = pack_batches(dataset, 4, seed=1, start_step=0)

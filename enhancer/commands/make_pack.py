@@ -21,14 +21,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", help="folder to write (pack.npz, runtime/, lpips_weights/)")
     parser.add_argument("--crops-per-video", type=int, default=8,
                         help="crop windows per training video, each at every quality (default 8)")
+    parser.add_argument("--qualities-per-crop", type=int, default=None, metavar="K",
+                        help="decode each window at K of the qualities, drawn at random "
+                        "(default: at all of them); fewer gives more windows per MiB")
     parser.add_argument("--seed", type=int, default=0, help="crop positions' seed (default 0)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. data.crop_size=96")
     args = parser.parse_args(argv)
     cfg = load_train_config(args.config, args.set)
-    meta = build_pack(cfg, args.out_dir, args.crops_per_video, args.seed)
+    meta = build_pack(cfg, args.out_dir, args.crops_per_video, args.seed,
+                      args.qualities_per_crop)
     print(f"wrote {args.out_dir}: {meta['items']} items ({len(meta['clips'])} clips x "
-          f"{args.crops_per_video} crops x {len(meta['qualities'])} qualities, "
+          f"{args.crops_per_video} crops x {meta['qualities_per_crop']} of "
+          f"{len(meta['qualities'])} qualities, "
           f"{meta['clip_len']} frames of {meta['crop']} px), pack.npz "
           f"{meta['bytes'] / 2**20:.1f} MiB, folder {meta['folder_bytes'] / 2**20:.1f} MiB, "
           f"{meta['seconds']:.0f} s")

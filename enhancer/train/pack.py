@@ -6,7 +6,8 @@ with PyAV) cannot go there; a pack can. :func:`build_pack` reads the cache (it c
 entries that are missing) and keeps, per training video, ``crops_per_video`` windows of
 ``clip_len`` frames cropped to ``crop_size`` where the codec lost most (the best of
 ``texture_candidates`` positions, as :class:`~enhancer.train.cache.CachedClipDataset`
-picks them), each with its decode at every quality::
+picks them), each with its decode at every quality (or at ``qualities_per_crop`` of them,
+drawn per window: more windows for the same bytes)::
 
     <out_dir>/pack.npz          one zip (LZMA: 3 similar frames compress ~2x better than deflate)
         source        (M, T, 3, c, c) uint8  the source crops (shared by their qualities)
@@ -133,13 +134,14 @@ def write_runtime(out_dir: Path, lpips_net: str = "alex") -> None:
 
 
 def build_pack(cfg: TrainConfig, out_dir: str | Path, crops_per_video: int, seed: int = 0,
-               show_progress: bool = True) -> dict:
+               qualities_per_crop: int | None = None, show_progress: bool = True) -> dict:
     """Write a pack of ``cfg``'s training data to ``out_dir`` (see the module docstring) from
     its ``data.codec_cache``; returns the pack's metadata plus ``bytes`` and ``seconds``.
 
     Crops: ``data.crop_size``; frames: ``data.clip_len``; qualities:
     ``data.codec_qualities`` (else the model's); positions: the best of
-    ``data.texture_candidates`` by the decode's error at the middle quality.
+    ``data.texture_candidates`` by the decode's error at the middle quality; each window
+    at every quality, or at ``qualities_per_crop`` of them drawn at random.
     """
     from enhancer.codecs import load_codec
     from enhancer.train.cache import cache_videos, plan_sources
@@ -159,6 +161,10 @@ def build_pack(cfg: TrainConfig, out_dir: str | Path, crops_per_video: int, seed
         raise ConfigError(f"lpips_net {cfg.lpips_net!r}: a pack carries LPIPS-Alex weights only "
                           "(VGG's are 59 MB); set lpips_net=alex")
     qualities = list(data.codec_qualities or [codec_cfg.quality])
+    per_crop = len(qualities) if qualities_per_crop is None else qualities_per_crop
+    if not 1 <= per_crop <= len(qualities):
+        raise ConfigError(f"qualities_per_crop must be in 1..{len(qualities)} (the qualities "
+                          f"{qualities}), got {qualities_per_crop}")
     sources = plan_sources(training_files(data), data.max_frames_per_video)
     entries = {}
     for quality in qualities:
@@ -188,7 +194,8 @@ def build_pack(cfg: TrainConfig, out_dir: str | Path, crops_per_video: int, seed
             window = slice(start, start + frames)
             source_crops.append(_planar(original, window, top, left, crop))
             origins.append((index, start, top, left))
-            for quality in qualities:
+            drawn = sorted(rng.choice(qualities, per_crop, replace=False).tolist())
+            for quality in drawn:
                 decoded_crops.append(_planar(entries[quality][index].decoded, window, top, left,
                                              crop))
                 source_index.append(len(source_crops) - 1)
@@ -196,7 +203,8 @@ def build_pack(cfg: TrainConfig, out_dir: str | Path, crops_per_video: int, seed
     meta = {
         "format": PACK_FORMAT, "codec": codec_cfg.name, "intra_period": codec_cfg.intra_period,
         "crop": crop, "clip_len": frames, "qualities": qualities,
-        "crops_per_video": crops_per_video, "texture_candidates": data.texture_candidates,
+        "crops_per_video": crops_per_video, "qualities_per_crop": per_crop,
+        "texture_candidates": data.texture_candidates,
         "seed": seed, "items": len(decoded_crops),
         "clips": [{"path": str(s.path), "sha256": s.digest, "frames": s.frames} for s in sources],
     }
