@@ -9,6 +9,8 @@ commands as the reason (CI does not check out submodules).
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -270,3 +272,17 @@ def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: st
                tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
     with pytest.raises(CodecError, match=rf"cvpr2026_video_{variant}\.pth\.tar.*keys"):
         dcvc_uf.DCVCUFChunks(QUALITY, tmp_path, variant)
+
+
+@pytest.mark.needs_dcvc
+@pytest.mark.skipif(MISSING["dcvc-rt"] is not None or dcvc.missing_entropy_coder() is not None,
+                    reason=str(MISSING["dcvc-rt"] or dcvc.missing_entropy_coder()))
+def test_dcvc_fm_and_rt_coders_load_into_one_process():
+    """Both bindings define a pybind11 class RansEncoder: built with separate ABI ids, the
+    second import must not fail (a fresh process, DCVC-FM's first)."""
+    check = ("from enhancer.codecs import dcvc; from enhancer.codecs.dcvc_common import RT; "
+             "assert dcvc.missing_entropy_coder() is None; "
+             "reason = RT.missing_entropy_coder(); assert reason is None, reason")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                            check=False, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -31,7 +31,11 @@ c++ $flags $includes "$fm_cpp/ops/ops.cpp" -o "$build/src/models/MLCodec_CXX$suf
 c++ $flags $includes -I"$fm_cpp/rans" -I"$fm_cpp/py_rans" "$fm_cpp/rans/rans.cpp" \
     "$fm_cpp/py_rans/py_rans.cpp" -o "$build/src/models/MLCodec_rans$suffix" &
 wait
+# DCVC-FM's and DCVC-RT's bindings both define a class "RansEncoder"; pybind11 registers classes
+# process-wide per ABI id, so the second import would fail ("already registered"). DCVC-RT's
+# module gets an ABI id of its own, so both load into one process.
 # shellcheck disable=SC2086
-c++ $flags $includes -I"$rt_cpp/py_rans" "$rt_cpp"/py_rans/*.cpp -o "$build/rt/MLCodec_extensions_cpp$suffix"
+c++ $flags $includes -DPYBIND11_BUILD_ABI='"_enhancer_dcvc_rt"' -I"$rt_cpp/py_rans" \
+    "$rt_cpp"/py_rans/*.cpp -o "$build/rt/MLCodec_extensions_cpp$suffix"
 echo "built $build/src/models/MLCodec_CXX$suffix, $build/src/models/MLCodec_rans$suffix and" \
      "$build/rt/MLCodec_extensions_cpp$suffix"
