@@ -39,6 +39,10 @@ class BenchRow:
     device: str
     dtype: str
     codec: str  # whose decode is the baseline of the ratio
+    # With ``signal``: seconds per frame to read and apply a signalled strength map (decode
+    # an intra map, expand it, blend), and that as a share of the enhancement's own time.
+    map_s: float | None = None
+    map_share: float | None = None
 
 
 class _PeakMemory:
@@ -116,6 +120,7 @@ def benchmark(
     memory_budget_mb: float | None = None,
     checkpoints: tuple[str, ...] = (),
     report: Callable[[BenchRow], None] | None = None,
+    signal: bool = False,
 ) -> list[BenchRow]:
     """Run every preset (random weights) and checkpoint x resolution; returns (and reports
     as they finish) one row each.
@@ -125,7 +130,8 @@ def benchmark(
     predicted from the frame itself), the intra frame for image codecs. A checkpoint runs at
     its own default sampling steps (its ``sampling``), a preset at 10, unless ``steps`` is
     given. ``precision``: the denoiser's (:attr:`enhancer.pipeline.Enhancer.precision`); the
-    decode stays fp32.
+    decode stays fp32. ``signal``: also time reading and applying a strength map (an intra
+    map of 64-px blocks, the worst case: a repeated map costs no decoding).
     """
     torch_device = torch.device(device)
     dtype_name = str(precision_dtype(precision) or torch.float32).replace("torch.", "")
@@ -173,6 +179,9 @@ def benchmark(
             row = BenchRow(label, resolution, subject_steps, tiled, decode_s,
                            enhance_s, enhance_s / decode_s, memory.peak_mb, str(torch_device),
                            dtype_name, coder.name)
+            if signal:
+                row.map_s = _timed(functools.partial(_apply_map, frame), torch_device, repeats)
+                row.map_share = row.map_s / max(enhance_s - decode_s, 1e-9)
             rows.append(row)
             if report is not None:
                 report(row)
@@ -185,6 +194,21 @@ def _decode_and_enhance(enhancer: Enhancer, decode: Callable, steps: int,
     latent = out.latent if takes_latent else None
     generator = torch.Generator(device=device).manual_seed(0)
     return enhancer.enhance_frame(out.decoded, latent, steps=steps, generator=generator)
+
+
+def _apply_map(frame: torch.Tensor) -> torch.Tensor:
+    """Read a coded intra strength map and expand it to ``frame``'s pixels: what a signalled
+    stream adds to a frame's enhancement (the blend ``decoded + scale * residual`` is done
+    either way, with a number or with this map)."""
+    from enhancer.strength import DEFAULT_SCALES, StrengthMap, decode_map, encode_map
+    from enhancer.strength.strength_map import grid_shape
+
+    height, width = frame.shape[-2:]
+    rows, cols = grid_shape(height, width, 64)
+    indices = (torch.arange(rows * cols) % len(DEFAULT_SCALES)).reshape(rows, cols)
+    data = encode_map(StrengthMap(64, DEFAULT_SCALES, indices.to(torch.uint8).numpy()))
+    strength = decode_map(data, frame_size=(height, width))
+    return strength.expand(height, width, frame.device, frame.dtype)
 
 
 def row_dict(row: BenchRow) -> dict:
