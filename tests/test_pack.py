@@ -164,12 +164,19 @@ def test_the_pack_path_needs_no_compressai_pyav_or_scipy(pack, tmp_path):
         assert lpips.__file__.startswith({str(pack)!r}), lpips.__file__
         trainer = train(load_train_config({str(config)!r}), {str(tmp_path / "run")!r})
         print("trained", trainer.step)
+        from enhancer.codecs import CodecError, load_codec
+        try:
+            load_codec("ssf", 1)
+        except CodecError as err:
+            print("ssf:", err)
     """)
     env = os.environ | {"ENHANCER_LPIPS_WEIGHTS": str(pack / LPIPS_DIR), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trained 3" in done.stdout
+    assert "ssf: unknown codec 'ssf'" in done.stdout
+    assert "ssf, ssf-small unavailable: CompressAI is not installed" in done.stdout
     assert (tmp_path / "run" / "last.pt").is_file()
 
 
