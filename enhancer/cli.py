@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -25,6 +26,10 @@ from pathlib import Path
 # the project never runs. Silenced for the commands only, by its exact message.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
                         category=FutureWarning, module=r"torch\.jit\._script")
+
+# When the command's process got here: tools/*.py and the console scripts import this module
+# before torch and CompressAI, so a command's "total time" counts their import too.
+STARTED = time.perf_counter()
 
 # ValueError covers CodecError, ConfigError and every reworded input error; OSError covers
 # the file system (missing, folder, exists, permission, disk full), always with a path.

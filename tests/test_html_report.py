@@ -161,9 +161,9 @@ def test_report_links_tables_and_escaping(evaluation):
     # The enhancer's label is text everywhere, never markup.
     assert "<b>" not in text and html.escape(ENHANCER_NAME) in text
     assert page.tables["enhancers"][0][0] == ENHANCER_NAME
-    assert ENHANCER_NAME + " 1st g1 fresh s0" in {r[3] for r in page.tables["results"]}
+    assert ENHANCER_NAME + " (1 step, strength 0)" in {r[3] for r in page.tables["results"]}
     # The slider starts on decoded | first enhanced variant.
-    assert page.tag_texts[:2] == ["decoded q30", f"{ENHANCER_NAME} 1st g1 fresh s0"]
+    assert page.tag_texts[:2] == ["decoded q30", f"{ENHANCER_NAME} (1 step, strength 0)"]
 
 
 @requires_shared_data

