@@ -164,7 +164,7 @@ def save_side_by_side(panels: list[tuple[str, Tensor]], path: str | Path, size: 
     height, width = panels[0][1].shape[-2:]
     crop_h, crop_w = min(size, height), min(size, width)
     crops = [centre_crop(frame, crop_h, crop_w) for _, frame in panels]
-    side = max(8, min(crop_h, crop_w) // INSET_ZOOM)
+    side = min(max(8, min(crop_h, crop_w) // INSET_ZOOM), crop_h, crop_w)  # tiny frames too
     top, left = inset_origin(crops, side)
     font = _font(LABEL_FONT_SIZE)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
