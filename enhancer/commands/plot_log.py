@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from enhancer.cli import run_cli
+from enhancer.cli import ArgumentParser, run_cli
 from enhancer.train.plot import plot_log
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("log", help="log.jsonl of a training run")
     parser.add_argument("out", help="PNG to write")
     args = parser.parse_args(argv)
