@@ -436,7 +436,9 @@ def test_eval_images_ours_vs_cdc(tmp_path, capsys):
         assert (out / dataset / "plots" / "rd_psnr_rgb.png").is_file()
         assert len(list((out / dataset / "crops").iterdir())) == 1
         assert not (out / dataset / "videos").exists()
-    assert "== div2k" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "== div2k" in printed and "seconds per frame: coding" in printed
+    assert "total time:" in printed
     # Two enhancers whose (learned) codecs differ cannot share one run's bitstreams.
     other = save_random_enhancer(tmp_path / "other.pt", codec, 1, temporal=False)
     assert run(eval_images, [*argv[:10], str(other), *argv[11:]]) == 2

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from enhancer.cli import (
+    STARTED,
     ArgumentParser,
     add_residual_scale_argument,
     add_sampling_arguments,
@@ -28,6 +30,7 @@ from enhancer.cli import (
 )
 from enhancer.codecs import available_codecs
 from enhancer.eval.images import IMAGE_METRIC_CHOICES, evaluate_images
+from enhancer.eval.report import format_duration
 from enhancer.eval.scoring import expand_metrics
 from enhancer.eval.specs import load_enhancer_spec
 
@@ -85,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, report in reports.items():
         print(f"== {name}")
         print(report.format())
+    print(f"total time: {format_duration(time.perf_counter() - STARTED)}")
     return 1 if any(r.errors for r in reports.values()) else 0
 
 
