@@ -16,7 +16,7 @@ from enhancer.strength import (
     decode_map,
     encode_map,
 )
-from enhancer.strength.sei import find_sei, insert_sei, sei_nal
+from enhancer.strength.sei import find_sei, insert_sei, sei_nal, split_annexb
 
 SCALES = DEFAULT_SCALES
 
@@ -204,10 +204,10 @@ def test_sei_carries_the_map_and_leaves_the_decode_unchanged(codec):
     frames = decoder.decode(pyav().Packet(marked))
     assert torch.equal(decoded_rgb(frames[0]), out.decoded)
     # Length-prefixed (MP4) access units are read too.
-    units = [u for u in marked.split(b"\x00\x00\x00\x01") if u]
+    units = split_annexb(marked)
     prefixed = b"".join(len(u).to_bytes(4, "big") + u for u in units)
     assert find_sei(prefixed, nal_codec) == payload
-    assert sei_nal(b"", nal_codec).startswith(b"\x00\x00\x00\x01")
+    assert sei_nal(b"", nal_codec).startswith(b"\x00\x00\x01")
 
 
 def test_signalled_bin_round_trip_through_encode_file_and_enhance(tmp_path):
@@ -261,3 +261,17 @@ def test_evaluation_runs_signalled_variants_beside_the_unsignalled(tmp_path):
     assert mapped["lpips_alex"] <= decoded["lpips_alex"]
     assert mapped["psnr_rgb"] >= decoded["psnr_rgb"] - 0.05
     assert mapped["residual_scale"] == 1.0
+
+
+def test_a_new_map_is_sent_only_when_it_gains_enough():
+    source, coded = _x264_pair()
+    truth, decoded = source[0], coded[0][1]
+    residual = (truth - decoded) * 0.8
+    noisy = residual + 0.004 * torch.randn(residual.shape,
+                                           generator=torch.Generator().manual_seed(0))
+    for min_gain, expect_same in ((1.0, True), (0.0, False)):
+        chooser = MapChooser(SignalConfig("lpips", block=32, hysteresis=0.0, min_gain=min_gain))
+        first = chooser.choose(truth, decoded, residual)
+        second = chooser.choose(truth, decoded, noisy)
+        # min_gain 1: no new map gains a whole decode's cost, so the first one persists
+        assert second.same_as(first) == expect_same

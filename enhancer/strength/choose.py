@@ -51,6 +51,8 @@ class SignalConfig:
     hysteresis:     a block keeps its previous scale unless another one is better by this
                     fraction of the block's decode cost (0: choose every frame afresh).
     mse_weight:     the MSE weight of ``mix``.
+    min_gain:       a frame keeps the previous frame's map (and sends nothing) unless a new
+                    one lowers its objective by more than this fraction of the decode's.
     """
 
     objective: str = "lpips"
@@ -59,6 +61,7 @@ class SignalConfig:
     max_psnr_drop: float = 0.05
     hysteresis: float = 0.02
     mse_weight: float = 0.5
+    min_gain: float = 0.01
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -75,6 +78,8 @@ class SignalConfig:
                                    f"{self.max_psnr_drop}")
         if not (math.isfinite(self.hysteresis) and self.hysteresis >= 0):
             raise StrengthMapError(f"hysteresis must be >= 0, got {self.hysteresis}")
+        if not (math.isfinite(self.min_gain) and self.min_gain >= 0):
+            raise StrengthMapError(f"min_gain must be >= 0, got {self.min_gain}")
         if not (math.isfinite(self.mse_weight) and self.mse_weight >= 0):
             raise StrengthMapError(f"mse_weight must be >= 0, got {self.mse_weight}")
 
@@ -189,14 +194,32 @@ class MapChooser:
                     else (middle, mu_high)
         mu = mu_high
         decode_cost = self._frame_cost(source, decoded)
-        for _ in range(4):  # the blended frame, whole, as the decoder will make it
+
+        def whole_frame_cost(strength: StrengthMap) -> float | None:
+            """The objective of the blended frame as the decoder makes it; None where it
+            breaks the PSNR floor or is worse than the decode."""
+            frame = (decoded + strength.expand(height, width, decoded.device, decoded.dtype)
+                     * residual).clamp(0, 1)
+            if _mse(frame, source) > budget:
+                return None
+            value = self._frame_cost(source, frame)
+            return value if value <= decode_cost else None
+
+        for _ in range(4):
             strength = StrengthMap(config.block, config.scales, pick(mu))
             if int(np.count_nonzero(strength.indices != zero)) == 0:
                 break
-            frame = (decoded + strength.expand(height, width, decoded.device, decoded.dtype)
-                     * residual).clamp(0, 1)
-            if (_mse(frame, source) <= budget
-                    and self._frame_cost(source, frame) <= decode_cost):
+            chosen_cost = whole_frame_cost(strength)
+            if chosen_cost is not None:
+                if (previous is not None and not strength.same_as(previous)
+                        and previous.block == config.block and previous.scales == config.scales
+                        and previous.indices.shape == strength.indices.shape):
+                    # A new map costs bytes: keep the last one unless the new one gains more
+                    # than ``min_gain`` of the decode's objective on this frame.
+                    kept_cost = whole_frame_cost(previous)
+                    if (kept_cost is not None
+                            and kept_cost - chosen_cost < config.min_gain * decode_cost):
+                        return previous
                 return strength
             mu = mu * 4 if mu > 0 else float(np.abs(cost).max()) / max(float(mse_blocks.max()),
                                                                        1e-12)

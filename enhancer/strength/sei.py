@@ -59,7 +59,7 @@ def sei_nal(payload: bytes, codec: str) -> bytes:
     body = STRENGTH_UUID + payload
     size = len(body)
     message = bytes([USER_DATA_UNREGISTERED]) + b"\xff" * (size // 255) + bytes([size % 255])
-    return _START + _header(codec) + _escape(message + body + b"\x80")
+    return b"\x00\x00\x01" + _header(codec) + _escape(message + body + b"\x80")
 
 
 def _is_vcl(nal: bytes, codec: str) -> bool:
