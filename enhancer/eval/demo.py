@@ -27,6 +27,7 @@ from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.scoring import METRIC_PRESETS
 from enhancer.eval.sequences import demo_clips
 from enhancer.eval.specs import EnhancerSpec, load_enhancer_spec
+from enhancer.strength import SignalConfig
 
 DEMO_CROP = (256, 256)  # (H, W), placed on each clip's most textured window
 DEMO_FRAMES = 8
@@ -59,6 +60,8 @@ DEMO = (
     )),
     DemoCodec("x264", (28, 32, 36), (
         DemoVariant("x264_temporal_tiny"),
+        DemoVariant("x264_temporal_tiny",  # + the encoder's per-block strength map
+                    adapt=lambda spec: spec.signalled(SignalConfig("lpips"))),
     )),
 )
 
