@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, SHARED_DATA, requires_shared_data
 
+from enhancer.cli import run_cli
 from enhancer.codecs.dcvc import dcvc_root
 from enhancer.eval.dcvc_results import dcvc_results, intra_frame_count, write_dcvc_results
 
 ANCHOR = dcvc_root() / "anchors" / "vtm_17.0_yuv420_LB_allf_ip0.json"
+CISCO = SHARED_DATA / "video" / "openh264" / "CiscoVT2people_160x96_6fps.yuv"
 
 
 def row(sequence: str, quality: int, bpp: float, psnr: float, variant: str = "decoded",
@@ -96,3 +99,32 @@ def test_dcvcs_compare_bd_rate_reads_our_files_against_its_anchors(tmp_path: Pat
     line = next(line for line in result.stdout.splitlines() if line.startswith("ours"))
     values = re.findall(r"-?\d+\.\d", line)  # only UVG has a value: the other datasets are blank
     assert len(values) == 1 and abs(float(values[0]) + 10.0) < 1.0, result.stdout
+
+
+@requires_shared_data
+def test_an_evaluation_writes_dcvc_files_beside_its_rows(tmp_path: Path):
+    """tools/eval_uvg.py (x264, two rate points, decode only) leaves out/dcvc/x264-decoded.json
+    with every row's numbers, under the sequences' folder and file names."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import eval_uvg
+
+    root = tmp_path / "UVG"
+    root.mkdir()
+    frame_bytes = 160 * 96 * 3 // 2
+    (root / "Talk_160x96_6fps_420_8bit_YUV.yuv").write_bytes(CISCO.read_bytes()[:2 * frame_bytes])
+    out = tmp_path / "out"
+    argv = ["--root", str(root), "--codec", "x264", "--quality", "30", "40", "--frames", "2",
+            "--intra-period", "-1", "--out", str(out), "--metrics", "psnr_rgb", "psnr_yuv"]
+    assert run_cli(eval_uvg.main, argv) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    (written,) = json.loads((out / "dcvc" / "x264-decoded.json").read_text()).items()
+    dataset, sequences = written
+    assert dataset == "UVG" and list(sequences) == ["Talk_160x96_6fps_420_8bit_YUV.yuv"]
+    points = sequences["Talk_160x96_6fps_420_8bit_YUV.yuv"]
+    by_quality = {r["quality"]: r for r in rows if r["variant"] == "decoded"}
+    assert sorted(p["qp_i"] for p in points.values()) == sorted(by_quality)
+    for point in points.values():
+        source = by_quality[point["qp_i"]]
+        assert point["ave_all_frame_bpp"] == source["bpp"]
+        assert point["ave_all_frame_psnr"] == source["psnr_yuv"]
+        assert point["i_frame_num"] + point["p_frame_num"] == source["frames"] == 2
