@@ -263,6 +263,9 @@ def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: st
         assert torch.equal(dec_out.latent, train_out.latent)
     assert decoded[0].latent.shape[1] == 512 and decoded[0].latent[:, :256].abs().sum() == 0
     assert decoded[-1].state.frame_index == dcvc_uf.CHUNK_FRAMES
+    low_delay = bytes([CODER_IDS["dcvc-uf"]]) + data[1:]  # as the ld variant labels its frames
+    with pytest.raises(CodecError, match=f"not written by dcvc-uf-{variant}.*dcvc-uf's"):
+        codec.decompress_chunk(low_delay, (HEIGHT, WIDTH), 5, intra.state)
     with pytest.raises(CodecError, match="chunks of 8"):
         codec(frames[1], intra.state)
     with pytest.raises(CodecError, match="1 to 8 frames, got 9"):

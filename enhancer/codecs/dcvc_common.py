@@ -41,7 +41,8 @@ from enhancer.codecs.dcvc import dcvc_build_dir, dcvc_root
 
 CODER_MODULE = "MLCodec_extensions_cpp"
 HEADER_BYTES = 7  # coder, flags, q_index, CRC-32
-CODER_IDS = {"dcvc-rt": 0x52, "dcvc-uf": 0x55}  # "R", "U"
+# which adapter (and DCVC-UF variant) wrote a frame: "R", "U", "S", "L"
+CODER_IDS = {"dcvc-rt": 0x52, "dcvc-uf": 0x55, "dcvc-uf-hts": 0x53, "dcvc-uf-htl": 0x4C}
 INTRA_FLAG, TWO_CODERS_FLAG = 0x80, 0x40
 TWO_CODERS_ABOVE = 1280 * 720  # DCVC-RT's test_video.py: two rANS coders above 720p
 

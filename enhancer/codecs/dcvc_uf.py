@@ -194,6 +194,11 @@ class DCVCUF(CodecAdapter):
     def _video_model(self) -> nn.Module:
         return UF.module("models.video_model_ld").DMC()
 
+    @property
+    def stream_label(self) -> str:
+        """Who wrote a frame's bytes (its header's coder byte): this variant only decodes its own."""
+        return self.name
+
     def _latent(self, y_hat: Tensor, intra: bool) -> Tensor:
         """Place an I-frame (256 ch) or P-frame y_hat in the ``latent_channels`` latent."""
         if self.latent_channels == 384:
@@ -408,12 +413,13 @@ class DCVCUF(CodecAdapter):
             stream, out = self._intra_compress(frame, two_coders)
         else:
             stream, out = self._inter_compress(frame, state, two_coders)
-        return pack_frame(self.name, stream, state is None, two_coders, self.quality), out
+        return pack_frame(self.stream_label, stream, state is None, two_coders, self.quality), out
 
     def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int],
                            state: Any) -> CodecOutput:
         coder = self._ensure_coder()
-        stream, intra, two_coders = unpack_frame(data, self.name, self.quality, state is not None)
+        stream, intra, two_coders = unpack_frame(data, self.stream_label, self.quality,
+                                                 state is not None)
         coder.start_decoding(stream, two_coders)
         if intra:
             return self._intra_decompress(padded_hw)
@@ -450,6 +456,10 @@ class DCVCUFChunks(DCVCUF):
                              "htl (the low-delay ld variant is the codec 'dcvc-uf')")
         self.variant = variant
         super().__init__(quality, checkpoint)
+
+    @property
+    def stream_label(self) -> str:
+        return f"{self.name}-{self.variant}"
 
     def _video_model(self) -> nn.Module:
         structure = UF.module("utils.common").ModelStructure(self.variant)
@@ -532,7 +542,7 @@ class DCVCUFChunks(DCVCUF):
         two_coders = use_two_coders(*chunk.shape[-2:])
         stream = coder.encode(z_hat, "inter", self.quality, parts, two_coders, likelihoods)
         outs = self._chunk_outputs(y_hat, memory, ctx, state, count, size, None)
-        return pack_frame(self.name, stream, False, two_coders, self.quality), outs
+        return pack_frame(self.stream_label, stream, False, two_coders, self.quality), outs
 
     @torch.no_grad()
     def decompress_chunk(self, data: bytes, size: tuple[int, int], count: int,
@@ -542,7 +552,8 @@ class DCVCUFChunks(DCVCUF):
             raise CodecError(f"a dcvc-uf {self.variant} chunk holds 1 to {CHUNK_FRAMES} frames, "
                              f"got {count}")
         coder = self._ensure_coder()
-        stream, _, two_coders = unpack_frame(data, self.name, self.quality, state is not None)
+        stream, _, two_coders = unpack_frame(data, self.stream_label, self.quality,
+                                             state is not None)
         coder.start_decoding(stream, two_coders)
         model = self.inter_model
         memory, ctx, _ = self._next_reference(state)
