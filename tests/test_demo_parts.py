@@ -105,3 +105,26 @@ def test_the_ground_truth_features_are_computed_once_per_frame(monkeypatch):
     for output, score in zip(outputs, scores):
         for name, value in fresh(output, truth.clone()).items():
             assert value == pytest.approx(score[name], rel=1e-5)
+
+
+def test_every_registered_metric_is_scored_in_its_declared_direction():
+    """The registry declares each metric once; the scorer computes every frame metric of
+    it, and a noisier output moves each one the way the registry says is worse."""
+    from enhancer.eval.plots import PLOTS
+    from enhancer.eval.registry import REGISTRY, names
+    from enhancer.eval.results import BD_METRICS, METRICS
+
+    frame_metrics = names(("fast", "full"))
+    assert set(METRICS) | set(names("set")) <= set(REGISTRY)
+    assert set(BD_METRICS) | set(PLOTS) <= set(frame_metrics)
+    scorer = FrameScorer(tuple(m for m in frame_metrics if m != "temporal"), "cpu",
+                         log=lambda _: None)
+    generator = torch.Generator().manual_seed(4)
+    truth = torch.rand(1, 3, 192, 192, generator=generator).mul(0.5).add(0.25)
+    noise = torch.randn(truth.shape, generator=generator)
+    slight = scorer((truth + 0.02 * noise).clamp(0, 1), truth)
+    strong = scorer((truth + 0.2 * noise).clamp(0, 1), truth)
+    assert set(slight) == set(frame_metrics) - {"temporal"}
+    for name in slight:
+        worse = strong[name] > slight[name]
+        assert worse == REGISTRY[name].lower_is_better, name

@@ -20,6 +20,7 @@ from enhancer.cli import run_cli
 from enhancer.config import CodecConfig, DiffusionConfig, EnhancerConfig
 from enhancer.data.sequence import open_sequence
 from enhancer.eval.bdrate import bd_rate
+from enhancer.eval.demo import DEMO
 from enhancer.eval.plots import read_panels
 from enhancer.eval.results import COLUMNS, compressai_results
 from enhancer.eval.sequences import (
@@ -374,22 +375,25 @@ def test_demo_runs_with_few_frames(tmp_path, capsys):
                           "--metrics", "psnr_rgb", "lpips_alex"]) == 0
     printed = capsys.readouterr().out
     assert "UNTRAINED" not in printed  # the repo ships the models
-    for codec, enhancer, qualities in (("ssf-small", "ssf_small", {1, 2, 3}),
-                                       ("x264", "x264_temporal_tiny", {28, 32, 36})):
+    assert {entry.codec for entry in DEMO} == {"ssf-small", "x264"}
+    for entry in DEMO:
+        codec = entry.codec
         rows = read_rows(out / codec)
         assert {r["variant"] for r in rows} == {"decoded", "enhanced"}
         enhanced = [r for r in rows if r["variant"] == "enhanced"]
-        assert {r["enhancer"] for r in enhanced} == {enhancer}
-        assert {r["label"] for r in enhanced} == {f"{enhancer} (1 step)"}
-        assert f"{enhancer} (1 step)" in printed
-        assert {r["quality"] for r in rows} == qualities
+        assert len({r["enhancer"] for r in enhanced}) == len(entry.variants)
+        enhancer = "ssf_small" if codec == "ssf-small" else "x264_temporal_tiny"
+        assert f"{enhancer} (1 step)" in {r["label"] for r in enhanced}
+        assert all(r["label"].endswith("(1 step)") and r["label"] in printed for r in enhanced)
+        assert {r["quality"] for r in rows} == set(entry.qualities)
         assert all(r["frames"] == 2 and r["bpp"] > 0 and r["width"] == 256 for r in rows)
         settings = json.loads((out / codec / "settings.json").read_text())
         assert all(len(s["crop_origin"]) == 2 for s in settings["sequences"])
         crop = min((out / codec / "crops").iterdir())
         panels = read_panels(crop)
-        assert [p["width"] for p in panels] == [256, 256, 256] and all("inset" in p for p in panels)
-        assert panels[2]["label"] == f"{enhancer} (1 step)"
+        assert {p["width"] for p in panels} == {256} and all("inset" in p for p in panels)
+        assert len(panels) == 2 + len(entry.variants)
+        assert [p["label"] for p in panels[2:]] == list(dict.fromkeys(r["label"] for r in enhanced))
         assert (out / codec / "plots" / "rd_psnr_rgb.png").is_file()
         assert (out / codec / "report.html").is_file()
     assert "seconds per frame: coding" in printed and "total time:" in printed

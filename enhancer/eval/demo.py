@@ -86,12 +86,14 @@ class DemoReport:
 
     def format(self) -> str:
         """One table of every codec's rate points and variants, then where the files are."""
-        lines = [(f"{'codec':<10}{'q':>4}  {'variant':<34}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
-                 f"{'MS-SSIM':>9}{'seqs':>6}")]
+        width = 2 + max([len(curve_label(avg)) for report in self.reports.values()
+                         for avg in report.summary.get("averages", [])] + [20])
+        lines = [(f"{'codec':<10}{'q':>4}  {'variant':<{width}}{'bpp':>8}{'PSNR':>8}"
+                  f"{'LPIPS':>8}{'MS-SSIM':>9}{'seqs':>6}")]
         for codec, report in self.reports.items():
             for avg in report.summary.get("averages", []):
                 lines.append(
-                    f"{codec:<10}{avg['quality']:>4}  {curve_label(avg):<34}"
+                    f"{codec:<10}{avg['quality']:>4}  {curve_label(avg):<{width}}"
                     f"{_fmt(avg.get('bpp'), 4):>8}{_fmt(avg.get('psnr_rgb'), 2):>8}"
                     f"{_fmt(avg.get('lpips_alex'), 4):>8}{_fmt(avg.get('ms_ssim'), 4):>9}"
                     f"{avg['sequences']:>6}")

@@ -33,29 +33,15 @@ from urllib.parse import quote
 
 from enhancer.data.paths import check_file_target, write_atomic_text
 from enhancer.eval.plots import read_panels
+from enhancer.eval.registry import REGISTRY, names
 from enhancer.eval.results import BD_METRICS, METRICS, crop_path, curve_label, video_path
 
 REPORT_NAME = "report.html"
 
-# column -> (header, tooltip, digits)
-COLUMN_FORMATS = {
-    "bpp": ("bpp", "bits per pixel", 4),
-    "bitrate_kbps": ("kbps", "bitrate, kbit/s at the sequence's frame rate", 1),
-    "psnr_rgb": ("PSNR RGB", "dB, higher is better", 2),
-    "psnr_yuv": ("PSNR YUV", "dB, (6Y+U+V)/8, higher is better", 2),
-    "ms_ssim": ("MS-SSIM", "higher is better", 4),
-    "ssim": ("SSIM", "higher is better", 4),
-    "lpips_alex": ("LPIPS Alex", "lower is better", 4),
-    "lpips_vgg": ("LPIPS VGG", "lower is better", 4),
-    "dists": ("DISTS", "lower is better", 4),
-    "temporal": ("temporal", "mean |frame difference error|, lower is better", 4),
-    "fid": ("FID/256", "over all sequences' 256x256 patches, lower is better", 2),
-    "kid": ("KID/256", "over all sequences' 256x256 patches, lower is better", 4),
-    "encode_s_per_frame": ("encode s/f", "seconds per frame (with the encoder's reconstruction)", 3),
-    "decode_s_per_frame": ("decode s/f", "seconds per frame", 3),
-    "enhance_s_per_frame": ("enhance s/f", "seconds per frame", 3),
-}
-SET_COLUMNS = ("fid", "kid")
+# column -> (header, tooltip, digits), from enhancer.eval.registry
+COLUMN_FORMATS = {info.name: (info.header, info.description, info.digits)
+                  for info in REGISTRY.values()}
+SET_COLUMNS = names("set")
 
 
 def report_path(out_dir: str | Path) -> Path:

@@ -16,7 +16,8 @@ def variant_label(spec: Any, sampling: Sampling) -> str:
     """The label of ``spec``'s (:class:`enhancer.eval.specs.EnhancerSpec`) variant
     ``sampling``: ``"<enhancer> (<n> step(s)[, what the run overrode])"``."""
     parts = [f"{sampling.steps} step{'' if sampling.steps == 1 else 's'}"]
-    if any(scale is not None for scale in spec.residual_scales):
+    signalled = getattr(spec, "signal", None) is not None  # the map sets the strength
+    if not signalled and any(scale is not None for scale in spec.residual_scales):
         parts.append(f"strength {sampling.residual_scale:g}")
     for key, value in sorted(spec.sampling_overrides.items()):
         shown = f"{value:g}" if isinstance(value, float) else str(value)

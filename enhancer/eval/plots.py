@@ -16,16 +16,10 @@ from torch import Tensor
 
 from enhancer.data.padding import centre_crop
 from enhancer.eval.references import ReferenceCurve
+from enhancer.eval.registry import REGISTRY
 from enhancer.eval.results import curve_label
 
-PLOTS = {  # metric -> (file name, axis label)
-    "psnr_rgb": ("rd_psnr_rgb.png", "PSNR RGB (dB), higher is better"),
-    "psnr_yuv": ("rd_psnr_yuv.png", "PSNR YUV 6:1:1 (dB), higher is better"),
-    "ms_ssim": ("rd_ms_ssim.png", "MS-SSIM RGB, higher is better"),
-    "lpips_alex": ("rp_lpips_alex.png", "LPIPS (AlexNet), lower is better"),
-    "lpips_vgg": ("rp_lpips_vgg.png", "LPIPS (VGG), lower is better"),
-    "dists": ("rp_dists.png", "DISTS, lower is better"),
-}
+PLOTS = {info.name: info.plot for info in REGISTRY.values() if info.plot}  # (file, axis label)
 
 
 CURVES_KEY = "enhancer-curves"  # PNG text chunk: the label of every curve drawn

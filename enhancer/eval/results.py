@@ -25,6 +25,7 @@ from typing import Any
 
 from enhancer.data.paths import write_atomic_text
 from enhancer.eval.bdrate import bd_rate
+from enhancer.eval.registry import REGISTRY
 
 COLUMNS = (
     "sequence", "codec", "quality", "variant", "label", "enhancer", "steps", "sampling",
@@ -38,8 +39,7 @@ METRICS = ("bpp", "bitrate_kbps", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lp
 KEY = ("sequence", "codec", "quality", "variant", "enhancer", "steps", "sampling", "residual_scale",
        "frames", "width", "height", "intra_period")
 # BD-rate is reported on these (name -> lower is better).
-BD_METRICS = {"psnr_rgb": False, "psnr_yuv": False, "lpips_alex": True, "lpips_vgg": True,
-              "dists": True}
+BD_METRICS = {info.name: info.lower_is_better for info in REGISTRY.values() if info.bd_rate}
 
 
 def row_key(row: dict[str, Any]) -> tuple:

@@ -14,30 +14,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from enhancer.eval.registry import REGISTRY, names
 from enhancer.eval.setlevel import SET_METRICS
-from enhancer.metrics import (
-    TemporalConsistency,
-    get_dists_model,
-    get_lpips_model,
-    ms_ssim,
-    psnr,
-    psnr_yuv,
-    ssim,
-)
+from enhancer.metrics import TemporalConsistency, get_dists_model, get_lpips_model
 from enhancer.metrics.fid import WEIGHTS_MISSING, InceptionFeatures, InceptionWeightsNotFoundError
 from enhancer.metrics.lpips import LPIPS_MIN_SIDE
 from enhancer.metrics.msssim import MS_SSIM_MIN_SIDE, SSIM_MIN_SIDE
 
-FRAME_METRICS = ("psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
-                 "temporal")
+FRAME_METRICS = names(("fast", "full"))  # declared in enhancer.eval.registry
 ALL_METRICS = FRAME_METRICS + SET_METRICS  # every name --metrics takes
 DEFAULT_METRICS = FRAME_METRICS  # FID/KID are opt-in: Inception on every patch is slow on CPU
 # Named sets --metrics takes beside single names. LPIPS-VGG and DISTS cost about 20x
 # LPIPS-Alex each on the CPU (a VGG16 pass per frame): "fast" leaves them out.
-METRIC_PRESETS = {
-    "fast": ("psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "temporal"),
-    "full": FRAME_METRICS,
-}
+METRIC_PRESETS = {"fast": names("fast"), "full": FRAME_METRICS}
 METRIC_CHOICES = (*METRIC_PRESETS, *ALL_METRICS)  # what --metrics accepts
 
 
@@ -49,7 +38,6 @@ def expand_metrics(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             if metric not in expanded:
                 expanded.append(metric)
     return tuple(expanded)
-PSNR_CAP_DB = 100.0
 # The smallest frame side each metric takes; smaller frames get null there and the row's
 # ``notes`` say why (the other metrics of the row are still given).
 MIN_SIDE = {"ms_ssim": MS_SSIM_MIN_SIDE + 1, "ssim": SSIM_MIN_SIDE,
@@ -114,14 +102,8 @@ class FrameScorer:
         for name in self.metrics:
             if name in self.too_small(height, width):
                 scores[name] = math.nan  # null in the row
-            elif name == "psnr_rgb":
-                scores[name] = psnr(output, truth, max_db=PSNR_CAP_DB).item()
-            elif name == "psnr_yuv":
-                scores[name] = psnr_yuv(output, truth, max_db=PSNR_CAP_DB).item()
-            elif name == "ms_ssim":
-                scores[name] = ms_ssim(output, truth).item()
-            elif name == "ssim":
-                scores[name] = ssim(output, truth).item()
+            elif REGISTRY[name].function is not None:
+                scores[name] = REGISTRY[name].function(output, truth).item()
             elif name in self.models:
                 model = self.models[name]
                 reference = self._reference_features(name, truth)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from enhancer.data.paths import write_atomic, write_atomic_text
+from enhancer.eval.registry import names
 from enhancer.eval.results import clean_number, row_key
 from enhancer.metrics.fid import (
     FEATURE_DIM,
@@ -42,7 +43,7 @@ from enhancer.metrics.fid import (
     PatchFIDKID,
 )
 
-SET_METRICS = ("fid", "kid")
+SET_METRICS = names("set")  # declared in enhancer.eval.registry
 SET_COLUMNS = ("fid", "kid", "kid_std", "fid_patches", "fid_note")
 FEATURES_DIR = "features"
 WEIGHTS_RECORD = "inception.json"
