@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enhancer.eval.report import EvalReport, StageTiming, format_duration
+from enhancer.eval.report import EvalReport, StageTiming, format_duration, metric_table
 from enhancer.eval.results import curve_label
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.scoring import METRIC_PRESETS
@@ -32,6 +32,7 @@ from enhancer.strength import SignalConfig
 DEMO_CROP = (256, 256)  # (H, W), placed on each clip's most textured window
 DEMO_FRAMES = 8
 DEMO_METRICS = METRIC_PRESETS["fast"]
+DEMO_COLUMNS = ("bpp", "psnr_rgb", "ms_ssim", "lpips_alex")  # the printed table's
 
 
 @dataclass(frozen=True)
@@ -86,23 +87,17 @@ class DemoReport:
 
     def format(self) -> str:
         """One table of every codec's rate points and variants, then where the files are."""
-        width = 2 + max([len(curve_label(avg)) for report in self.reports.values()
-                         for avg in report.summary.get("averages", [])] + [20])
-        lines = [(f"{'codec':<10}{'q':>4}  {'variant':<{width}}{'bpp':>8}{'PSNR':>8}"
-                  f"{'LPIPS':>8}{'MS-SSIM':>9}{'seqs':>6}")]
-        for codec, report in self.reports.items():
-            for avg in report.summary.get("averages", []):
-                lines.append(
-                    f"{codec:<10}{avg['quality']:>4}  {curve_label(avg):<{width}}"
-                    f"{_fmt(avg.get('bpp'), 4):>8}{_fmt(avg.get('psnr_rgb'), 2):>8}"
-                    f"{_fmt(avg.get('lpips_alex'), 4):>8}{_fmt(avg.get('ms_ssim'), 4):>9}"
-                    f"{avg['sequences']:>6}")
+        lines = metric_table([(codec, avg) for codec, report in self.reports.items()
+                              for avg in report.summary.get("averages", [])], DEMO_COLUMNS)
         for codec, report in self.reports.items():
             for bd in report.summary.get("bd_rate", []):
                 if bd["sequence"] == "average" and bd["metric"] in ("psnr_rgb", "lpips_alex"):
+                    value = bd["bd_rate_percent"]
+                    shown = (f"{value:.1f} %" if value is not None
+                             else "n/a (a sequence's curves do not overlap or are not monotonic)")
                     lines.append(f"BD-rate {bd['metric']:<10} {codec} "
                                  f"{curve_label(bd | {'variant': 'enhanced'})} vs decoded: "
-                                 f"{_fmt(bd['bd_rate_percent'], 1)} %")
+                                 f"{shown}")
         for codec, report in self.reports.items():
             where = report.html or report.out_dir
             lines.append(f"{codec}: {where} (crops: {len(report.crops)} PNG in "

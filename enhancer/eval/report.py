@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from enhancer.eval.registry import REGISTRY, names
 from enhancer.eval.results import curve_label
 
 STAGES = ("coding", "enhancing", "scoring")
@@ -37,6 +38,27 @@ class StageTiming:
         parts = ", ".join(f"{stage} {self.seconds.get(stage, 0.0) / self.frames:.2f}"
                           for stage in STAGES)
         return f"seconds per frame: {parts} ({self.frames} frames x rate points)"
+
+
+PRINTED_COLUMNS = ("bpp", "psnr_rgb", "lpips_alex", "dists", "temporal")
+
+
+def metric_table(averages: list[tuple[str, dict[str, Any]]], columns: tuple[str, ...]
+                 ) -> list[str]:
+    """Printed lines: ``codec q variant <columns> seqs`` for each ``(codec, average)``,
+    headers and digits from :mod:`enhancer.eval.registry`, variants named for people."""
+    width = max([len(curve_label(avg)) for _, avg in averages] + [20]) + 2
+    codec_width = max([len(codec) for codec, _ in averages] + [5]) + 2
+    sizes = [max(len(REGISTRY[c].header), REGISTRY[c].digits + 4) + 2 for c in columns]
+    lines = [f"{'codec':<{codec_width}}{'q':>4}  {'variant':<{width}}"
+             + "".join(f"{REGISTRY[c].header:>{size}}" for c, size in zip(columns, sizes))
+             + f"{'seqs':>6}"]
+    for codec, avg in averages:
+        lines.append(f"{codec:<{codec_width}}{avg['quality']:>4}  {curve_label(avg):<{width}}"
+                     + "".join(f"{_fmt(avg.get(c), REGISTRY[c].digits):>{size}}"
+                               for c, size in zip(columns, sizes))
+                     + f"{avg['sequences']:>6}")
+    return lines
 
 
 def format_duration(seconds: float) -> str:
@@ -84,19 +106,8 @@ class EvalReport:
                          "only, not results !!")
         averages = self.summary["averages"]
         set_level = any("fid" in a or "kid" in a for a in averages)  # asked for this run
-        width = max([len(curve_label(a)) for a in averages] + [20]) + 2
-        lines.append(f"{'codec':<8}{'q':>4}  {'variant':<{width}}{'bpp':>8}{'PSNR':>8}{'LPIPS':>8}"
-                     f"{'DISTS':>8}{'temporal':>9}" + (f"{'FID':>9}{'KID':>9}" if set_level else "")
-                     + f"{'seqs':>6}")
-        for avg in averages:
-            name = curve_label(avg)
-            lines.append(
-                f"{avg['codec']:<8}{avg['quality']:>4}  {name:<{width}}{_fmt(avg['bpp'], 4):>8}"
-                f"{_fmt(avg['psnr_rgb'], 2):>8}{_fmt(avg['lpips_alex'], 4):>8}"
-                f"{_fmt(avg.get('dists'), 4):>8}{_fmt(avg.get('temporal'), 4):>9}"
-                + (f"{_fmt(avg.get('fid'), 2):>9}{_fmt(avg.get('kid'), 4):>9}" if set_level else "")
-                + f"{avg['sequences']:>6}"
-            )
+        columns = PRINTED_COLUMNS + (names("set") if set_level else ())
+        lines.extend(metric_table([(avg["codec"], avg) for avg in averages], columns))
         for note in dict.fromkeys(a["fid_note"] for a in averages if a.get("fid_note")):
             lines.append(f"FID/KID: {note}")
         for bd in self.summary["bd_rate"]:
