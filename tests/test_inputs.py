@@ -54,6 +54,12 @@ def test_non_finite_frames_are_refused_naming_the_frame(codec_name, value):
         list(codec.encode_sequence([good, bad, good]))
 
 
+def test_integer_frames_are_refused_by_the_codecs():
+    with pytest.raises(CodecError, match="frame 0 is uint8; codecs take float RGB in"):
+        list(load_codec("x264", 30).encode_sequence(
+            [torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)]))
+
+
 def test_non_finite_codec_weights_are_refused_naming_the_parameter(tmp_path, capsys):
     codec = _ssf_small()
     state = codec.model.state_dict()

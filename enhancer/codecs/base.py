@@ -317,7 +317,11 @@ def _check_frame(frame: Tensor) -> None:
 
 def check_finite_frame(frame: Tensor, what: str) -> None:
     """Raise :class:`CodecError` naming ``what`` (``"frame 3"``) if it holds NaN or inf: no
-    such value may reach an entropy coder (CompressAI's rANS coder loops forever on one)."""
+    such value may reach an entropy coder (CompressAI's rANS coder loops forever on one).
+    Integer frames (uint8 0..255) are refused too: codecs take float RGB in [0, 1]."""
+    if not frame.is_floating_point():
+        raise CodecError(f"{what} is {str(frame.dtype).removeprefix('torch.')}; codecs take "
+                         "float RGB in [0, 1] (divide uint8 frames by 255)")
     finite = torch.isfinite(frame)
     if not bool(finite.all()):
         bad = int((~finite).sum())
