@@ -128,3 +128,45 @@ def test_every_registered_metric_is_scored_in_its_declared_direction():
     for name in slight:
         worse = strong[name] > slight[name]
         assert worse == REGISTRY[name].lower_is_better, name
+
+
+def test_the_progress_bar_names_each_stage_and_the_report_times_them(tmp_path, monkeypatch):
+    from enhancer.data.sequence import open_writer
+    from enhancer.eval import runner
+    from enhancer.eval.runner import EvalSettings, evaluate_sequences
+    from enhancer.eval.sequences import SequenceSpec
+
+    stages = []
+
+    class RecordingBar:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def set_description_str(self, text, refresh=True):
+            stages.append(text.rsplit(": ", 1)[1])
+
+        def update(self, count):
+            stages.append("frame done")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(runner, "tqdm", RecordingBar)
+    clip = tmp_path / "clip.y4m"
+    with open_writer(clip, width=64, height=64, fps=25) as writer:
+        for _ in range(2):
+            writer.write(torch.rand(1, 3, 64, 64))
+    torch.manual_seed(0)
+    enhancer = Enhancer.from_config(EnhancerConfig(codec=CodecConfig(name="x264", quality=32),
+                                                   unet="tiny"))
+    spec = EnhancerSpec(enhancer, "tiny", steps=[1])
+    settings = EvalSettings(frames=2, intra_period=-1, out_dir=tmp_path / "out",
+                            metrics=("psnr_rgb",), write_videos=False)
+    report = evaluate_sequences([SequenceSpec("clip", clip)], "x264", [32], spec, settings,
+                                log=lambda _: None)
+    per_frame = ["coding", "scoring", "enhancing", "scoring", "frame done"]
+    assert stages == per_frame * 2
+    assert report.timing.frames == 2 and set(report.timing.seconds) == {
+        "coding", "enhancing", "scoring"}
+    assert all(seconds > 0 for seconds in report.timing.seconds.values())
+    assert report.timing.format().startswith("seconds per frame: coding ")
