@@ -45,7 +45,7 @@ def test_base_files_merge_section_by_section(tmp_path):
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_config_resolves(path: Path):
     config = load_train_config(path)
-    assert config.data.train and config.iterations >= 1
+    assert (config.data.train or config.data.pack) and config.iterations >= 1
 
 
 def test_bundled_configs_share_one_training_clip_list():
