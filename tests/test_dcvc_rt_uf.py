@@ -289,3 +289,14 @@ def test_dcvc_fm_and_rt_coders_load_into_one_process():
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                             check=False, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", [needs(name) for name in NAMES])
+def test_non_finite_weights_are_refused_before_the_entropy_coder(setups, name: str):
+    """What a diverged end-to-end run leaves would hang the rANS coder: refused by name."""
+    codec = load_codec(name, quality=QUALITY, checkpoint=setups(name)["folder"])
+    parameter_name, parameter = next(iter(codec.named_parameters()))
+    with torch.no_grad():
+        parameter.view(-1)[0] = float("nan")
+    with pytest.raises(CodecError, match=f"weight '{parameter_name}' holds 1 non-finite"):
+        codec.update()

@@ -308,6 +308,7 @@ class DCVCFM(CodecAdapter):
         reason = missing_entropy_coder()
         if reason is not None:
             raise CodecError(reason)
+        self.check_finite_weights()  # NaN tables would hang the rANS coder
         with torch.no_grad():
             self.intra_model.update(force=True)
             self.inter_model.update(force=True)

@@ -127,6 +127,7 @@ class DCVCRT(CodecAdapter):
         reason = RT.missing_entropy_coder()
         if reason is not None:
             raise CodecError(reason)
+        self.check_finite_weights()  # NaN tables would hang the rANS coder
         with torch.no_grad():
             self.intra_model.update()
             self.inter_model.update()

@@ -224,6 +224,7 @@ class DCVCUF(CodecAdapter):
         reason = UF.missing_entropy_coder()
         if reason is not None:
             raise CodecError(reason)
+        self.check_finite_weights()  # NaN tables would hang the rANS coder
         with torch.no_grad():
             self._coder = _RansCoder({"intra": self.intra_model.bit_estimator_z,
                                       "inter": self.inter_model.bit_estimator_z})
