@@ -18,12 +18,12 @@ import argparse
 import json
 import sys
 
-from enhancer.cli import run_cli
+from enhancer.cli import ArgumentParser, run_cli
 from enhancer.pipeline.bench import RESOLUTIONS, benchmark, row_dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--presets", nargs="*", default=["tiny"],
                         help="U-Net presets with random weights (cdc is slow on a CPU)")
     parser.add_argument("--checkpoints", nargs="*", default=[],

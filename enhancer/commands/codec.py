@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from enhancer.cli import add_signal_arguments, run_cli, signal_config
+from enhancer.cli import ArgumentParser, add_signal_arguments, run_cli, signal_config
 from enhancer.codecs import available_codecs
 from enhancer.pipeline.codec_files import decode_file, encode_file
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     enc = sub.add_parser("encode", help="video -> .bin (prints bpp and PSNR)")
     enc.add_argument("--codec", required=True, choices=available_codecs())

@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from enhancer.cli import (
+    ArgumentParser,
     add_sampling_arguments,
     run_cli,
     sampling_overrides,
@@ -27,7 +28,7 @@ from enhancer.pipeline.stream import enhance_file
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="enhancer-enhance", description=__doc__,
+    parser = ArgumentParser(prog="enhancer-enhance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="an enhancer .bin, or an H.264/HEVC file (.mp4, .mkv, "
                         ".264, .265, ...)")

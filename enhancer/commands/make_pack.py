@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 
+from enhancer.cli import ArgumentParser
 from enhancer.train.config import load_train_config
 from enhancer.train.pack import build_pack
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="training YAML whose data.codec_cache, data.train, "
                         "crop_size, clip_len and codec_qualities the pack is cut from")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from enhancer.cli import run_cli
+from enhancer.cli import ArgumentParser, run_cli
 from enhancer.config import to_dict
 from enhancer.data.paths import remove_stale_temporaries
 from enhancer.train import load_train_config, train
@@ -26,7 +26,7 @@ from enhancer.train.export import export_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("config", nargs="?", help="training YAML (not needed with --resume)")
     parser.add_argument("--run-dir", help="output folder (checkpoints, logs)")
