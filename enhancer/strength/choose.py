@@ -94,15 +94,18 @@ def _spatial_lpips(device: str):
     return loss.model
 
 
-def _block_mean(pixel_map: Tensor, block: int) -> np.ndarray:
-    """(1, 1, H, W) -> (rows, cols) float64: each block's mean over its pixels in the frame."""
+def _block_sum(pixel_map: Tensor, block: int) -> np.ndarray:
+    """(1, 1, H, W) -> (rows, cols) float64: each block's sum over its pixels in the frame."""
     height, width = pixel_map.shape[-2:]
     rows, cols = grid_shape(height, width, block)
     pad = (0, cols * block - width, 0, rows * block - height)
     total = F.avg_pool2d(F.pad(pixel_map.float(), pad), block, divisor_override=1)
-    count = F.avg_pool2d(F.pad(torch.ones_like(pixel_map, dtype=torch.float32), pad), block,
-                         divisor_override=1)
-    return (total / count)[0, 0].double().cpu().numpy()
+    return total[0, 0].double().cpu().numpy()
+
+
+def _block_mean(pixel_map: Tensor, block: int) -> np.ndarray:
+    """(1, 1, H, W) -> (rows, cols) float64: each block's mean over its pixels in the frame."""
+    return _block_sum(pixel_map, block) / _block_sum(torch.ones_like(pixel_map), block)
 
 
 def _mse(a: Tensor, b: Tensor) -> float:
@@ -164,7 +167,7 @@ class MapChooser:
         config = self.config
         height, width = decoded.shape[-2:]
         cost, mse_blocks = self._block_costs(source, candidates)  # (K, rows, cols)
-        pixel_counts = self._pixel_counts(height, width)
+        pixel_counts = _block_sum(torch.ones_like(decoded[:, :1]), config.block)
         budget = _mse(decoded, source) * 10 ** (config.max_psnr_drop / 10)
         switch = np.zeros_like(cost)
         previous = self.previous
@@ -224,13 +227,6 @@ class MapChooser:
             mu = mu * 4 if mu > 0 else float(np.abs(cost).max()) / max(float(mse_blocks.max()),
                                                                        1e-12)
         return StrengthMap.uniform(height, width, config.block, config.scales, zero)
-
-    def _pixel_counts(self, height: int, width: int) -> np.ndarray:
-        ones = torch.ones(1, 1, height, width)
-        block = self.config.block
-        rows, cols = grid_shape(height, width, block)
-        pad = (0, cols * block - width, 0, rows * block - height)
-        return F.avg_pool2d(F.pad(ones, pad), block, divisor_override=1)[0, 0].double().numpy()
 
     # -- per frame (dists) ---------------------------------------------------------------
     def _choose_per_frame(self, source: Tensor, decoded: Tensor,
