@@ -181,11 +181,11 @@ def _mean_p_frame_qp(path: Path) -> float | None:
         stream = container.streams.video[0]
         stream.codec_context.options = {"export_side_data": "venc_params"}
         for frame in itertools.islice(container.decode(stream), QUALITY_PROBE_FRAMES):
-            for side_data in frame.side_data or ():
-                if side_data.type == av.sidedata.sidedata.Type.VIDEO_ENC_PARAMS:
-                    picture_type = av.video.frame.PictureType(frame.pict_type).name
-                    qp_by_type.setdefault(picture_type, []).append(
-                        float(side_data.qp_map().mean()))
+            # .get(Type): PyAV 18.1.0 iterates side data as values, 18.1.1 as their types
+            params = frame.side_data.get(av.sidedata.sidedata.Type.VIDEO_ENC_PARAMS)
+            if params is not None:
+                picture_type = av.video.frame.PictureType(frame.pict_type).name
+                qp_by_type.setdefault(picture_type, []).append(float(params.qp_map().mean()))
     values = qp_by_type.get("P") or qp_by_type.get("B") or qp_by_type.get("I")
     return sum(values) / len(values) if values else None
 
