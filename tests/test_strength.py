@@ -122,12 +122,19 @@ def test_chosen_map_is_never_worse_than_the_decode(objective):
     assert grid[:, 4:].max() == 0.0 or objective == "lpips"
 
 
-def test_hysteresis_keeps_the_map_still_on_a_still_scene():
+def _still_scene():
+    """One frame, its decode, a residual, and the same residual with a little noise (what
+    consecutive frames of a still scene give the chooser)."""
     source, coded = _x264_pair()
     truth, decoded = source[0], coded[0][1]
     residual = (truth - decoded) * 0.8
     noisy = residual + 0.004 * torch.randn(residual.shape,
                                            generator=torch.Generator().manual_seed(0))
+    return truth, decoded, residual, noisy
+
+
+def test_hysteresis_keeps_the_map_still_on_a_still_scene():
+    truth, decoded, residual, noisy = _still_scene()
     kept = {}
     for hysteresis in (0.0, 0.1):
         chooser = MapChooser(SignalConfig("lpips", block=32, hysteresis=hysteresis))
@@ -264,11 +271,7 @@ def test_evaluation_runs_signalled_variants_beside_the_unsignalled(tmp_path):
 
 
 def test_a_new_map_is_sent_only_when_it_gains_enough():
-    source, coded = _x264_pair()
-    truth, decoded = source[0], coded[0][1]
-    residual = (truth - decoded) * 0.8
-    noisy = residual + 0.004 * torch.randn(residual.shape,
-                                           generator=torch.Generator().manual_seed(0))
+    truth, decoded, residual, noisy = _still_scene()
     for min_gain, expect_same in ((1.0, True), (0.0, False)):
         chooser = MapChooser(SignalConfig("lpips", block=32, hysteresis=0.0, min_gain=min_gain))
         first = chooser.choose(truth, decoded, residual)
