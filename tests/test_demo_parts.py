@@ -12,7 +12,8 @@ from enhancer.config import CodecConfig, EnhancerConfig
 from enhancer.eval.demo import DEMO
 from enhancer.eval.labels import variant_label
 from enhancer.eval.plots import inset_origin, read_panels, save_side_by_side
-from enhancer.eval.scoring import METRIC_PRESETS, FrameScorer, expand_metrics
+from enhancer.eval.registry import expand_metrics, metric_presets
+from enhancer.eval.scoring import FrameScorer
 from enhancer.eval.sources import textured_origin
 from enhancer.eval.specs import EnhancerSpec
 from enhancer.pipeline import Enhancer
@@ -77,6 +78,7 @@ def test_the_demo_spec_shows_a_learned_codec_and_x264_with_bundled_models():
 
 
 def test_metric_sets():
+    METRIC_PRESETS = metric_presets()
     assert expand_metrics(["fast"]) == METRIC_PRESETS["fast"]
     assert "lpips_vgg" not in METRIC_PRESETS["fast"] and "dists" not in METRIC_PRESETS["fast"]
     assert expand_metrics(["full", "fid", "psnr_rgb"])[-1] == "fid"
@@ -110,13 +112,10 @@ def test_the_ground_truth_features_are_computed_once_per_frame(monkeypatch):
 def test_every_registered_metric_is_scored_in_its_declared_direction():
     """The registry declares each metric once; the scorer computes every frame metric of
     it, and a noisier output moves each one the way the registry says is worse."""
-    from enhancer.eval.plots import PLOTS
-    from enhancer.eval.registry import REGISTRY, names
-    from enhancer.eval.results import BD_METRICS, METRICS
+    from enhancer.eval.registry import METRICS, bd_metrics, names, plots
 
     frame_metrics = names(("fast", "full"))
-    assert set(METRICS) | set(names("set")) <= set(REGISTRY)
-    assert set(BD_METRICS) | set(PLOTS) <= set(frame_metrics)
+    assert set(bd_metrics()) | set(plots()) <= set(frame_metrics)
     scorer = FrameScorer(tuple(m for m in frame_metrics if m != "temporal"), "cpu",
                          log=lambda _: None)
     generator = torch.Generator().manual_seed(4)
@@ -127,7 +126,7 @@ def test_every_registered_metric_is_scored_in_its_declared_direction():
     assert set(slight) == set(frame_metrics) - {"temporal"}
     for name in slight:
         worse = strong[name] > slight[name]
-        assert worse == REGISTRY[name].lower_is_better, name
+        assert worse == METRICS[name].lower_is_better, name
 
 
 def test_the_progress_bar_names_each_stage_and_the_report_times_them(tmp_path, monkeypatch):

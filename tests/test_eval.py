@@ -22,7 +22,7 @@ from enhancer.data.sequence import open_sequence
 from enhancer.eval.bdrate import bd_rate
 from enhancer.eval.demo import DEMO
 from enhancer.eval.plots import read_panels
-from enhancer.eval.results import COLUMNS, compressai_results
+from enhancer.eval.results import columns, compressai_results
 from enhancer.eval.sequences import (
     SequenceSpec,
     find_sequences,
@@ -175,10 +175,10 @@ def test_eval_uvg_end_to_end_then_resume(uvg_root, x264_enhancer, tmp_path, caps
     rows = read_rows(out)
     # 2 sequences x 2 rate points x (decoded + 2 residual scales)
     assert len(rows) == 12
-    assert all(list(row) == list(COLUMNS) for row in rows)
+    assert all(list(row) == list(columns()) for row in rows)
     with open(out / "results.csv") as handle:
         csv_rows = list(csv.DictReader(handle))
-    assert len(csv_rows) == 12 and list(csv_rows[0]) == list(COLUMNS)
+    assert len(csv_rows) == 12 and list(csv_rows[0]) == list(columns())
 
     def find(seq, quality, variant, scale=None):
         (row,) = [r for r in rows if (r["sequence"], r["quality"], r["variant"],

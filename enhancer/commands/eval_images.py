@@ -30,8 +30,8 @@ from enhancer.cli import (
 )
 from enhancer.codecs import available_codecs
 from enhancer.eval.images import IMAGE_METRIC_CHOICES, evaluate_images
+from enhancer.eval.registry import expand_metrics
 from enhancer.eval.report import format_duration
-from enhancer.eval.scoring import expand_metrics
 from enhancer.eval.specs import load_enhancer_spec
 
 

@@ -37,9 +37,9 @@ from enhancer.codecs import available_codecs
 from enhancer.eval.demo import DEMO_FRAMES, run_demo
 from enhancer.eval.ranks import Ranks
 from enhancer.eval.references import available_references
+from enhancer.eval.registry import expand_metrics, metric_choices
 from enhancer.eval.report import format_duration
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import METRIC_CHOICES, expand_metrics
 from enhancer.eval.sequences import find_sequences, load_sequence_list, select_sequences
 from enhancer.eval.specs import load_enhancer_spec, untrained_enhancer
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="sampling steps; 'default' is the checkpoint's own (the default; "
                         "the demo shows 'default' and 10)")
     add_residual_scale_argument(parser)
-    parser.add_argument("--metrics", nargs="+", choices=METRIC_CHOICES, default=None,
+    parser.add_argument("--metrics", nargs="+", choices=metric_choices(), default=None,
                         help="metrics, or a set: 'fast' (PSNR, SSIM, MS-SSIM, LPIPS-Alex, "
                              "temporal), 'full' (fast + LPIPS-VGG and DISTS, about 20x "
                              "LPIPS-Alex each on a CPU). Default: full; the demo: fast. "

@@ -1,8 +1,9 @@
 """Evaluation: code sequences for real, enhance, score, and report (JSON/CSV, BD-rate, plots).
 
-Modules: ``specs`` (enhancers to evaluate and their codec), ``scoring`` (metrics per
-frame, running means), ``runner`` (sequences x rates, resume, error rows), ``report``
-(the printed table), ``results`` (rows, averages, BD-rates), ``plots`` (curves, crops),
+Modules: ``specs`` (enhancers to evaluate and their codec), ``registry`` (every metric,
+declared once), ``scoring`` (metrics per frame, running means), ``runner`` (sequences x
+rates, resume, error rows), ``report`` (the printed table), ``results`` (rows, averages,
+BD-rates), ``plots`` (curves, crops),
 ``sequences`` (finding test sequences), ``sources`` (reading and checking them),
 ``tuning`` (sampling defaults), ``html_report`` (``report.html``: settings, tables, plots,
 crops under a before/after slider, videos), ``ranks`` (one evaluation shared by torchrun's
@@ -16,7 +17,7 @@ and :func:`bd_rate`.
 from enhancer.eval.bdrate import bd_rate
 from enhancer.eval.demo import run_demo
 from enhancer.eval.images import evaluate_images
-from enhancer.eval.results import COLUMNS, ResultsStore, average_rows, bd_rates, summarize
+from enhancer.eval.results import ResultsStore, average_rows, bd_rates, summarize
 from enhancer.eval.sequences import (
     SequenceSpec,
     demo_clips,
@@ -27,13 +28,9 @@ from enhancer.eval.sequences import (
 from enhancer.eval.sources import check_sequences
 from enhancer.eval.report import EvalReport
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import ALL_METRICS, DEFAULT_METRICS
 from enhancer.eval.specs import EnhancerSpec, load_enhancer_spec, untrained_enhancer
 
 __all__ = [
-    "ALL_METRICS",
-    "COLUMNS",
-    "DEFAULT_METRICS",
     "EnhancerSpec",
     "EvalReport",
     "EvalSettings",

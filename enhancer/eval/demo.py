@@ -21,17 +21,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enhancer.eval.report import EvalReport, StageTiming, format_duration, metric_table
+from enhancer.eval.registry import metric_presets
+from enhancer.eval.report import (
+    PRINTED_BD_RATES,
+    EvalReport,
+    StageTiming,
+    format_duration,
+    metric_table,
+)
 from enhancer.eval.results import curve_label
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import METRIC_PRESETS
 from enhancer.eval.sequences import demo_clips
 from enhancer.eval.specs import EnhancerSpec, load_enhancer_spec
 from enhancer.strength import SignalConfig
 
 DEMO_CROP = (256, 256)  # (H, W), placed on each clip's most textured window
 DEMO_FRAMES = 8
-DEMO_METRICS = METRIC_PRESETS["fast"]
+DEMO_METRICS = metric_presets()["fast"]
 DEMO_COLUMNS = ("bpp", "psnr_rgb", "ms_ssim", "lpips_alex")  # the printed table's
 
 
@@ -91,7 +97,7 @@ class DemoReport:
                               for avg in report.summary.get("averages", [])], DEMO_COLUMNS)
         for codec, report in self.reports.items():
             for bd in report.summary.get("bd_rate", []):
-                if bd["sequence"] == "average" and bd["metric"] in ("psnr_rgb", "lpips_alex"):
+                if bd["sequence"] == "average" and bd["metric"] in PRINTED_BD_RATES:
                     value = bd["bd_rate_percent"]
                     shown = (f"{value:.1f} %" if value is not None
                              else "n/a (a sequence's curves do not overlap or are not monotonic)")

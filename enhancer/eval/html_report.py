@@ -11,15 +11,15 @@ Sections, in order::
     videos        videos/*.mp4 in HTML5 <video>
     rows          every row of results.json (sequence x rate point x variant, error rows too)
 
-One file: the CSS and the few lines of JavaScript (the slider, sortable tables) are inline,
-images and videos are relative links to files already in the folder, so the folder can be
+One file: the page's frame, its CSS and the few lines of JavaScript (the slider, sortable
+tables) are the template ``templates/report.html`` (shipped with the package; ``${name}``
+placeholders filled with :class:`string.Template`), inlined into the page; images and videos are relative links to files already in the folder, so the folder can be
 copied, zipped or opened offline (no server, no CDN). Every text is escaped. The page is
 rewritten atomically at the end of every run, resumed ones included
 (:func:`enhancer.eval.runner.evaluate_sequences`); without JavaScript the tables and the
 default comparison still show.
 
-One module on purpose: the page is written section by section in the order it shows, and a
-third of the module is the page's own CSS and JavaScript (inline, so the page is one file).
+Column headers, tooltips and digits come from :mod:`enhancer.eval.registry`, read at call time.
 """
 
 from __future__ import annotations
@@ -27,21 +27,20 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import cache
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 from urllib.parse import quote
 
 from enhancer.data.paths import check_file_target, write_atomic_text
 from enhancer.eval.plots import read_panels
-from enhancer.eval.registry import REGISTRY, names
-from enhancer.eval.results import BD_METRICS, METRICS, crop_path, curve_label, video_path
+from enhancer.eval.registry import METRICS, bd_metrics, names, row_metrics
+from enhancer.eval.results import crop_path, curve_label, video_path
 
 REPORT_NAME = "report.html"
-
-# column -> (header, tooltip, digits), from enhancer.eval.registry
-COLUMN_FORMATS = {info.name: (info.header, info.description, info.digits)
-                  for info in REGISTRY.values()}
-SET_COLUMNS = names("set")
+TEMPLATE = "templates/report.html"  # in this package: the page around the sections
 
 
 def report_path(out_dir: str | Path) -> Path:
@@ -95,26 +94,15 @@ def render_html_report(out_dir: Path, settings: dict[str, Any], rows: list[dict[
     nav = " ".join(f'<a href="#{key}">{_e(name)}</a>' for key, name, _ in sections)
     body = "\n".join(f'<section id="{key}">\n<h2>{_e(name)}</h2>\n{content}\n</section>'
                      for key, name, content in sections)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(heading)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<header>
-<h1>{_e(heading)}</h1>
-<p class="meta">written {_e(written)} in {_e(str(out_dir))}</p>
-<nav>{nav}</nav>
-</header>
-{"".join(banners)}
-{body}
-<script>{_JS}</script>
-</body>
-</html>
-"""
+    return _page_template().substitute(
+        heading=_e(heading), written=_e(written), out_dir=_e(str(out_dir)), nav=nav,
+        banners="".join(banners), body=body)
+
+
+@cache
+def _page_template() -> Template:
+    """``templates/report.html``: the page with its CSS and JavaScript, sections left out."""
+    return Template(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
 
 
 # --- sections -----------------------------------------------------------------------------
@@ -164,8 +152,9 @@ def _summary_section(summary: dict[str, Any]) -> str:
     averages = summary.get("averages") or []
     if not averages:
         return "<p>No results yet.</p>"
-    timings = [m for m in METRICS if m.endswith("_s_per_frame")]
-    metrics = _present([*(m for m in METRICS if m not in timings), *SET_COLUMNS, *timings],
+    row_columns = row_metrics()
+    timings = [m for m in row_columns if m.endswith("_s_per_frame")]
+    metrics = _present([*(m for m in row_columns if m not in timings), *names("set"), *timings],
                        averages)
     header = ["codec", "q", "variant", "sequences", *metrics]
     rows = []
@@ -184,7 +173,7 @@ def _summary_section(summary: dict[str, Any]) -> str:
 
 
 def _bd_table(bd_rates: list[dict[str, Any]]) -> str:
-    metrics = [m for m in BD_METRICS
+    metrics = [m for m in bd_metrics()
                if any(b["metric"] == m and b["bd_rate_percent"] is not None for b in bd_rates)]
     if not metrics:
         return ("<p>No BD-rate: it needs an enhancer and at least 2 rate points whose curves "
@@ -207,7 +196,7 @@ def _bd_table(bd_rates: list[dict[str, Any]]) -> str:
         rows.append(cells)
     header = ["codec", "variant", "sequence", *metrics]
     headers = ["codec", "variant", "sequence"] + [
-        (f"{COLUMN_FORMATS[m][0]} %", f"BD-rate in %: negative = fewer bits for the same {m}")
+        (f"{METRICS[m].header} %", f"BD-rate in %: negative = fewer bits for the same {m}")
         for m in metrics]
     return ("<p>Bits the enhanced curve needs for the decoded curve's quality, in percent "
             "(negative: it saves bits). <em>average</em> is the mean over sequences.</p>"
@@ -305,7 +294,7 @@ def _videos_section(out_dir: Path, rows: list[dict[str, Any]]) -> str:
 def _rows_section(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p>No rows.</p>"
-    metrics = _present(list(METRICS), rows)
+    metrics = _present(list(row_metrics()), rows)
     with_error = any(r["variant"] == "error" for r in rows)
     header = ["sequence", "codec", "q", "variant", "frames", "size", *metrics]
     table_rows = []
@@ -376,12 +365,12 @@ def _present(columns: list[str], rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _headers(columns: list[str]) -> list[Any]:
-    return [(COLUMN_FORMATS[c][0], COLUMN_FORMATS[c][1]) if c in COLUMN_FORMATS else c
+    return [(METRICS[c].header, METRICS[c].description) if c in METRICS else c
             for c in columns]
 
 
 def _number(value: Any, column: str) -> _Cell:
-    digits = 2 if column == "bd" else COLUMN_FORMATS[column][2]
+    digits = 2 if column == "bd" else METRICS[column].digits
     if value is None:
         return _Cell("-", "")
     return _Cell(f"{value:.{digits}f}", value)
@@ -429,110 +418,3 @@ def _table(columns: list[str], rows: list[Any], table_id: str,
     return (f'<div class="scroll"><table id="{_e(table_id)}" class="sortable"><thead><tr>'
             f"{''.join(head)}</tr></thead><tbody>\n" + "\n".join(body)
             + "\n</tbody></table></div>")
-
-
-_CSS = """
-:root { --fg: #1d2125; --muted: #5f6b76; --line: #d9dee3; --stripe: #f5f7f9; --accent: #0b62c4; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
-       margin: 0 auto; padding: 0 1.5rem 3rem; max-width: 1400px; }
-header { border-bottom: 1px solid var(--line); margin-bottom: 1rem; }
-h1 { font-size: 1.5rem; margin: 1.2rem 0 0.2rem; }
-h2 { font-size: 1.2rem; margin: 2rem 0 0.6rem; border-bottom: 1px solid var(--line); }
-h3 { font-size: 1rem; margin: 1.2rem 0 0.4rem; }
-a { color: var(--accent); }
-nav { margin: 0.4rem 0 0.8rem; } nav a { margin-right: 1rem; }
-.meta, .note, .zoom { color: var(--muted); }
-.banner { padding: 0.6rem 0.9rem; border-radius: 4px; font-weight: 600; }
-.warn { background: #fff3cd; border: 1px solid #e0c36a; }
-.error { background: #fde8e8; }
-p.banner.error { border: 1px solid #e5a0a0; }
-dl.settings { display: grid; grid-template-columns: max-content 1fr; gap: 0.2rem 1rem; }
-dl.settings dt { color: var(--muted); } dl.settings dd { margin: 0; }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid var(--line); text-align: left;
-         white-space: nowrap; }
-th { position: sticky; top: 0; background: #fff; cursor: pointer; user-select: none; }
-th[data-sort="asc"]::after { content: " \\25B2"; } th[data-sort="desc"]::after { content: " \\25BC"; }
-td.num { text-align: right; }
-tbody tr:nth-child(even) { background: var(--stripe); }
-tr.error td { background: #fde8e8; }
-.gallery { display: flex; flex-wrap: wrap; gap: 1rem; }
-.gallery figure { flex: 0 1 640px; min-width: 0; }
-figure { margin: 0 0 1.2rem; }
-figcaption { color: var(--muted); margin: 0.2rem 0; }
-.gallery img { width: 100%; border: 1px solid var(--line); }
-img.strip { display: block; max-width: 100%; margin-top: 0.4rem; image-rendering: pixelated; }
-.compare { position: relative; overflow: hidden; border: 1px solid var(--line);
-           max-width: 100%; touch-action: none; }
-.compare .layer { position: absolute; inset: 0; background-repeat: no-repeat;
-                  image-rendering: pixelated; }
-.compare .divider { position: absolute; top: 0; bottom: 0; left: 50%; width: 2px;
-                    margin-left: -1px; background: #fff; box-shadow: 0 0 3px #000; pointer-events: none; }
-.compare .tag { position: absolute; top: 4px; padding: 1px 5px; font-size: 12px; color: #fff;
-                background: rgba(0, 0, 0, 0.6); border-radius: 3px; pointer-events: none; }
-.compare .tag.left { left: 4px; } .compare .tag.right { right: 4px; }
-.compare input[type=range] { position: absolute; inset: 0; width: 100%; height: 100%; margin: 0;
-                             opacity: 0; cursor: ew-resize; }
-.picks { margin-top: 0.3rem; }
-video { max-width: 100%; border: 1px solid var(--line); background: #000; }
-"""
-
-_JS = """
-"use strict";
-// Before/after slider: two layers of one crop image, the "after" one clipped at the split.
-document.querySelectorAll("figure.crop").forEach((figure) => {
-  const box = figure.querySelector(".compare");
-  if (!box) return;
-  const zoom = Number(box.dataset.zoom) || 1;
-  const range = box.querySelector("input[type=range]");
-  const after = box.querySelector(".layer.after");
-  const divider = box.querySelector(".divider");
-  const split = () => {
-    after.style.clipPath = "inset(0 0 0 " + range.value + "%)";
-    divider.style.left = range.value + "%";
-  };
-  const pick = (select, layer, tag) => {
-    const show = () => {
-      const option = select.options[select.selectedIndex];
-      layer.style.backgroundPosition =
-        (-Number(option.dataset.x) * zoom) + "px " + (-Number(option.dataset.y) * zoom) + "px";
-      tag.textContent = option.textContent;
-    };
-    select.addEventListener("change", show);
-    show();
-  };
-  pick(figure.querySelector(".pick-before"), box.querySelector(".layer.before"),
-       box.querySelector(".tag.left"));
-  pick(figure.querySelector(".pick-after"), after, box.querySelector(".tag.right"));
-  range.addEventListener("input", split);
-  split();
-});
-// Sortable tables: click a header; numbers by value, missing values last.
-document.querySelectorAll("table.sortable").forEach((table) => {
-  const headers = Array.from(table.tHead.rows[0].cells);
-  headers.forEach((th, column) => {
-    th.addEventListener("click", () => {
-      const ascending = th.dataset.sort !== "asc";
-      headers.forEach((h) => delete h.dataset.sort);
-      th.dataset.sort = ascending ? "asc" : "desc";
-      const body = table.tBodies[0];
-      const key = (row) => {
-        const cell = row.cells[column];
-        return cell && "value" in cell.dataset ? cell.dataset.value : (cell ? cell.textContent : "");
-      };
-      const rows = Array.from(body.rows);
-      const numeric = rows.every((r) => key(r) === "" || !Number.isNaN(Number(key(r))));
-      rows.sort((a, b) => {
-        const x = key(a), y = key(b);
-        if (x === "" || y === "") return (x === "") - (y === "");
-        const order = numeric ? Number(x) - Number(y) : x.localeCompare(y, undefined, {numeric: true});
-        return ascending ? order : -order;
-      });
-      rows.forEach((row) => body.appendChild(row));
-    });
-  });
-});
-document.documentElement.dataset.ready = "1";  // every script above ran
-"""

@@ -14,16 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from enhancer.eval.registry import frame_metrics, metric_presets, names
 from enhancer.eval.report import EvalReport
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
-from enhancer.eval.scoring import DEFAULT_METRICS, METRIC_PRESETS, SET_METRICS
 from enhancer.eval.sequences import find_images
 from enhancer.eval.specs import EnhancerSpec
 
-IMAGE_METRICS = tuple(m for m in DEFAULT_METRICS if m != "temporal")  # the default
+IMAGE_METRICS = tuple(m for m in frame_metrics() if m != "temporal")  # the default
 # fid/kid: FID/256 over all images' patches; "fast"/"full": the sets of
-# enhancer.eval.scoring.METRIC_PRESETS (temporal left out: one frame per image)
-IMAGE_METRIC_CHOICES = (*METRIC_PRESETS, *IMAGE_METRICS, *SET_METRICS)
+# enhancer.eval.registry.metric_presets (temporal left out: one frame per image)
+IMAGE_METRIC_CHOICES = (*metric_presets(), *IMAGE_METRICS, *names("set"))
 DATASET_RESIZE = {"kodak": None, "div2k": "cdc"}
 
 

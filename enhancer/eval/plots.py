@@ -16,11 +16,8 @@ from torch import Tensor
 
 from enhancer.data.padding import centre_crop
 from enhancer.eval.references import ReferenceCurve
-from enhancer.eval.registry import REGISTRY
+from enhancer.eval.registry import plots
 from enhancer.eval.results import curve_label
-
-PLOTS = {info.name: info.plot for info in REGISTRY.values() if info.plot}  # (file, axis label)
-
 
 CURVES_KEY = "enhancer-curves"  # PNG text chunk: the label of every curve drawn
 
@@ -43,7 +40,7 @@ def plot_curves(averages: list[dict[str, Any]], out_dir: str | Path, title: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     untrained = any(a.get("untrained") for a in averages)
     written = []
-    for metric, (file_name, axis_label) in PLOTS.items():
+    for metric, (file_name, axis_label) in plots().items():
         lines: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for average in averages:
             if average.get(metric) is None or average.get("bpp") is None:

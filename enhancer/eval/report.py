@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from enhancer.eval.registry import REGISTRY, names
+from enhancer.eval.registry import METRICS, printed_metrics
 from enhancer.eval.results import curve_label
 
 STAGES = ("coding", "enhancing", "scoring")
@@ -40,7 +40,7 @@ class StageTiming:
         return f"seconds per frame: {parts} ({self.frames} frames x rate points)"
 
 
-PRINTED_COLUMNS = ("bpp", "psnr_rgb", "lpips_alex", "dists", "temporal")
+PRINTED_BD_RATES = ("psnr_rgb", "lpips_alex")  # the BD-rates the printed summary gives
 
 
 def metric_table(averages: list[tuple[str, dict[str, Any]]], columns: tuple[str, ...]
@@ -49,13 +49,13 @@ def metric_table(averages: list[tuple[str, dict[str, Any]]], columns: tuple[str,
     headers and digits from :mod:`enhancer.eval.registry`, variants named for people."""
     width = max([len(curve_label(avg)) for _, avg in averages] + [20]) + 2
     codec_width = max([len(codec) for codec, _ in averages] + [5]) + 2
-    sizes = [max(len(REGISTRY[c].header), REGISTRY[c].digits + 4) + 2 for c in columns]
+    sizes = [max(len(METRICS[c].header), METRICS[c].digits + 4) + 2 for c in columns]
     lines = [f"{'codec':<{codec_width}}{'q':>4}  {'variant':<{width}}"
-             + "".join(f"{REGISTRY[c].header:>{size}}" for c, size in zip(columns, sizes))
+             + "".join(f"{METRICS[c].header:>{size}}" for c, size in zip(columns, sizes))
              + f"{'seqs':>6}"]
     for codec, avg in averages:
         lines.append(f"{codec:<{codec_width}}{avg['quality']:>4}  {curve_label(avg):<{width}}"
-                     + "".join(f"{_fmt(avg.get(c), REGISTRY[c].digits):>{size}}"
+                     + "".join(f"{_fmt(avg.get(c), METRICS[c].digits):>{size}}"
                                for c, size in zip(columns, sizes))
                      + f"{avg['sequences']:>6}")
     return lines
@@ -106,12 +106,13 @@ class EvalReport:
                          "only, not results !!")
         averages = self.summary["averages"]
         set_level = any("fid" in a or "kid" in a for a in averages)  # asked for this run
-        columns = PRINTED_COLUMNS + (names("set") if set_level else ())
+        columns = tuple(name for name in printed_metrics()
+                        if set_level or METRICS[name].cost != "set")
         lines.extend(metric_table([(avg["codec"], avg) for avg in averages], columns))
         for note in dict.fromkeys(a["fid_note"] for a in averages if a.get("fid_note")):
             lines.append(f"FID/KID: {note}")
         for bd in self.summary["bd_rate"]:
-            if bd["sequence"] == "average" and bd["metric"] in ("psnr_rgb", "lpips_alex"):
+            if bd["sequence"] == "average" and bd["metric"] in PRINTED_BD_RATES:
                 lines.append(
                     f"BD-rate {bd['metric']:<10} {curve_label(bd | {'variant': 'enhanced'})} "
                     f"vs decoded: {_fmt(bd['bd_rate_percent'], 2)} %"

@@ -25,21 +25,22 @@ from typing import Any
 
 from enhancer.data.paths import write_atomic_text
 from enhancer.eval.bdrate import bd_rate
-from enhancer.eval.registry import REGISTRY
+from enhancer.eval.registry import METRICS, bd_metrics, row_metrics
 
-COLUMNS = (
-    "sequence", "codec", "quality", "variant", "label", "enhancer", "steps", "sampling",
-    "residual_scale", "frames", "bpp", "bitrate_kbps", "strength_bytes", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
-    "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame",
-    "width", "height", "intra_period", "untrained", "error", "notes",
-)
-METRICS = ("bpp", "bitrate_kbps", "psnr_rgb", "psnr_yuv", "ms_ssim", "ssim", "lpips_alex", "lpips_vgg", "dists",
-           "temporal", "encode_s_per_frame", "decode_s_per_frame", "enhance_s_per_frame")
+# A row's columns around its metrics (enhancer.eval.registry.row_metrics): what it is, then
+# how it was run. ``strength_bytes``: the signalled strength maps' bytes (in bpp too).
+ROW_HEAD = ("sequence", "codec", "quality", "variant", "label", "enhancer", "steps", "sampling",
+            "residual_scale", "frames")
+ROW_TAIL = ("strength_bytes", "width", "height", "intra_period", "untrained", "error", "notes")
 # What identifies a row: a rerun with the same out dir skips rows with these values.
 KEY = ("sequence", "codec", "quality", "variant", "enhancer", "steps", "sampling", "residual_scale",
        "frames", "width", "height", "intra_period")
-# BD-rate is reported on these (name -> lower is better).
-BD_METRICS = {info.name: info.lower_is_better for info in REGISTRY.values() if info.bd_rate}
+
+
+def columns() -> tuple[str, ...]:
+    """The columns of results.json/.csv: :data:`ROW_HEAD`, every registered row metric,
+    :data:`ROW_TAIL`."""
+    return (*ROW_HEAD, *row_metrics(), *ROW_TAIL)
 
 
 def row_key(row: dict[str, Any]) -> tuple:
@@ -150,17 +151,19 @@ class ResultsStore:
             and not (row.get("variant") == "error"
                      and (row["sequence"], row["codec"], row["quality"]) in units)
         ]
-        self.rows.extend({name: clean_number(row.get(name)) for name in COLUMNS} for row in rows)
+        names = columns()
+        self.rows.extend({name: clean_number(row.get(name)) for name in names} for row in rows)
 
     def save(self, summary: dict[str, Any] | None = None) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        payload = {"columns": list(COLUMNS), "rows": self.rows}
+        names = columns()
+        payload = {"columns": list(names), "rows": self.rows}
         write_atomic_text(self.json_path, json.dumps(payload, indent=1) + "\n")
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS})
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in names})
         write_atomic_text(self.csv_path, buffer.getvalue())
         if summary is not None:
             write_atomic_text(self.out_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
@@ -245,7 +248,7 @@ def average_rows(rows: list[dict[str, Any]],
                                               "intra_period", "untrained")}
         average["sequences"] = len(members)
         average["sequence_names"] = sorted(m["sequence"] for m in members)
-        for metric in METRICS:
+        for metric in row_metrics():
             average[metric] = clean_number(_mean([m.get(metric) for m in members]))
         if set_scores is not None:
             average.update({k: clean_number(v) for k, v in set_scores(members).items()})
@@ -273,7 +276,7 @@ def bd_rates(rows: list[dict[str, Any]], method: str = "pchip") -> list[dict[str
             continue
         anchor_setting = (*setting[:3], "decoded", None, None, None, None)
         anchors = curves.get(anchor_setting, {})
-        for metric in BD_METRICS:
+        for metric in bd_metrics():
             values = {}
             for sequence, test_rows in per_sequence.items():
                 values[sequence] = _bd_one(anchors.get(sequence, []), test_rows, metric, method)
@@ -320,21 +323,12 @@ def summarize(rows: list[dict[str, Any]],
     }
 
 
-# Our column -> CompressAI's result key (``compressai.utils.plot`` reads these). Our YUV
-# PSNR weighs the planes 6:1:1 (enhancer.metrics.psnr_yuv); CompressAI's "psnr-yuv" is
-# (4Y + U + V) / 6, so ours goes under a key of its own rather than be compared with it.
-COMPRESSAI_KEYS = {"bpp": "bpp", "bitrate_kbps": "bitrate", "psnr_rgb": "psnr-rgb",
-                   "psnr_yuv": "psnr-yuv-611", "ms_ssim": "ms-ssim-rgb", "ssim": "ssim-rgb",
-                   "lpips_alex": "lpips", "lpips_vgg": "lpips-vgg", "dists": "dists",
-                   "temporal": "temporal", "fid": "fid", "kid": "kid",
-                   "encode_s_per_frame": "encoding_time", "decode_s_per_frame": "decoding_time"}
-
-
 def compressai_results(averages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """One CompressAI-layout result dict per (codec, variant) curve, keyed by file name.
 
     ``{"name", "description", "results": {"bpp": [...], "psnr-rgb": [...], ...}}`` with one
-    entry per rate point in bpp order, as CompressAI's own published result files; video
+    entry per rate point in bpp order, as CompressAI's own published result files (each
+    metric under its registered ``compressai_key``); video
     ``bitrate`` is in kbps as CompressAI's video evaluation reports it.
     """
     curves: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -344,7 +338,7 @@ def compressai_results(averages: list[dict[str, Any]]) -> dict[str, dict[str, An
     for (codec, label), points in curves.items():
         points = sorted(points, key=lambda a: a["bpp"] if a["bpp"] is not None else math.inf)
         results = {"quality": [p["quality"] for p in points]}
-        for column, key in COMPRESSAI_KEYS.items():
+        for column, key in ((n, i.compressai_key) for n, i in METRICS.items() if i.compressai_key):
             values = [p.get(column) for p in points]
             if all(v is not None for v in values):
                 results[key] = values

@@ -72,6 +72,7 @@ from enhancer.eval.labels import variant_label
 from enhancer.eval.plots import plot_curves, save_side_by_side
 from enhancer.eval.ranks import RankGroup, Ranks, partial_dir, partial_rows, remove_partials
 from enhancer.eval.references import load_references
+from enhancer.eval.registry import frame_metrics
 from enhancer.eval.report import EvalReport, StageTiming
 from enhancer.eval.results import (
     ResultsStore,
@@ -83,7 +84,7 @@ from enhancer.eval.results import (
     video_path,
     write_compressai_results,
 )
-from enhancer.eval.scoring import DEFAULT_METRICS, FrameScorer, StreamStats
+from enhancer.eval.scoring import FrameScorer, StreamStats
 from enhancer.eval.sequences import SequenceSpec
 from enhancer.eval.setlevel import (
     SetScorer,
@@ -175,8 +176,8 @@ class EvalSettings:
     codec_checkpoint: codec weights for rate points no enhancer carries ('{quality}').
     crop:          ``(h, w)`` crop of every frame (None: full frames), at the centre or
                    (``crop_at="textured"``) where the first frame has the most texture.
-    metrics:       names from :data:`ALL_METRICS` (default :data:`DEFAULT_METRICS`; fid and
-                   kid are opt-in).
+    metrics:       names from :mod:`enhancer.eval.registry` (default: every frame metric;
+                   fid and kid are opt-in).
     inception_weights: Inception-v3 weights for fid/kid (None: torch hub's cache).
     mp4_quality:   the rate point whose enhanced frames go to an MP4 (None: the middle).
     crop_size:     side of the side-by-side crop images.
@@ -197,7 +198,7 @@ class EvalSettings:
     crop: tuple[int, int] | None = None
     crop_at: str = "centre"  # or "textured": each sequence's most textured window
     seed: int = 0
-    metrics: tuple[str, ...] = DEFAULT_METRICS
+    metrics: tuple[str, ...] = frame_metrics()
     inception_weights: str | None = None
     mp4_quality: int | None = None
     crop_size: int = 256

@@ -1,6 +1,6 @@
-"""Scores per frame (PSNR, MS-SSIM, SSIM, LPIPS, DISTS) and running means per output stream;
-the Inception patch features of each stream for the set-level FID/KID
-(:mod:`enhancer.eval.setlevel`).
+"""Scores per frame (every frame metric of :mod:`enhancer.eval.registry`: PSNR, MS-SSIM,
+SSIM, LPIPS, DISTS, ...) and running means per output stream; the Inception patch features
+of each stream for the set-level FID/KID (:mod:`enhancer.eval.setlevel`).
 """
 
 from __future__ import annotations
@@ -14,34 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from enhancer.eval.registry import REGISTRY, names
-from enhancer.eval.setlevel import SET_METRICS
-from enhancer.metrics import TemporalConsistency, get_dists_model, get_lpips_model
+from enhancer.eval.registry import METRICS, frame_metrics, metric, names, scored_metrics
+from enhancer.metrics import TemporalConsistency
 from enhancer.metrics.fid import WEIGHTS_MISSING, InceptionFeatures, InceptionWeightsNotFoundError
-from enhancer.metrics.lpips import LPIPS_MIN_SIDE
-from enhancer.metrics.msssim import MS_SSIM_MIN_SIDE, SSIM_MIN_SIDE
-
-FRAME_METRICS = names(("fast", "full"))  # declared in enhancer.eval.registry
-ALL_METRICS = FRAME_METRICS + SET_METRICS  # every name --metrics takes
-DEFAULT_METRICS = FRAME_METRICS  # FID/KID are opt-in: Inception on every patch is slow on CPU
-# Named sets --metrics takes beside single names. LPIPS-VGG and DISTS cost about 20x
-# LPIPS-Alex each on the CPU (a VGG16 pass per frame): "fast" leaves them out.
-METRIC_PRESETS = {"fast": names("fast"), "full": FRAME_METRICS}
-METRIC_CHOICES = (*METRIC_PRESETS, *ALL_METRICS)  # what --metrics accepts
-
-
-def expand_metrics(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Metric names with the presets (``fast``, ``full``) expanded, in order, once each."""
-    expanded: list[str] = []
-    for name in names:
-        for metric in METRIC_PRESETS.get(name, (name,)):
-            if metric not in expanded:
-                expanded.append(metric)
-    return tuple(expanded)
-# The smallest frame side each metric takes; smaller frames get null there and the row's
-# ``notes`` say why (the other metrics of the row are still given).
-MIN_SIDE = {"ms_ssim": MS_SSIM_MIN_SIDE + 1, "ssim": SSIM_MIN_SIDE,
-            "lpips_alex": LPIPS_MIN_SIDE["alex"], "lpips_vgg": LPIPS_MIN_SIDE["vgg"]}
 
 
 class FrameScorer:
@@ -56,12 +31,14 @@ class FrameScorer:
     def __init__(self, metrics: tuple[str, ...], device: str | torch.device,
                  log: Callable[[str], None] = print,
                  inception_weights: str | os.PathLike | None = None):
-        unknown = sorted(set(metrics) - set(ALL_METRICS))
+        known = scored_metrics()
+        unknown = sorted(set(metrics) - set(known))
         if unknown:
-            raise ValueError(f"unknown metrics {unknown}; choose from {list(ALL_METRICS)}")
-        self.models: dict[str, Any] = {}  # LPIPSLoss / DISTS: features() and distance()
-        self.metrics = [m for m in metrics if m in FRAME_METRICS]
-        self.set_metrics = [m for m in metrics if m in SET_METRICS]
+            raise ValueError(f"unknown metrics {unknown}; choose from {list(known)} "
+                             "(enhancer.eval.registry declares them)")
+        self.models: dict[str, Any] = {}  # a metric's model: features() and distance()
+        self.metrics = [m for m in metrics if m in frame_metrics()]
+        self.set_metrics = [m for m in metrics if m in names("set")]
         self.inception: InceptionFeatures | None = None
         self.unavailable: str | None = None
         self._reference_key: tuple[Tensor, int] | None = None  # the last ground truth scored
@@ -78,13 +55,9 @@ class FrameScorer:
                 if not self.inception.published:
                     log(f"warning: {self.inception.path} is not the published Inception file "
                         f"(sha256 {self.inception.sha256[:12]}...): fid/kid are plumbing only")
-        for name, build in (("lpips_alex", lambda: get_lpips_model("alex", device)),
-                            ("lpips_vgg", lambda: get_lpips_model("vgg", device)),
-                            ("dists", lambda: get_dists_model(device))):
-            if name not in metrics:
-                continue
+        for name in [m for m in self.metrics if metric(m).model is not None]:
             try:
-                self.models[name] = build()
+                self.models[name] = metric(name).model(device)
             except FileNotFoundError as err:
                 log(f"warning: {name} is unavailable ({err}); its column stays empty")
                 self.metrics.remove(name)
@@ -102,8 +75,8 @@ class FrameScorer:
         for name in self.metrics:
             if name in self.too_small(height, width):
                 scores[name] = math.nan  # null in the row
-            elif REGISTRY[name].function is not None:
-                scores[name] = REGISTRY[name].function(output, truth).item()
+            elif METRICS[name].function is not None:
+                scores[name] = METRICS[name].function(output, truth).item()
             elif name in self.models:
                 model = self.models[name]
                 reference = self._reference_features(name, truth)
@@ -123,10 +96,10 @@ class FrameScorer:
     def too_small(self, height: int, width: int) -> dict[str, str]:
         """The requested metrics frames of ``height x width`` are too small for, each with
         the reason the row gives."""
-        return {name: f"{name} null: {width}x{height} frames are below the {MIN_SIDE[name]} "
-                      "px a side it needs"
-                for name in self.metrics
-                if name in MIN_SIDE and min(height, width) < MIN_SIDE[name]}
+        sides = {name: METRICS[name].min_side for name in self.metrics}
+        return {name: f"{name} null: {width}x{height} frames are below the {side} px a side "
+                      "it needs"
+                for name, side in sides.items() if side is not None and min(height, width) < side}
 
     def patch_features(self, frame: Tensor) -> np.ndarray | None:
         """Inception features ``(P, 2048)`` of ``frame``'s 256x256 patches; None without fid/kid."""
