@@ -88,7 +88,7 @@ def test_previous_enhanced_frame_reaches_the_network(hyperprior_enhancer, frames
 
     def enhance(prev):
         generator = torch.Generator().manual_seed(0)
-        return hyperprior_enhancer.enhance_frame(coded.decoded, coded.latent, prev, steps=2,
+        return hyperprior_enhancer.enhance_frame(coded.decoded, coded.latent, prev, Sampling(steps=2),
                                                  generator=generator)
 
     assert not torch.equal(enhance(frames[0]), enhance(frames[0].flip(-1)))
@@ -100,7 +100,7 @@ def test_latent_reaches_the_network(hyperprior_enhancer, frames):
 
     def enhance(latent):
         generator = torch.Generator().manual_seed(0)
-        return hyperprior_enhancer.enhance_frame(coded.decoded, latent, coded.decoded, steps=2,
+        return hyperprior_enhancer.enhance_frame(coded.decoded, latent, coded.decoded, Sampling(steps=2),
                                                  generator=generator)
 
     other_latent = coded.latent + torch.randn_like(coded.latent)  # random codecs give ~0 latents
@@ -120,19 +120,20 @@ def test_a_quality_conditioned_enhancer_is_told_the_stream_quality(frames):
     torch.nn.init.normal_(network.quality_embed.mlp[-1].weight, std=0.5)
     decoded = frames[0][..., :64, :96]
 
+    late_start = Sampling(steps=1, gamma=0.0, t_start=0.35)
+
     def rollout_output(quality):
-        return Rollout(enhancer, Sampling(steps=1, gamma=0.0, t_start=0.35),
-                       quality=quality).enhance(decoded, None)
+        return Rollout(enhancer, late_start, quality=quality).enhance(decoded, None)
 
     crf26, crf40 = rollout_output(26), rollout_output(40)
     assert not torch.allclose(crf26, crf40)
-    direct = enhancer.enhance_frame(decoded, None, steps=1, gamma=0.0, t_start=0.35, quality=26)
+    direct = enhancer.enhance_frame(decoded, None, sampling=late_start, quality=26)
     assert torch.equal(crf26, direct)
     assert torch.equal(rollout_output(None), rollout_output(32))  # default: the model's codec
     enhancer.memory_budget_mb = 64 * 64 * enhancer.activation_bytes_per_pixel() / 2**20
     enhancer.tile_overlap = 16
     assert len(enhancer.tile_plan(64, 96)[2]) == 2
-    tiled = enhancer.enhance_frame(decoded, None, steps=1, gamma=0.0, t_start=0.35, quality=26)
+    tiled = enhancer.enhance_frame(decoded, None, sampling=late_start, quality=26)
     assert tiled.shape == direct.shape and not torch.equal(tiled, direct)
     with pytest.raises(CodecError, match="has no quality 60"):
         Rollout(enhancer, quality=60)
@@ -145,7 +146,8 @@ def test_tiled_and_untiled_agree_away_from_the_seams(frames):
 
     def enhance():
         generator = torch.Generator().manual_seed(0)
-        return enhancer.enhance_frame(coded.decoded, coded.latent, steps=3, generator=generator)
+        return enhancer.enhance_frame(coded.decoded, coded.latent, sampling=Sampling(steps=3),
+                                      generator=generator)
 
     whole = enhance()
     enhancer.memory_budget_mb = 128 * 128 * enhancer.activation_bytes_per_pixel() / 2**20
@@ -261,7 +263,7 @@ def test_enhancer_learns_to_enhance_real_crops():
     def mse_ratio(crops: torch.Tensor, gamma: float) -> float:
         """MSE of the enhanced crops over the MSE of their degraded input."""
         decoded = _degrade(crops)
-        enhanced = enhancer.enhance_frame(decoded, None, steps=10, gamma=gamma,
+        enhanced = enhancer.enhance_frame(decoded, None, sampling=Sampling(steps=10, gamma=gamma),
                                           generator=torch.Generator().manual_seed(0))
         return (F.mse_loss(enhanced, crops) / F.mse_loss(decoded, crops)).item()
 

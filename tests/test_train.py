@@ -494,8 +494,9 @@ def test_consistency_trains_the_student_along_its_own_ddim_path(tmp_path):
         cond = enhancer.diffusion.condition(decoded[:, 0], None, decoded[:, 0])
         denoise = lambda x, t: enhancer.diffusion.denoise(x, t, cond)  # noqa: E731
         with torch.no_grad():
-            one, ten = (enhancer.diffusion.sample(denoise, decoded[:, 0], steps, gamma=0.5,
-                                                  t_start=0.6, start_noise=noise)
+            one, ten = (enhancer.diffusion.sample(denoise, decoded[:, 0],
+                                                  Sampling(steps=steps, gamma=0.5, t_start=0.6),
+                                                  start_noise=noise)
                         for steps in (1, 10))
         return float((one - ten).pow(2).mean())
 

@@ -17,7 +17,7 @@ Clean signal (``target``):
 Either way callers use :meth:`ResidualDiffusion.encode_target` /
 :meth:`ResidualDiffusion.decode_target` and never special-case the target.
 The pipeline forms the output frame with its own residual scale ``s``
-(DESIGN.md: ``y = decoded + s * r``)::
+(``Sampling.residual_scale``; docs/enhancer.md)::
 
     residual = diffusion.decode_target(clean, decoded) - decoded   # image units
     enhanced = decoded + s * residual                              # s = 1: full perceptual
@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from enhancer.diffusion.samplers import Denoiser, ddim_start, sample_ddim
+from enhancer.diffusion.sampling import Sampling
 from enhancer.diffusion.schedule import alpha_sigma, snr
 
 Prediction = Literal["x0", "eps", "v"]
@@ -248,24 +249,27 @@ class ResidualDiffusion(nn.Module):
             x0 = self.encode_target(self.decode_target(x0, decoded).clamp(0, 1), decoded)
         return x0
 
-    def sample(self, denoise_fn: Denoiser, decoded: Tensor, steps: int, eta: float = 0.0,
-               gamma: float = 1.0, t_start: float = 1.0, generator: torch.Generator | None = None,
+    def sample(self, denoise_fn: Denoiser, decoded: Tensor, sampling: Sampling,
+               generator: torch.Generator | None = None,
                start_noise: Tensor | None = None) -> Tensor:
-        """The clean signal DDIM samples for ``decoded`` (B, 3, H, W) with ``denoise_fn``.
+        """The clean signal DDIM samples for ``decoded`` (B, 3, H, W) with ``denoise_fn`` at
+        ``sampling``'s steps, eta, gamma and t_start (its ``noise`` and ``residual_scale``
+        are the roll-out's and the caller's).
 
         A late start (``t_start`` < 1) diffuses from "no residual" (the decode itself);
-        see :func:`enhancer.diffusion.sample_ddim` for the other arguments. Inference and
-        the training of few-step students both sample through here.
+        see :func:`enhancer.diffusion.sample_ddim` for the rest. Inference and the training
+        of few-step students both sample through here.
         """
-        return sample_ddim(denoise_fn, decoded.shape, steps, eta=eta, gamma=gamma,
-                           generator=generator, device=decoded.device, dtype=decoded.dtype,
-                           start_noise=start_noise, t_start=t_start,
-                           start_mean=self._start_mean(decoded, t_start))
+        return sample_ddim(denoise_fn, decoded.shape, sampling.steps, eta=sampling.eta,
+                           gamma=sampling.gamma, generator=generator, device=decoded.device,
+                           dtype=decoded.dtype, start_noise=start_noise,
+                           t_start=sampling.t_start,
+                           start_mean=self._start_mean(decoded, sampling.t_start))
 
-    def sample_start(self, decoded: Tensor, noise: Tensor, gamma: float = 1.0,
-                     t_start: float = 1.0) -> Tensor:
+    def sample_start(self, decoded: Tensor, noise: Tensor, sampling: Sampling) -> Tensor:
         """The sample a :meth:`sample` run with start noise ``noise`` begins from."""
-        return ddim_start(noise, gamma, t_start, self._start_mean(decoded, t_start))
+        return ddim_start(noise, sampling.gamma, sampling.t_start,
+                          self._start_mean(decoded, sampling.t_start))
 
     def _start_mean(self, decoded: Tensor, t_start: float) -> Tensor | None:
         return self.encode_target(decoded, decoded) if t_start < 1 else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from enhancer.pipeline.rollout import Sampling
+from enhancer.diffusion import Sampling
 
 
 def variant_label(spec: Any, sampling: Sampling) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from enhancer.data.paths import fill_quality, names_one_file
+from enhancer.diffusion import Sampling
 from enhancer.pipeline.checkpoint import (
     BUNDLED_DIR,
     checkpoint_codec,
@@ -18,7 +19,6 @@ from enhancer.pipeline.checkpoint import (
     resolve_enhancer_path,
 )
 from enhancer.pipeline.enhancer import Enhancer
-from enhancer.pipeline.rollout import Sampling
 from enhancer.strength import SignalConfig
 
 

@@ -27,10 +27,11 @@ from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream
 from enhancer.data.paths import write_atomic_text
+from enhancer.diffusion import Sampling
 from enhancer.eval.scoring import FrameScorer, StreamStats
-from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.utils.rate import bpp_from_bytes
 from enhancer.pipeline.enhancer import Enhancer
-from enhancer.pipeline.rollout import Rollout, Sampling
+from enhancer.pipeline.rollout import Rollout
 from enhancer.train.data import TEST_SET
 
 TUNING_METRICS = ("psnr_rgb", "lpips_alex", "dists", "temporal")

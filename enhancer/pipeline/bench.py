@@ -20,6 +20,7 @@ import torch
 
 from enhancer.codecs import load_codec
 from enhancer.config import EnhancerConfig, from_dict
+from enhancer.diffusion import Sampling
 from enhancer.pipeline.checkpoint import load_enhancer
 from enhancer.pipeline.enhancer import Enhancer, precision_dtype
 
@@ -144,10 +145,11 @@ def benchmark(
                                             "unet": preset})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            subjects.append((preset, Enhancer.from_config(config, device=device), steps or 10,
+            subjects.append((preset, Enhancer.from_config(config, device=device,
+                                                          precision=precision), steps or 10,
                              baseline))
     for name in checkpoints:
-        enhancer = load_enhancer(name, device=device)
+        enhancer = load_enhancer(name, device=device, precision=precision)
         # A latent-conditioned model needs its own codec's latent: its decode is the baseline.
         own = enhancer.codec if enhancer.diffusion.network.latent_channels is not None else baseline
         subjects.append((Path(name).stem, enhancer, steps or enhancer.sampling.steps, own))
@@ -155,7 +157,6 @@ def benchmark(
     for label, enhancer, subject_steps, coder in subjects:
         if memory_budget_mb is not None:
             enhancer.memory_budget_mb = memory_budget_mb
-        enhancer.precision = precision
         takes_latent = enhancer.diffusion.network.latent_channels is not None
         for resolution in resolutions:
             if resolution not in RESOLUTIONS:
@@ -169,7 +170,8 @@ def benchmark(
                 data, _ = coder.compress(frame.roll(4, -1), reference)
             decode = functools.partial(coder.decompress, data, (height, width), reference)
             decode_and_enhance = functools.partial(
-                _decode_and_enhance, enhancer, decode, subject_steps, torch_device, takes_latent,
+                _decode_and_enhance, enhancer, decode,
+                enhancer.sampling.override(steps=subject_steps), torch_device, takes_latent,
             )
             decode_s = _timed(decode, torch_device, repeats)
             with _PeakMemory(torch_device) as memory:
@@ -188,12 +190,12 @@ def benchmark(
     return rows
 
 
-def _decode_and_enhance(enhancer: Enhancer, decode: Callable, steps: int,
+def _decode_and_enhance(enhancer: Enhancer, decode: Callable, sampling: Sampling,
                         device: torch.device, takes_latent: bool) -> torch.Tensor:
     out = decode()
     latent = out.latent if takes_latent else None
     generator = torch.Generator(device=device).manual_seed(0)
-    return enhancer.enhance_frame(out.decoded, latent, steps=steps, generator=generator)
+    return enhancer.enhance_frame(out.decoded, latent, sampling=sampling, generator=generator)
 
 
 def _apply_map(frame: torch.Tensor) -> torch.Tensor:

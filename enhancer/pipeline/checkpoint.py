@@ -14,6 +14,9 @@ A checkpoint is a ``torch.save``'d dict read back with ``weights_only=True``::
     codec            the codec's weights when it is learned (None: rebuilt from its config,
                      or read from the checkpoint "codec_from" names)
     sampling         the Sampling defaults inference starts from
+    student          a few-step student's trained Sampling (None: diffusion-trained), and
+    student_any_steps  whether it was also trained along its DDIM path (any step count);
+                     files written before these keys read them from ``train_config``
     ...              training state (train_config, step, optimizers) from ``extra``
 
 Bundled models live in ``enhancer/weights/<name>.pt`` and are loaded by name.
@@ -30,11 +33,12 @@ from typing import Any
 
 import torch
 
-from enhancer.codecs.base import load_codec, load_error_reason
+from enhancer.codecs.base import load_codec
 from enhancer.config import EnhancerConfig, from_dict, to_dict
 from enhancer.data.paths import write_atomic
+from enhancer.diffusion import Sampling
 from enhancer.pipeline.enhancer import Enhancer, build_diffusion
-from enhancer.pipeline.rollout import Sampling
+from enhancer.utils.weights import load_error_reason
 
 CHECKPOINT_FORMAT = "enhancer-checkpoint-v1"
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -54,6 +58,8 @@ def save_enhancer(path: str | Path, enhancer: Enhancer, extra: dict | None = Non
         "denoiser": enhancer.diffusion.state_dict(),
         "codec": enhancer.codec.weights() if store_codec and enhancer.codec.learned else None,
         "sampling": enhancer.sampling.to_dict(),
+        "student": None if enhancer.student is None else enhancer.student.to_dict(),
+        "student_any_steps": enhancer.student_any_steps,
     }
     payload.update(extra or {})
     buffer = io.BytesIO()
@@ -141,13 +147,31 @@ def bundled_models() -> tuple[BundledModel, ...]:
     return tuple(model for _, model in sorted(models, key=lambda m: (m[0], m[1].name)))
 
 
+def stored_student(payload: dict) -> tuple[Sampling | None, bool]:
+    """A checkpoint's student sampling and whether it runs any step count (its
+    ``student`` / ``student_any_steps`` keys; files written before them carry the same in
+    their training config: ``student`` and ``consistency_weight`` > 0, flat or under
+    ``loss``)."""
+    if "student" in payload:
+        student = payload["student"]
+        return (Sampling.from_dict(student) if student else None,
+                bool(payload.get("student_any_steps")))
+    train_config = payload.get("train_config") or {}
+    student = train_config.get("student")
+    consistency = (train_config.get("loss") or {}).get("consistency_weight",
+                                                        train_config.get("consistency_weight", 0))
+    return (Sampling.from_dict(student) if student else None,
+            bool(student) and consistency > 0)
+
+
 def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True,
-                  codec_checkpoint: str | Path | None = None) -> Enhancer:
+                  codec_checkpoint: str | Path | None = None, precision: str = "fp32") -> Enhancer:
     """Rebuild an :class:`Enhancer` from a checkpoint (or a bundled model name), eval mode.
 
     The codec weights come from the checkpoint when it stores them, else from
     ``codec_checkpoint`` or the path in the stored config. ``use_ema`` picks the
-    EMA denoiser weights when the checkpoint has them.
+    EMA denoiser weights when the checkpoint has them. ``precision``: the denoiser's
+    arithmetic (:data:`enhancer.pipeline.enhancer.PRECISIONS`).
     """
     payload = read_checkpoint(path)
     config = from_dict(EnhancerConfig, payload["enhancer_config"], where="checkpoint config")
@@ -169,16 +193,14 @@ def load_enhancer(path: str | Path, device: str | torch.device = "cpu", use_ema:
         )
     if stored_codec is not None:
         codec.load_weights(stored_codec)
-    enhancer = Enhancer(codec, build_diffusion(config, codec), config)
-    enhancer.trained_qualities = trained_qualities(payload)
     try:
-        enhancer.sampling = Sampling.from_dict(payload.get("sampling"))
+        sampling = Sampling.from_dict(payload.get("sampling"))
+        student, student_any_steps = stored_student(payload)
     except (TypeError, ValueError) as err:
         raise ValueError(f"sampling settings in {str(path)!r} are invalid: {err}") from err
-    train_config = payload.get("train_config") or {}
-    student = train_config.get("student")
-    enhancer.student = Sampling.from_dict(student) if student else None
-    enhancer.student_any_steps = bool(student) and train_config.get("consistency_weight", 0) > 0
+    enhancer = Enhancer(codec, build_diffusion(config, codec), config, sampling=sampling,
+                        student=student, student_any_steps=student_any_steps,
+                        precision=precision, trained_qualities=trained_qualities(payload))
     denoiser_state = denoiser_weights(payload, use_ema)
     try:
         enhancer.diffusion.load_state_dict(denoiser_state)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,24 +34,13 @@ from enhancer.codecs.container import Container, decode_container
 from enhancer.config import EnhancerConfig
 from enhancer.data.padding import crop, pad_to_multiple
 from enhancer.data.sequence import as_rgb_frame
-from enhancer.diffusion import ResidualDiffusion
+from enhancer.diffusion import ResidualDiffusion, Sampling
 from enhancer.models import build_unet
 from enhancer.models.unet import FrameFeatures
-from enhancer.pipeline.rollout import Rollout, Sampling
+from enhancer.pipeline.rollout import EnhancedFrame, Rollout
 from enhancer.pipeline.stream import VideoStream, open_bitstream, quality_for_model
-from enhancer.strength import DEFAULT_SCALES, StrengthMap
+from enhancer.strength import DEFAULT_SCALES
 from enhancer.strength.sei import carried_strength
-
-
-@dataclass
-class EnhancedFrame:
-    index: int
-    decoded: Tensor  # (1, 3, H, W) in [0, 1]: the codec's decode
-    enhanced: Tensor  # (1, 3, H, W) in [0, 1]
-    num_bytes: int | None  # bytes of this frame in the bitstream (None: not coded here),
-    #                        its strength map's included
-    strength_bytes: bytes = b""  # the coded strength map sent with the frame (b"": none)
-    strength: StrengthMap | None = None  # the map the encoder chose (None: none)
 
 
 def build_diffusion(config: EnhancerConfig, codec: CodecAdapter) -> ResidualDiffusion:
@@ -85,30 +73,40 @@ class Enhancer(torch.nn.Module):
         codec: CodecAdapter,
         diffusion: ResidualDiffusion,
         config: EnhancerConfig | None = None,
+        *,
+        sampling: Sampling | None = None,
+        student: Sampling | None = None,
+        student_any_steps: bool = False,
+        precision: str = "fp32",
+        trained_qualities: tuple[int, int] | None = None,
         memory_budget_mb: float = 1536.0,
         tile_overlap: int = 64,
     ):
+        """``sampling``: the default sampling (None: :class:`Sampling`'s defaults; a
+        checkpoint's own come from :func:`enhancer.pipeline.load_enhancer`).
+        ``student``: a few-step student's trained sampling (other settings run, with a
+        warning); None: a diffusion-trained model. ``student_any_steps``: the student was
+        also trained along its own DDIM path (``consistency_weight``), so any step count
+        from its start is one it was trained for. ``precision`` (:data:`PRECISIONS`):
+        ``bf16`` autocasts the denoiser to bfloat16 (about 2x faster on CPUs with
+        AVX512-BF16 / AMX, measured in tools/bench.py), ``fp16`` to float16 (CUDA); weights
+        and the sampler's arithmetic stay float32. ``trained_qualities``: the codec
+        qualities ``(low, high)`` the model was trained on, whose streams it enhances
+        (None: its codec's own quality)."""
         super().__init__()
+        precision_dtype(precision)  # an unknown precision fails here
         self.codec = codec
         self.diffusion = diffusion
         self.config = config
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
-        self.sampling = Sampling()  # load_enhancer sets the checkpoint's defaults
-        # A few-step student's trained sampling (load_enhancer reads it from the training
-        # config): other settings run, with a warning. None: a diffusion-trained model.
-        self.student: Sampling | None = None
-        # Whether the student was also trained along its own DDIM path (consistency_weight):
-        # then any step count from its start is one it was trained for.
-        self.student_any_steps = False
-        # The denoiser's arithmetic (PRECISIONS): "bf16" autocasts it to bfloat16 (about
-        # 2x faster on CPUs with AVX512-BF16 / AMX, measured in tools/bench.py), "fp16" to
-        # float16 (CUDA); weights and the sampler's arithmetic stay float32.
-        self.precision = "fp32"
+        self.sampling = Sampling() if sampling is None else sampling
+        self.student = student
+        self.student_any_steps = student_any_steps
+        self.precision = precision
         self.memory_budget_mb = memory_budget_mb
         self.tile_overlap = tile_overlap
-        # The codec qualities (low, high) the model was trained on; streams in that range are
-        # enhanced (load_enhancer reads it from the checkpoint's training config).
-        self.trained_qualities = (codec.quality, codec.quality)
+        self.trained_qualities = (trained_qualities if trained_qualities is not None
+                                  else (codec.quality, codec.quality))
         # The residual scales a signalled strength map may use with this model.
         self.signal_scales: tuple[float, ...] = DEFAULT_SCALES
 
@@ -119,11 +117,14 @@ class Enhancer(torch.nn.Module):
         return self.student is None or self.student_any_steps or steps <= self.student.steps
 
     @classmethod
-    def from_config(cls, config: EnhancerConfig, device: str | torch.device = "cpu") -> Enhancer:
+    def from_config(cls, config: EnhancerConfig, device: str | torch.device = "cpu",
+                    **settings) -> Enhancer:
+        """A fresh enhancer (random denoiser) for ``config``; ``settings`` are the
+        constructor's (``sampling``, ``student``, ...)."""
         codec = load_codec(
             config.codec.name, config.codec.quality, checkpoint=config.codec.checkpoint, device=device
         )
-        return cls(codec, build_diffusion(config, codec), config).to(device).eval()
+        return cls(codec, build_diffusion(config, codec), config, **settings).to(device).eval()
 
     @property
     def device(self) -> torch.device:
@@ -142,26 +143,21 @@ class Enhancer(torch.nn.Module):
         decoded: Tensor,
         latent: Tensor | None,
         prev_enhanced: Tensor | None = None,
-        steps: int | None = None,
-        residual_scale: float | None = None,
+        sampling: Sampling | None = None,
         generator: torch.Generator | None = None,
-        eta: float | None = None,
-        gamma: float | None = None,
-        t_start: float | None = None,
         start_noise: Tensor | None = None,
         quality: int | None = None,
     ) -> Tensor:
         """Enhance one decoded frame ``(B, 3, H, W)``; returns ``(B, 3, H, W)`` in [0, 1].
 
-        ``steps``, ``eta``, ``gamma``, ``t_start``, ``residual_scale``: None takes
-        :attr:`sampling`'s value.
-        ``start_noise``: standard normal noise of :meth:`canvas_shape` (None: drawn from
-        ``generator``). ``quality``: the codec quality ``decoded`` was coded at (None: this
-        enhancer's codec's); a quality-conditioned model takes it as an input.
+        ``sampling``: None takes :attr:`sampling` (``enhancer.sampling.override(steps=2)``
+        changes one setting). ``start_noise``: standard normal noise of
+        :meth:`canvas_shape` (None: drawn from ``generator``). ``quality``: the codec
+        quality ``decoded`` was coded at (None: this enhancer's codec's); a
+        quality-conditioned model takes it as an input.
         Sequences go through :class:`enhancer.pipeline.Rollout`.
         """
-        sampling = self.sampling.override(steps=steps, eta=eta, gamma=gamma, t_start=t_start,
-                                          residual_scale=residual_scale)
+        sampling = self.sampling if sampling is None else sampling
         if sampling.residual_scale == 0.0:
             return decoded.clone()  # the codec's own MSE decode, bit for bit
         residual = self.sample_residual(decoded, latent, prev_enhanced, sampling, generator,
@@ -191,9 +187,8 @@ class Enhancer(torch.nn.Module):
 
         # One noise sample for the whole canvas (tiles share it).
         with self._autocast():
-            clean = self.diffusion.sample(denoise, padded, sampling.steps, eta=sampling.eta,
-                                          gamma=sampling.gamma, t_start=sampling.t_start,
-                                          generator=generator, start_noise=start_noise)
+            clean = self.diffusion.sample(denoise, padded, sampling, generator=generator,
+                                          start_noise=start_noise)
         sample = self.diffusion.decode_target(clean.to(padded.dtype), padded)
         return crop(sample, height, width) - decoded
 

@@ -1,4 +1,4 @@
-"""Sampling settings, and the one per-frame roll-out of a sequence through codec and enhancer.
+"""The one per-frame roll-out of a sequence through codec and enhancer.
 
 ::
 
@@ -23,104 +23,59 @@ the source in hand and chooses, per block, how much of the residual to add (a
 :meth:`Rollout.enhance` given those bytes applies the same map, so encoder and decoder make
 the same frame. Without bytes the sampling's ``residual_scale`` applies everywhere.
 
-Start noise (``Sampling.noise``): ``shared`` draws one noise field per sequence (seeded)
-and starts every frame from it, so a static region gets the same sample in every frame;
-``fresh`` draws new start noise for every frame (the behaviour before sampling defaults
-were stored in checkpoints).
+Start noise (:attr:`enhancer.diffusion.Sampling.noise`): with ``shared`` the roll-out draws
+one noise field (seeded) and starts every frame from it; with ``fresh`` every frame draws
+its own. The roll-out needs only what :class:`RolloutEnhancer` lists of the enhancer, so
+this module does not import :mod:`enhancer.pipeline.enhancer` (which imports it).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from enhancer.codecs.base import CodecStream
+from enhancer.codecs.base import CodecAdapter, CodecStream
+from enhancer.diffusion.sampling import Sampling
 from enhancer.strength import MapChooser, SignalConfig, StrengthMap, StrengthMapError
 from enhancer.strength.coding import decode_map, encode_map
 
-if TYPE_CHECKING:
-    from enhancer.pipeline.enhancer import EnhancedFrame, Enhancer
 
-NOISE_MODES = ("shared", "fresh")
-GAMMA_RANGE = (0.0, 1.5)
+@dataclass
+class EnhancedFrame:
+    index: int
+    decoded: Tensor  # (1, 3, H, W) in [0, 1]: the codec's decode
+    enhanced: Tensor  # (1, 3, H, W) in [0, 1]
+    num_bytes: int | None  # bytes of this frame in the bitstream (None: not coded here),
+    #                        its strength map's included
+    strength_bytes: bytes = b""  # the coded strength map sent with the frame (b"": none)
+    strength: StrengthMap | None = None  # the map the encoder chose (None: none)
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """How the residual is sampled; stored in checkpoints as ``sampling``.
+class RolloutEnhancer(Protocol):
+    """What a roll-out uses of :class:`enhancer.pipeline.Enhancer`."""
 
-    steps:   denoiser calls per frame (DDIM).
-    gamma:   start-noise scale in [0, 1.5] (1: the model's prior; CDC decodes with 0.8;
-             0: deterministic from the late-start mean).
-    eta:     DDIM stochasticity in [0, 1] (0: deterministic given the start noise).
-    t_start: diffusion time the reverse process starts from, in (0, 1] (1: pure noise;
-             < 1: a DIRAC-style late start near the decoded frame).
-    noise:   ``shared`` (one start-noise field per sequence) or ``fresh`` (per frame).
-    residual_scale: the output blend ``s`` in [0, 1]: ``decoded + s * residual`` (1: the
-             sampled residual as it is; 0: the codec's own decode, bit for bit).
+    codec: CodecAdapter
+    sampling: Sampling
+    student: Sampling | None
+    temporal: bool
+    signal_scales: tuple[float, ...]
 
-    The defaults are what every checkpoint without stored settings gets: the sampling
-    of the first bundled models (10 steps from pure noise, fresh noise per frame, the
-    whole residual).
-    """
+    @property
+    def device(self) -> torch.device: ...
 
-    steps: int = 10
-    gamma: float = 1.0
-    eta: float = 0.0
-    t_start: float = 1.0
-    noise: str = "fresh"
-    residual_scale: float = 1.0
+    def trained_for_steps(self, steps: int) -> bool: ...
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"sampling steps must be an integer >= 1, got {self.steps!r}")
-        low, high = GAMMA_RANGE
-        if not low <= self.gamma <= high:
-            raise ValueError(f"gamma (start-noise scale) must be in [{low}, {high}], got "
-                             f"{self.gamma}; 1 is the model's prior, 0 starts without noise")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
-        if not 0.0 < self.t_start <= 1.0:
-            raise ValueError(f"t_start must be in (0, 1], got {self.t_start}; 1 starts from "
-                             "pure noise, smaller values start part-way")
-        if self.noise not in NOISE_MODES:
-            raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
-        if not 0.0 <= self.residual_scale <= 1.0:
-            raise ValueError(f"residual_scale must be in [0, 1], got {self.residual_scale}; "
-                             "1 adds the whole sampled residual, 0 gives the codec's decode")
+    def canvas_shape(self, decoded: Tensor) -> tuple[int, ...]: ...
 
-    def override(self, **values: Any) -> Sampling:
-        """A copy with the given fields replaced; ``None`` keeps a field as it is."""
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> Sampling:
-        """From a checkpoint's ``sampling`` entry (None: the defaults); unknown keys fail."""
-        if values is None:
-            return cls()
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown sampling settings {unknown}; known: "
-                             f"{sorted(cls.__dataclass_fields__)}")
-        return cls(**values)
-
-    def label(self) -> str:
-        """Short text for rows and plots, e.g. ``4st g0.5 t0.6 shared`` (``s0.5`` is added
-        when only part of the residual is added)."""
-        text = f"{self.steps}st g{self.gamma:g}"
-        if self.t_start < 1:
-            text += f" t{self.t_start:g}"
-        if self.eta > 0:
-            text += f" eta{self.eta:g}"
-        text = f"{text} {self.noise}"
-        return text if self.residual_scale == 1.0 else f"{text} s{self.residual_scale:g}"
+    def sample_residual(self, decoded: Tensor, latent: Tensor | None,
+                        prev_enhanced: Tensor | None, sampling: Sampling,
+                        generator: torch.Generator | None = None,
+                        start_noise: Tensor | None = None,
+                        quality: int | None = None) -> Tensor: ...
 
 
 class Rollout:
@@ -138,7 +93,7 @@ class Rollout:
                         codes (None: no map, ``sampling.residual_scale`` everywhere).
     """
 
-    def __init__(self, enhancer: Enhancer, sampling: Sampling | None = None,
+    def __init__(self, enhancer: RolloutEnhancer, sampling: Sampling | None = None,
                  seed: int = 0, intra_period: int = -1, quality: int | None = None,
                  signal: SignalConfig | None = None):
         self.enhancer = enhancer
@@ -162,8 +117,6 @@ class Rollout:
     def step(self, frame: Tensor) -> EnhancedFrame:
         """Code ``frame`` (1, 3, H, W) for real, then enhance what the decoder sees (with
         ``signal``: choose this frame's strength map against ``frame`` and apply it)."""
-        from enhancer.pipeline.enhancer import EnhancedFrame
-
         frame = frame.to(self.enhancer.device)
         data, coded = self.codec.compress(frame)
         index = self.index

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from enhancer.config import ConfigError, EnhancerConfig, load_yaml
-from enhancer.pipeline.rollout import Sampling
+from enhancer.diffusion import Sampling
 
 MODES = ("frozen", "e2e", "codec")
 MIN_CROP = 32  # LPIPS (AlexNet: an 11x11 stride-4 stem, then two 3x3 stride-2 pools) needs 31

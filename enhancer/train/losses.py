@@ -56,9 +56,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from enhancer.codecs.base import CodecAdapter, CodecOutput, CodecStream, bpp_from_likelihoods
-from enhancer.diffusion import ResidualDiffusion, ddim_path
+from enhancer.diffusion import ResidualDiffusion, Sampling, ddim_path
 from enhancer.metrics.psnr import psnr
-from enhancer.pipeline.rollout import Sampling
+
 
 class PerceptualMix(nn.Module):
     """``lpips(x, y) + dists_weight * dists(x, y)`` per image ``(B,)``: the perceptual term
@@ -266,10 +266,8 @@ class ClipLoss(nn.Module):
     def _student_sample(self, cond: dict[str, Tensor], decoded: Tensor,
                         start_noise: Tensor | None) -> Tensor:
         """The student's clean-signal estimate: its sampler, with gradients."""
-        sampling = self.student
         return self.diffusion.sample(lambda x, t: self.diffusion.denoise(x, t, cond), decoded,
-                                     sampling.steps, eta=sampling.eta, gamma=sampling.gamma,
-                                     t_start=sampling.t_start, start_noise=start_noise)
+                                     self.student, start_noise=start_noise)
 
     def _consistency(self, clean_pred: Tensor, cond: dict[str, Tensor], decoded: Tensor,
                      noise: Tensor, clean: Tensor) -> Tensor:
@@ -277,7 +275,7 @@ class ClipLoss(nn.Module):
         DDIM path should return the student's one-step output (module notes)."""
         sampling = self.student
         target = clean_pred.detach()
-        x_start = self.diffusion.sample_start(decoded, noise, sampling.gamma, sampling.t_start)
+        x_start = self.diffusion.sample_start(decoded, noise, sampling)
         # (0, t_start]: the times a many-step run calls the denoiser at (never exactly 0).
         t = sampling.t_start * (1 - torch.rand(target.shape[0], device=target.device))
         x_t = ddim_path(target, x_start, sampling.t_start, t)
@@ -298,7 +296,7 @@ class ClipLoss(nn.Module):
         self.diffusion.eval()
         with self._autocast(frame.device):
             clean = self.diffusion.sample(lambda x, t: self.diffusion.denoise(x, t, cond),
-                                          decoded, self.rollout_steps)
+                                          decoded, Sampling(steps=self.rollout_steps))
         self.diffusion.train(was_training)
         return self.diffusion.decode_target(clean.float(), decoded).clamp(0, 1)
 

@@ -33,6 +33,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from tqdm import tqdm
 from enhancer.codecs.base import CodecError
 from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
 from enhancer.data.paths import write_atomic, write_atomic_text
-from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.utils.rate import bpp_from_bytes
 from enhancer.metrics.dists import get_dists_model
 from enhancer.metrics.lpips import get_lpips_model
 from enhancer.metrics.psnr import psnr
@@ -241,7 +242,10 @@ class Trainer:
                 raise ConfigError(f"dists_weight={cfg.dists_weight} needs the DISTS (VGG16) "
                                   f"weights: {err}") from err
         seed_everything(cfg.seed)
-        self.enhancer = Enhancer.from_config(cfg.model, device=self.device)
+        # The checkpoint's default sampling is what a student learns; it is stored as such.
+        self.enhancer = Enhancer.from_config(
+            cfg.model, device=self.device, sampling=cfg.student, student=cfg.student,
+            student_any_steps=cfg.student is not None and cfg.consistency_weight > 0)
         codec = self.enhancer.codec
         if cfg.mode in ("e2e", "codec") and not codec.learned:
             raise ConfigError(
@@ -281,8 +285,6 @@ class Trainer:
             cfg.amp, cfg.temporal_weight, cfg.student, cfg.relative_loss, cfg.consistency_weight,
             cfg.harm_weight,
         )
-        if cfg.student is not None:  # the checkpoint's default is what the student learns
-            self.enhancer.sampling = cfg.student
         self.model = self.loss_fn
         if self.world_size > 1:
             self.model = nn.parallel.DistributedDataParallel(
@@ -452,8 +454,10 @@ class Trainer:
             residual_scale=residual_scale, seed=0, intra_period=intra_period))
         multistep = None  # a student sampled with val_steps: do more steps land where its own do?
         if student is not None and self.cfg.val_steps != student.steps:
-            multistep = torch.cat([out.enhanced for out in self.enhancer.enhance(
-                frames, steps=self.cfg.val_steps, seed=0, intra_period=intra_period)])
+            with warnings.catch_warnings():  # past the student's steps: asked for here
+                warnings.simplefilter("ignore")
+                multistep = torch.cat([out.enhanced for out in self.enhancer.enhance(
+                    frames, steps=self.cfg.val_steps, seed=0, intra_period=intra_period)])
         diffusion.load_state_dict(live)
         codec.train(was_training[0])
         diffusion.train(was_training[1])
