@@ -190,8 +190,12 @@ def test_an_x265_bin_is_served_by_the_x264_model_on_its_crf_scale(model, tmp_pat
 
 
 def test_lossless_mkv_holds_exactly_the_enhanced_frames(rate_points, tmp_path):
+    import av
+
     assert enhance([str(rate_points[32]), str(tmp_path / "o.y4m")]) == 0
     assert enhance([str(rate_points[32]), str(tmp_path / "o.mkv"), "--lossless"]) == 0
+    with av.open(str(tmp_path / "o.mkv")) as archive:
+        assert archive.streams.video[0].codec_context.name == "ffv1"
     for lossless, exact in zip(planes_of(tmp_path / "o.mkv"), planes_of(tmp_path / "o.y4m"),
                                strict=True):
         for got, plane in zip(lossless, exact):

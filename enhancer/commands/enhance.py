@@ -7,7 +7,7 @@
 The model is told the stream's quality: a .bin's header, x264's or x265's SEI
 ("crf=28.0"), else the mean P-frame QP taken as the CRF (good to about +-5; --quality
 overrides); an x265 CRF counts 2 lower on the x264 model's scale. Output: .mp4 (x264,
-near-lossless), .mkv with --lossless (lossless x264), .y4m, or a path without extension
+near-lossless), .mkv with --lossless (FFV1), .y4m, or a path without extension
 for a folder of PNG frames. Ctrl-C or SIGTERM leaves nothing behind.
 """
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side-by-side", action="store_true",
                         help="write decoded | enhanced, side by side")
     parser.add_argument("--lossless", action="store_true",
-                        help="lossless x264 in .mkv instead of near-lossless")
+                        help="lossless FFV1 in .mkv instead of near-lossless H.264")
     parser.add_argument("--steps", type=steps_or_default, default=None,
                         help="denoiser calls per frame (default: the checkpoint's)")
     parser.add_argument("--residual-scale", type=scale_or_default, default=None,

@@ -301,12 +301,13 @@ def open_writer(
     matrix: str = "bt709",
     crf: int | None = None,
     upsample: str = "bilinear",
+    lossless: bool = False,
 ) -> VideoWriter:
     """Open a video for writing, choosing the format by extension.
 
     ``.yuv`` (8-bit I420), ``.y4m`` (C420jpeg), ``.mp4``/``.mkv`` (libx264 yuv420p;
-    ``crf`` None = x264's default 23, 0 = lossless), or a path without extension: a
-    folder of ``im00001.png``, ... (it must not exist yet, or be empty).
+    ``crf`` None = x264's default 23), ``.mkv`` with ``lossless`` (FFV1 yuv420p), or a path
+    without extension: a folder of ``im00001.png``, ... (it must not exist yet, or be empty).
     """
     path = Path(path)
     _check_matrix(matrix, upsample)
@@ -320,6 +321,9 @@ def open_writer(
                              "extension), which takes any size") from None
     if crf is not None and suffix not in WRITE_FORMATS:
         raise ValueError(f"crf= applies only to {', '.join(WRITE_FORMATS)} output, not {path.name}")
+    if lossless and (suffix != ".mkv" or crf is not None):
+        raise ValueError(f"lossless output is FFV1 in MKV: name the file .mkv (not {path.name!r}) "
+                         "and give no crf")
     path = make_parent(path)
     temp_path = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     sink: FrameWriter
@@ -329,7 +333,8 @@ def open_writer(
         sink = Y4mWriter(temp_path, width, height, fps=fps)
     elif suffix in WRITE_FORMATS:
         sink = PyAVWriter(temp_path, width, height, fps=fps, crf=crf,
-                          container_format=WRITE_FORMATS[suffix])
+                          container_format=WRITE_FORMATS[suffix],
+                          codec="ffv1" if lossless else "libx264")
     else:
         sink = ImageFolderWriter(temp_path, width, height)
     return VideoWriter(path, temp_path, sink, width, height, matrix, upsample)

@@ -6,8 +6,8 @@ kept at 4:4:4 for RGB (:meth:`PyAVReader.native_planes`) and brought to 4:2:0 by
 2x2 chroma average as :mod:`enhancer.data.color`; any other pixel format goes through
 PyAV's ``reformat(format="yuv420p")``.
 
-Writing encodes 4:2:0 planes with libx264 (``yuv420p``; ``crf`` = None keeps x264's
-default, 23; ``crf=0`` is lossless).
+Writing encodes 4:2:0 planes (``yuv420p``) with libx264 (``crf`` = None keeps x264's
+default, 23) or, for archives, with FFV1 (lossless, MKV).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 READ_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".264", ".h264", ".265",
                    ".hevc")
 WRITE_FORMATS = {".mp4": "mp4", ".mkv": "matroska"}
+WRITE_CODECS = ("libx264", "ffv1")
 _NATIVE_420 = ("yuv420p", "yuvj420p")
 _NATIVE_444 = ("yuv444p", "yuvj444p")
 
@@ -193,11 +194,11 @@ class PyAVReader(FrameReader):
 
 
 class PyAVWriter(FrameWriter):
-    """Encodes 4:2:0 uint8 planes with libx264 into an MP4 or MKV container.
+    """Encodes 4:2:0 uint8 planes with libx264 (MP4 or MKV) or FFV1 (lossless, MKV).
 
     ``container_format`` is "mp4" or "matroska"; it is given explicitly so that the file
     may carry any name (the atomic writer in :mod:`enhancer.data.sequence` writes a temp
-    name first).
+    name first). ``crf`` and ``preset`` apply to libx264 only.
     """
 
     def __init__(
@@ -209,20 +210,26 @@ class PyAVWriter(FrameWriter):
         crf: int | None = None,
         container_format: str = "mp4",
         preset: str = "medium",
+        codec: str = "libx264",
     ) -> None:
         check_even_size(width, height, str(path))
+        if codec not in WRITE_CODECS:
+            raise ValueError(f"cannot write video with {codec!r}; known: {WRITE_CODECS}")
+        if codec == "ffv1" and (crf is not None or container_format != "matroska"):
+            raise ValueError(f"FFV1 is lossless and written to MKV: got crf={crf}, "
+                             f"container {container_format!r}; drop crf and name the file .mkv")
         if crf is not None and not 0 <= crf <= 51:
             raise ValueError(f"crf must be in 0..51 (0 = lossless, 23 = x264 default), got {crf}")
         self.path = Path(path)
         self.width, self.height = width, height
         self.num_frames = 0
         rate = fps_to_fraction(fps)
-        options = {"preset": preset}
+        options = {"preset": preset} if codec == "libx264" else {}
         if crf is not None:
             options["crf"] = str(crf)
         self._container = pyav().open(str(self.path), mode="w", format=container_format)
         try:
-            self._stream = self._container.add_stream("libx264", rate=rate, options=options)
+            self._stream = self._container.add_stream(codec, rate=rate, options=options)
             self._stream.width, self._stream.height = width, height
             self._stream.pix_fmt = "yuv420p"
             self._stream.time_base = 1 / rate

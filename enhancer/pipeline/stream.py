@@ -319,7 +319,7 @@ def enhance_file(
     progress: bool = True,
 ) -> EnhanceReport:
     """Enhance a ``.bin`` or an H.264/HEVC file into ``output_path`` (``.mp4``: x264 at CRF
-    :data:`NEAR_LOSSLESS_CRF`; ``.mkv`` with ``lossless``: lossless x264; ``.y4m``; or a PNG
+    :data:`NEAR_LOSSLESS_CRF`; ``.mkv`` with ``lossless``: FFV1; ``.y4m``; or a PNG
     folder). ``enhancer``: a bundled name or checkpoint path (None: the bundled model for
     the stream's codec and quality); ``sampling``: overrides of the checkpoint's sampling
     (``steps``, ``gamma``, ``eta``, ``t_start``, ``noise``, ``residual_scale``);
@@ -350,9 +350,10 @@ def enhance_file(
         enhanced_frames = itertools.islice(enhanced_frames, frames)
     out_width = 2 * width if side_by_side else width
     count, start = 0, time.perf_counter()
-    crf = 0 if lossless else NEAR_LOSSLESS_CRF if output_path.suffix.lower() in (
-        ".mp4", ".mkv") else None
-    with open_writer(output_path, width=out_width, height=height, fps=fps, crf=crf) as writer:
+    crf = None if lossless or output_path.suffix.lower() not in (".mp4", ".mkv") \
+        else NEAR_LOSSLESS_CRF
+    with open_writer(output_path, width=out_width, height=height, fps=fps, crf=crf,
+                     lossless=lossless) as writer:
         bar = tqdm(enhanced_frames, total=total, disable=not progress, unit="frame",
                    desc=f"enhance {label}", dynamic_ncols=True)
         for frame in bar:
