@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import decode_chunks, forward_clip, SHARED_DATA, requires_shared_data
+from conftest import SHARED_DATA, decode_chunks, forward_clip, requires_shared_data
 
 from enhancer.codecs import (
     CodecError,
@@ -16,9 +16,9 @@ from enhancer.codecs import (
     codec_class,
     load_codec,
 )
-from enhancer.codecs.base import state_dict_mismatch
 from enhancer.codecs.compressai_codecs import load_state_dict_file
 from enhancer.data.sequence import open_sequence
+from enhancer.utils.weights import state_dict_mismatch
 
 QUALITY = {"ssf": 3, "ssf-small": 2, "bmshj2018-hyperprior": 3, "mbt2018-mean": 3, "x264": 30, "x265": 30}
 # The DCVC adapters have their own tests (need the submodule and its extension).

@@ -21,7 +21,6 @@ from conftest import SHARED_DATA
 
 from enhancer.metrics import (
     TemporalConsistency,
-    bpp_from_bytes,
     dists,
     get_dists_model,
     get_lpips_model,
@@ -41,6 +40,7 @@ from enhancer.metrics.lpips import (
     load_flax_checkpoint,
 )
 from enhancer.metrics.psnr import rgb_to_yuv420
+from enhancer.utils.rate import bpp_from_bytes
 
 KODIM01 = SHARED_DATA / "images" / "kodak" / "kodim01.png"
 CISCO_YUV = SHARED_DATA / "video" / "openh264" / "CiscoVT2people_160x96_6fps.yuv"

@@ -39,12 +39,11 @@ from enhancer.codecs.base import (
     CodecAdapter,
     CodecError,
     CodecOutput,
-    load_error_reason,
     pack_strings,
     register_codec,
-    state_dict_mismatch,
     unpack_strings,
 )
+from enhancer.utils.weights import load_error_reason, state_dict_mismatch
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:

@@ -57,7 +57,7 @@ import torch
 
 from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, CodecStream
 from enhancer.data.paths import check_regular_input, write_atomic
-from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.utils.rate import bpp_from_bytes
 
 MAGIC = b"ENHC"
 FORMAT_VERSION = 3

@@ -73,9 +73,9 @@ from enhancer.codecs.base import (
     CodecError,
     CodecOutput,
     register_codec,
-    state_dict_mismatch,
 )
 from enhancer.data.color import rgb_to_yuv444, yuv444_to_rgb
+from enhancer.utils.weights import state_dict_mismatch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROOT_ENV = "ENHANCER_DCVC_ROOT"

@@ -36,7 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecError, load_error_reason, state_dict_mismatch
+from enhancer.codecs.base import CodecError
+from enhancer.utils.weights import load_error_reason, state_dict_mismatch
 from enhancer.codecs.dcvc import dcvc_build_dir, dcvc_root
 
 CODER_MODULE = "MLCodec_extensions_cpp"

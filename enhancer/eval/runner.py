@@ -95,7 +95,7 @@ from enhancer.eval.setlevel import (
 )
 from enhancer.eval.sources import FrameSource, SequencePlan, check_sequences
 from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enhancer_spec
-from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.utils.rate import bpp_from_bytes
 from enhancer.pipeline.codec_files import load_codec_for_files
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Rollout, Sampling

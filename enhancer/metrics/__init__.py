@@ -1,5 +1,5 @@
 """Image and video quality metrics: PSNR (RGB, Y, YUV 4:2:0), MS-SSIM, LPIPS, DISTS,
-temporal consistency and bits per pixel; set-level FID/KID on 256x256 patches
+temporal consistency; set-level FID/KID on 256x256 patches
 (:mod:`enhancer.metrics.fid`).
 
 Every image metric takes float tensors ``(B, 3, H, W)`` in [0, 1] and returns ``(B,)``;
@@ -9,7 +9,6 @@ Note: ``enhancer.metrics.lpips`` and ``enhancer.metrics.dists`` are the function
 helpers from the modules with ``from enhancer.metrics.lpips import LPIPSLoss``.
 """
 
-from enhancer.metrics.bpp import bpp_from_bytes
 from enhancer.metrics.dists import DISTS, get_dists_model
 from enhancer.metrics.dists import dists as dists
 from enhancer.metrics.fid import InceptionFeatures, PatchFIDKID, frechet_distance, kid, patches
@@ -26,7 +25,6 @@ __all__ = [
     "LPIPSWeightsNotFoundError",
     "PatchFIDKID",
     "TemporalConsistency",
-    "bpp_from_bytes",
     "dists",
     "frechet_distance",
     "get_dists_model",

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from enhancer.codecs.base import state_dict_mismatch
+from enhancer.utils.weights import state_dict_mismatch
 
 PATCH_SIZE = 256
 FEATURE_DIM = 2048

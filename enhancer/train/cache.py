@@ -44,7 +44,7 @@ from tqdm import tqdm
 from enhancer.codecs.base import CodecAdapter
 from enhancer.codecs.container import weights_fingerprint
 from enhancer.config import ConfigError
-from enhancer.metrics.bpp import bpp_from_bytes
+from enhancer.utils.rate import bpp_from_bytes
 
 CACHE_FORMAT = 1
 ARRAYS = ("original", "decoded", "latent")
