@@ -18,6 +18,8 @@ from conftest import SHARED_DATA, decode_chunks, forward_clip
 
 from enhancer.codecs import dcvc
 from enhancer.codecs.base import CodecError, available_codecs, bpp_from_likelihoods, load_codec
+from enhancer.codecs.dcvc_adapter import CODER_IDS, INTRA_FLAG
+from enhancer.codecs.dcvc_common import FM, ROOT_ENV
 from enhancer.data.color import planes_to_rgb, rgb_to_yuv444
 
 DATA = SHARED_DATA
@@ -25,7 +27,7 @@ CLIP = DATA / "video" / "openh264" / "CiscoVT2people_160x96_6fps.yuv"  # I420 16
 HEIGHT, WIDTH = 60, 72  # crop, padded to 64x80 by the adapter
 QUALITY = 42
 
-DCVC_MISSING = dcvc.missing_entropy_coder()  # None when the submodule and its coder are there
+DCVC_MISSING = FM.missing_entropy_coder()  # None when the submodule and its coder are there
 
 
 def needs_dcvc(test):
@@ -53,11 +55,12 @@ def real_clip(frames: int = 3) -> list[torch.Tensor]:
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random DCVC-FM weights in the official files (one plain, one wrapped as DCVC allows)."""
-    models = dcvc._dcvc_models()
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("dcvc_weights")
-    torch.save(models.DMCI().state_dict(), folder / dcvc.IMAGE_CHECKPOINT)
-    video = {f"module.{k}": v for k, v in models.DMC().state_dict().items()}
+    image = FM.module("models.image_model").DMCI().state_dict()
+    torch.save(image, folder / dcvc.IMAGE_CHECKPOINT)
+    video = FM.module("models.video_model").DMC().state_dict()
+    video = {f"module.{k}": v for k, v in video.items()}
     torch.save({"state_dict": video}, folder / dcvc.VIDEO_CHECKPOINT)
     return folder
 
@@ -89,8 +92,8 @@ def coded(codec: dcvc.DCVCFM) -> dict:
 # --- without the submodule (always run) ------------------------------------------------------
 def test_registered_and_missing_sources_give_the_setup_commands(monkeypatch, tmp_path):
     assert "dcvc" in available_codecs()
-    monkeypatch.setenv(dcvc.ROOT_ENV, str(tmp_path / "no_dcvc_here"))
-    assert "git submodule update --init third_party/DCVC" in dcvc.missing_sources()
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path / "no_dcvc_here"))
+    assert "git submodule update --init third_party/DCVC" in FM.missing_sources()
     with pytest.raises(CodecError, match="git submodule update --init third_party/DCVC") as err:
         load_codec("dcvc", quality=QUALITY)
     assert "tools/build_dcvc.sh" in str(err.value)
@@ -109,7 +112,8 @@ def test_decoded_bytes_equal_training_path(coded: dict, index: int):
     forward = coded["forward"][index]
     data, encoder_view = coded["encoded"][index]
     decoded = coded["decoded"][index]
-    assert data[0] == (0x80 if index == 0 else 0) | QUALITY  # header: intra flag, q_index, CRC
+    # header: coder byte, intra flag, q_index, CRC
+    assert data[:3] == bytes([CODER_IDS["dcvc"], INTRA_FLAG if index == 0 else 0, QUALITY])
     assert decoded.decoded.shape == (1, 3, HEIGHT, WIDTH)
     # bit exact on CPU: the decoder rebuilds exactly what the encoder and the training path saw
     assert torch.equal(decoded.decoded, forward.decoded)
@@ -118,7 +122,7 @@ def test_decoded_bytes_equal_training_path(coded: dict, index: int):
     for key, value in forward.state.dpb.items():
         if value is not None:
             assert torch.equal(decoded.state.dpb[key], value), key
-    # the real bytes agree with DCVC-FM's estimate (+5 header bytes and rANS flush overhead)
+    # the real bytes agree with DCVC-FM's estimate (+7 header bytes and rANS flush overhead)
     padded_pixels = 64 * 80
     estimated_bpp = float(bpp_from_likelihoods(forward.likelihoods, padded_pixels))
     estimated_bytes = estimated_bpp * padded_pixels / 8
@@ -206,7 +210,7 @@ def test_missing_or_mismatched_weights_give_clear_errors(tmp_path: Path, checkpo
 def test_bytes_for_another_quality_or_frame_type_are_refused(codec: dcvc.DCVCFM, coded: dict):
     intra_bytes, p_bytes = coded["encoded"][0][0], coded["encoded"][1][0]
     with pytest.raises(CodecError, match="q_index 41"):
-        codec.decompress(bytes([0x80 | 41]) + intra_bytes[1:], (HEIGHT, WIDTH))
+        codec.decompress(intra_bytes[:2] + bytes([41]) + intra_bytes[3:], (HEIGHT, WIDTH))
     # damaged bytes never reach DCVC's C++ decoder (which has no bounds checks)
     damaged = intra_bytes[:-1] + bytes([intra_bytes[-1] ^ 1])
     for bad, reason in ((intra_bytes[:1], "truncated"), (intra_bytes[:5], "truncated"),

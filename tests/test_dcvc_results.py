@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, SHARED_DATA, requires_shared_data
 
 from enhancer.cli import run_cli
-from enhancer.codecs.dcvc import dcvc_root
+from enhancer.codecs.dcvc_common import dcvc_root
 from enhancer.eval.dcvc_results import dcvc_results, intra_frame_count, write_dcvc_results
 
 ANCHOR = dcvc_root() / "anchors" / "vtm_17.0_yuv420_LB_allf_ip0.json"

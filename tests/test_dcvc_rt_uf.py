@@ -17,9 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from enhancer.codecs import CodecStream, dcvc, dcvc_rt, dcvc_uf
+from enhancer.codecs import CodecStream, dcvc_rt, dcvc_uf, dcvc_uf_chunks
 from enhancer.codecs.base import CodecError, available_codecs, bpp_from_likelihoods, load_codec
-from enhancer.codecs.dcvc_common import CODER_IDS, RT, UF
+from enhancer.codecs.dcvc_adapter import CODER_IDS
+from enhancer.codecs.dcvc_common import FM, ROOT_ENV, RT, UF
 
 NAMES = ("dcvc-rt", "dcvc-uf")
 MISSING = {"dcvc-rt": RT.missing_entropy_coder(), "dcvc-uf": UF.missing_entropy_coder()}
@@ -105,7 +106,7 @@ def decode(codec, chunks) -> list:
 
 def test_registered_and_missing_sources_give_the_setup_commands(monkeypatch, tmp_path: Path):
     assert set(NAMES) <= set(available_codecs())
-    monkeypatch.setenv(dcvc.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     for name in NAMES:
         with pytest.raises(CodecError, match="git submodule update --init third_party/DCVC"):
             load_codec(name, quality=0)
@@ -204,7 +205,7 @@ def test_missing_file_and_other_generation_are_refused_by_name(setups, name: str
         (tmp_path / filename).symlink_to(setup["folder"] / filename)
     image_file = next(iter(random_weights(name)))
     (tmp_path / image_file).unlink()
-    torch.save(dcvc._dcvc_models().DMCI().state_dict(), tmp_path / image_file)
+    torch.save(FM.module("models.image_model").DMCI().state_dict(), tmp_path / image_file)
     with pytest.raises(CodecError, match=rf"{image_file}.*missing keys.*unexpected keys"):
         load_codec(name, quality=0, checkpoint=tmp_path)
 
@@ -248,7 +249,7 @@ def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: st
     _tame(video, 2.5)
     torch.save(image.state_dict(), tmp_path / dcvc_uf.IMAGE_CHECKPOINT)
     torch.save(video.state_dict(), tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
-    codec = dcvc_uf.DCVCUFChunks(QUALITY, tmp_path, variant).eval()
+    codec = dcvc_uf_chunks.DCVCUFChunks(QUALITY, tmp_path, variant).eval()
     frames = clip(6)
     _, intra = codec.compress(frames[0])
     data, encoder_side = codec.compress_chunk(frames[1:], intra.state)  # 5 of 8: padded
@@ -274,17 +275,17 @@ def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: st
     torch.save(dcvc_uf.DCVCUF(QUALITY).inter_model.state_dict(),
                tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
     with pytest.raises(CodecError, match=rf"cvpr2026_video_{variant}\.pth\.tar.*keys"):
-        dcvc_uf.DCVCUFChunks(QUALITY, tmp_path, variant)
+        dcvc_uf_chunks.DCVCUFChunks(QUALITY, tmp_path, variant)
 
 
 @pytest.mark.needs_dcvc
-@pytest.mark.skipif(MISSING["dcvc-rt"] is not None or dcvc.missing_entropy_coder() is not None,
-                    reason=str(MISSING["dcvc-rt"] or dcvc.missing_entropy_coder()))
+@pytest.mark.skipif(MISSING["dcvc-rt"] is not None or FM.missing_entropy_coder() is not None,
+                    reason=str(MISSING["dcvc-rt"] or FM.missing_entropy_coder()))
 def test_dcvc_fm_and_rt_coders_load_into_one_process():
     """Both bindings define a pybind11 class RansEncoder: built with separate ABI ids, the
     second import must not fail (a fresh process, DCVC-FM's first)."""
-    check = ("from enhancer.codecs import dcvc; from enhancer.codecs.dcvc_common import RT; "
-             "assert dcvc.missing_entropy_coder() is None; "
+    check = ("from enhancer.codecs.dcvc_common import FM, RT; "
+             "assert FM.missing_entropy_coder() is None; "
              "reason = RT.missing_entropy_coder(); assert reason is None, reason")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                             check=False, timeout=300)

@@ -34,149 +34,30 @@ warping kernel, ``src/models/extensions``, runs without gradients; the adapter
 works with its default grid_sample fallback, which has them.)
 
 Real bytes need DCVC-FM's C++ rANS coder, built out of tree by
-``tools/build_dcvc.sh`` into ``build/dcvc/src/models``. Each frame's bytes are
-one header byte (bit 7: intra, bits 0-5: q_index), the CRC-32 of the stream
-(4 bytes, little endian) and DCVC-FM's rANS stream. The CRC is checked before
-the stream reaches DCVC's C++ decoder, which has no bounds checks (an empty or
-truncated stream can crash the process).
-
-Locations (environment variables override the defaults):
-``ENHANCER_DCVC_ROOT`` the DCVC checkout (default ``<repo>/third_party/DCVC``),
-``ENHANCER_DCVC_BUILD`` the built extension (default ``<repo>/build/dcvc``).
+``tools/build_dcvc.sh`` into ``build/dcvc/src/models``; the frame header, colour,
+checkpoint loading and locations are shared with dcvc-rt and dcvc-uf
+(:mod:`enhancer.codecs.dcvc_adapter`, :mod:`enhancer.codecs.dcvc_common`).
 Checkpoints: ``checkpoint=`` is a folder holding DCVC-FM's official
 ``cvpr2024_image.pth.tar`` and ``cvpr2024_video.pth.tar``.
-
-Everything DCVC-FM needs (finding the submodule and its extension, colour, weights,
-the adapter) is one module on purpose: it is the one import that works, or skips
-with a clear reason, when the optional submodule is absent.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import io
-import os
-import sys
-import warnings
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from enhancer.codecs.base import (
-    CodecAdapter,
-    CodecError,
-    CodecOutput,
-    register_codec,
-)
-from enhancer.data.color import rgb_to_yuv444, yuv444_to_rgb
-from enhancer.utils.weights import state_dict_mismatch
+from enhancer.codecs.base import CodecOutput, register_codec
+from enhancer.codecs.dcvc_adapter import DcvcAdapter
+from enhancer.codecs.dcvc_common import FM
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ROOT_ENV = "ENHANCER_DCVC_ROOT"
-BUILD_ENV = "ENHANCER_DCVC_BUILD"
 IMAGE_CHECKPOINT = "cvpr2024_image.pth.tar"
 VIDEO_CHECKPOINT = "cvpr2024_video.pth.tar"
 RATE_POINTS = (0, 21, 42, 63)  # test_video.py's default: np.linspace(0, 63, 4) rounded
 FA_INDEX_MAP = (0, 1, 0, 2, 0, 2, 0, 2)  # feature adaptor per frame index mod 8 (test_helper.py)
 RESET_INTERVAL = 32  # drop the DPB feature when frame index % 32 == 1 (test_helper.py)
-INTRA_CHANNELS = 256  # DMCI's y_hat
-INTER_CHANNELS = 128  # DMC's y_hat
-HEADER_BYTES = 5  # flags (intra bit, q_index) + CRC-32 of the rANS stream
-
-SETUP_HELP = (
-    "git submodule update --init third_party/DCVC   # DCVC-FM sources\n"
-    "bash tools/build_dcvc.sh                         # its C++ rANS coder, for real bytes"
-)
-
-
-# --- locating and importing DCVC-FM ------------------------------------------------------
-def dcvc_root() -> Path:
-    """The DCVC checkout: ``$ENHANCER_DCVC_ROOT`` or ``<repo>/third_party/DCVC``."""
-    return Path(os.environ.get(ROOT_ENV) or REPO_ROOT / "third_party" / "DCVC")
-
-
-def dcvc_build_dir() -> Path:
-    """Where tools/build_dcvc.sh puts the extension: ``$ENHANCER_DCVC_BUILD`` or build/dcvc."""
-    return Path(os.environ.get(BUILD_ENV) or REPO_ROOT / "build" / "dcvc")
-
-
-def dcvc_fm_dir() -> Path:
-    return dcvc_root() / "DCVC-family" / "DCVC-FM"
-
-
-def missing_sources() -> str | None:
-    """Why DCVC-FM's Python code cannot be used, or None when it can."""
-    model_file = dcvc_fm_dir() / "src" / "models" / "video_model.py"
-    if model_file.is_file():
-        return None
-    return (
-        f"DCVC-FM sources not found ({model_file} is missing; ${ROOT_ENV} or "
-        f"third_party/DCVC picks the checkout). Set it up with:\n{SETUP_HELP}"
-    )
-
-
-def missing_entropy_coder() -> str | None:
-    """Why DCVC-FM's C++ entropy coder cannot be used, or None when it can."""
-    reason = missing_sources()
-    if reason is not None:
-        return reason
-    try:
-        _import_dcvc("src.models.MLCodec_rans")
-        _import_dcvc("src.models.MLCodec_CXX")
-    except (ImportError, CodecError) as err:
-        return (
-            f"DCVC-FM's C++ rANS coder is not built or does not load ({err}); it is looked for in "
-            f"{dcvc_build_dir() / 'src' / 'models'} (${BUILD_ENV}). Build it with:\n{SETUP_HELP}"
-        )
-    return None
-
-
-def _import_dcvc(module_name: str) -> Any:
-    """Import a module of DCVC-FM's ``src`` package (a namespace package over the checkout and
-    the build folder, so the built extension is found next to the models without copying)."""
-    fm_dir, build_dir = dcvc_fm_dir(), dcvc_build_dir()
-    for path in (str(build_dir), str(fm_dir)):  # fm_dir ends up first
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    # block_mc.py prints a notice when its optional CUDA kernel is absent (it falls back to
-    # grid_sample); keep the import quiet.
-    with contextlib.redirect_stdout(io.StringIO()):
-        module = importlib.import_module(module_name)
-    source = Path(getattr(module, "__file__", "") or "").resolve()
-    if fm_dir.resolve() not in source.parents and build_dir.resolve() not in source.parents:
-        raise CodecError(
-            f"{module_name!r} was imported from {source}, not from DCVC-FM at {fm_dir}: another "
-            "package named 'src' is on sys.path. Remove it or import enhancer.codecs.dcvc first."
-        )
-    return module
-
-
-def _dcvc_models() -> SimpleNamespace:
-    """DCVC-FM's model classes; raises CodecError with the setup commands when missing."""
-    reason = missing_sources()
-    if reason is not None:
-        raise CodecError(reason)
-    return SimpleNamespace(
-        DMCI=_import_dcvc("src.models.image_model").DMCI,
-        DMC=_import_dcvc("src.models.video_model").DMC,
-    )
-
-
-# --- colour: DCVC-FM codes BT.709 YCbCr 4:4:4 (enhancer.data.color follows DCVC) -----------
-def _to_dcvc(rgb: Tensor) -> Tensor:
-    """(B, 3, H, W) RGB in [0, 1] -> (B, 3, H, W) BT.709 YCbCr 4:4:4 in [0, 1], DCVC's input."""
-    return torch.cat(rgb_to_yuv444(rgb), 1)
-
-
-def _from_dcvc(ycbcr: Tensor) -> Tensor:
-    """DCVC-FM's (B, 3, H, W) YCbCr output -> RGB in [0, 1]."""
-    return yuv444_to_rgb(ycbcr[:, :1], ycbcr[:, 1:])
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -188,13 +69,6 @@ def _round_ste(values: Tensor) -> Tensor:
 def _likelihoods_from_bits(bits: Tensor) -> Tensor:
     """Per-element DCVC bit estimates -> likelihoods with -log2(likelihood) == bits."""
     return torch.exp2(-bits)
-
-
-def _latent(y_hat: Tensor, intra: bool) -> Tensor:
-    """Place an I-frame (256 ch) or P-frame (128 ch) y_hat in the 384-channel latent."""
-    batch, _, height, width = y_hat.shape
-    zeros = y_hat.new_zeros(batch, INTER_CHANNELS if intra else INTRA_CHANNELS, height, width)
-    return torch.cat([y_hat, zeros] if intra else [zeros, y_hat], 1)
 
 
 def _ceil_div(value: int, divisor: int) -> int:
@@ -210,122 +84,33 @@ class DcvcState:
     frame_index: int
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    """An official DCVC-FM checkpoint as a state dict (unwrapped as DCVC's get_state_dict does)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CodecError(f"could not read DCVC-FM checkpoint {str(path)!r}: {err}") from err
-    for key in ("state_dict", "net"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CodecError(f"DCVC-FM checkpoint {str(path)!r} does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def _load_strict(model: nn.Module, path: Path) -> None:
-    """Load ``path`` into ``model``; name missing / unexpected / mis-shaped keys on failure."""
-    state_dict = _read_state_dict(path)
-    problems = state_dict_mismatch(model.state_dict(), state_dict)
-    if problems:
-        raise CodecError(
-            f"{str(path)!r} does not fit DCVC-FM's {type(model).__name__}: {problems}"
-            + f". Use the official DCVC-FM files {IMAGE_CHECKPOINT} (DMCI) and "
-            f"{VIDEO_CHECKPOINT} (DMC)."
-        )
-    model.load_state_dict(state_dict)
-
-
-def _mark_coder_stale_after_load(module: DCVCFM, incompatible_keys: Any) -> None:
-    module._mark_coder_stale()
-
-
 # --- the adapter -----------------------------------------------------------------------------
 @register_codec("dcvc")
-class DCVCFM(CodecAdapter):
+class DCVCFM(DcvcAdapter):
     """DCVC-FM: intra frames by DMCI, P-frames by DMC, DPB as the reference state."""
 
-    qualities = tuple(range(64))
     pad_multiple = 16
-    latent_channels = INTRA_CHANNELS + INTER_CHANNELS
-    latent_stride = 16
-    is_video = True
+    generation = FM
+    state_type = DcvcState
+    two_coders_above = None  # DCVC-FM's coder has one stream
 
-    def __init__(self, quality: int, checkpoint: str | Path | None = None):
-        super().__init__(quality)
-        models = _dcvc_models()
-        self.intra_model = models.DMCI(inplace=False)
-        self.inter_model = models.DMC(inplace=False)
-        for model in (self.intra_model, self.inter_model):
+    def _build_models(self) -> tuple[nn.Module, nn.Module]:
+        intra_model = FM.module("models.image_model").DMCI(inplace=False)
+        inter_model = FM.module("models.video_model").DMC(inplace=False)
+        for model in (intra_model, inter_model):
             model.quant = _round_ste  # DCVC quantises with self.quant(); same values, gradients
-        if checkpoint is None:
-            warnings.warn(
-                f"codec 'dcvc' q{quality} has random weights (no checkpoint folder given): fine "
-                "for tests, meaningless for evaluation",
-                stacklevel=2,
-            )
-        else:
-            self._load_weights(Path(checkpoint))
-        self._coder_ready = False
-        # CDF tables follow the weights: rebuild them after training or loading new weights.
-        self.register_load_state_dict_post_hook(_mark_coder_stale_after_load)
+        return intra_model, inter_model
 
-    def _load_weights(self, folder: Path) -> None:
-        if not folder.is_dir():
-            raise CodecError(
-                f"DCVC-FM checkpoint must be a folder holding {IMAGE_CHECKPOINT} and "
-                f"{VIDEO_CHECKPOINT}, got {str(folder)!r}"
-            )
-        for model, filename in ((self.intra_model, IMAGE_CHECKPOINT),
-                                (self.inter_model, VIDEO_CHECKPOINT)):
-            path = folder / filename
-            if not path.is_file():
-                raise CodecError(
-                    f"DCVC-FM weights {filename} not found in {str(folder)!r}. Download the "
-                    "official checkpoints (links in "
-                    "third_party/DCVC/DCVC-family/DCVC-FM/README.md) "
-                    f"and put {IMAGE_CHECKPOINT} and {VIDEO_CHECKPOINT} in that folder."
-                )
-            _load_strict(model, path)
+    def checkpoint_files(self) -> dict[str, nn.Module]:
+        return {IMAGE_CHECKPOINT: self.intra_model, VIDEO_CHECKPOINT: self.inter_model}
 
-    # --- entropy coder ------------------------------------------------------------------------
-    def _mark_coder_stale(self) -> None:
-        self._coder_ready = False
-
-    def train(self, mode: bool = True) -> DCVCFM:
-        if mode:
-            self._mark_coder_stale()
-        return super().train(mode)
-
-    def _apply(self, fn: Any, recurse: bool = True) -> DCVCFM:
-        for model in (self.intra_model, self.inter_model):
-            model.masks = {}  # DCVC caches masks per size, not per device
-        return super()._apply(fn, recurse)
-
-    def update(self) -> None:
-        """Rebuild DCVC-FM's rANS CDF tables from the current weights (needs the extension)."""
-        reason = missing_entropy_coder()
-        if reason is not None:
-            raise CodecError(reason)
-        self.check_finite_weights()  # NaN tables would hang the rANS coder
-        with torch.no_grad():
-            self.intra_model.update(force=True)
-            self.inter_model.update(force=True)
-        self._coder_ready = True
-
-    def _ensure_coder(self) -> None:
-        if not self._coder_ready:
-            self.update()
+    def _build_coder(self) -> None:
+        self.intra_model.update(force=True)
+        self.inter_model.update(force=True)
 
     # --- state ------------------------------------------------------------------------------
     def _next_reference(self, state: Any) -> tuple[dict[str, Tensor | None], int, int]:
         """(dpb to predict from, this frame's index since intra, feature adaptor index)."""
-        if not isinstance(state, DcvcState):
-            raise CodecError(
-                f"dcvc expects the state returned with the previous frame (DcvcState) or None, "
-                f"got {type(state).__name__}"
-            )
         frame_index = state.frame_index + 1
         dpb = dict(state.dpb)  # never modify the caller's state
         if frame_index % RESET_INTERVAL == 1:
@@ -344,8 +129,8 @@ class DCVCFM(CodecAdapter):
             state = self._intra_state(dpb_or_frame)
         else:
             state = DcvcState(dpb_or_frame, frame_index)
-        decoded = _from_dcvc(state.dpb["ref_frame"])
-        return CodecOutput(decoded, _latent(y_hat, intra), likelihoods, state)
+        decoded = self._from_model(state.dpb["ref_frame"])
+        return CodecOutput(decoded, self._latent(y_hat, intra), likelihoods, state)
 
     # --- I-frames: DMCI (image_model.py), returning y_hat as well ------------------------------
     def _intra_q(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
@@ -497,59 +282,5 @@ class DCVCFM(CodecAdapter):
                    "ref_y": y_hat, "ref_mv_y": mv_y_hat}
         return self._output(new_dpb, y_hat, False, frame_index, None)
 
-    # --- contract hooks ---------------------------------------------------------------------------
-    def _forward_padded(self, frame: Tensor, state: Any) -> CodecOutput:
-        frame = _to_dcvc(frame)
-        if state is None:
-            return self._intra_forward(frame)
-        return self._inter_forward(frame, state)
 
-    def _compress_padded(self, frame: Tensor, state: Any) -> tuple[bytes, CodecOutput]:
-        self._ensure_coder()
-        frame = _to_dcvc(frame)
-        if state is None:
-            stream, out = self._intra_compress(frame)
-        else:
-            stream, out = self._inter_compress(frame, state)
-        flags = (0x80 if state is None else 0) | self.quality
-        return bytes([flags]) + zlib.crc32(stream).to_bytes(4, "little") + stream, out
-
-    def _decompress_padded(
-        self, data: bytes, padded_hw: tuple[int, int], state: Any
-    ) -> CodecOutput:
-        self._ensure_coder()
-        if len(data) < HEADER_BYTES + 5:  # DCVC's stream: a flag byte and the 4-byte rANS state
-            raise CodecError(f"dcvc frame data is truncated: {len(data)} bytes")
-        stream = data[HEADER_BYTES:]
-        if zlib.crc32(stream) != int.from_bytes(data[1:HEADER_BYTES], "little"):
-            raise CodecError(
-                f"dcvc frame data is damaged: the CRC-32 of its {len(stream)}-byte stream does "
-                "not match its header"
-            )
-        intra, quality = bool(data[0] & 0x80), data[0] & 0x3F
-        if data[0] & 0x40 or quality != self.quality:
-            raise CodecError(
-                f"these bytes were coded at dcvc q_index {quality} (header byte {data[0]:#04x}), "
-                f"this codec is q_index {self.quality}: load the codec at the quality it was "
-                "coded with"
-            )
-        if intra != (state is None):
-            raise CodecError(
-                f"these bytes hold {'an I' if intra else 'a P'}-frame but "
-                f"{'a reference state was' if state is not None else 'no reference state was'} "
-                "given: decode frames in order with the same intra period as the encoder"
-            )
-        if intra:
-            return self._intra_decompress(stream, padded_hw)
-        return self._inter_decompress(stream, padded_hw, state)
-
-
-__all__ = [
-    "DCVCFM",
-    "RATE_POINTS",
-    "DcvcState",
-    "dcvc_build_dir",
-    "dcvc_root",
-    "missing_entropy_coder",
-    "missing_sources",
-]
+__all__ = ["DCVCFM", "IMAGE_CHECKPOINT", "RATE_POINTS", "VIDEO_CHECKPOINT", "DcvcState"]

@@ -1,22 +1,24 @@
-"""What the DCVC-RT and DCVC-UF adapters share: importing one DCVC generation's ``src`` package
-under a name of its own, DCVC's rANS coder, official checkpoint folders, and the frame header.
+"""What the dcvc (DCVC-FM), dcvc-rt and dcvc-uf adapters share: finding the DCVC checkout,
+importing one DCVC generation's ``src`` package under a name of its own, DCVC's rANS coder,
+official checkpoint folders and the symbol helpers of dcvc-rt and dcvc-uf. (The base class
+of the adapters and their frame header: :mod:`enhancer.codecs.dcvc_adapter`.)
 
 DCVC-FM, DCVC-RT and DCVC-UF each ship a top-level package named ``src`` (relative imports
 inside), so at most one of them could be imported as ``src``. :func:`import_dcvc_module`
-imports each generation's ``src`` under an alias (``_dcvc_rt_src``, ``_dcvc_uf_src``) straight
-from the submodule, so all of them live side by side in one process, nothing copied.
+imports each generation's ``src`` under an alias (``_dcvc_fm_src``, ``_dcvc_rt_src``,
+``_dcvc_uf_src``) straight from the submodule, so all of them live side by side in one
+process, nothing copied. DCVC-FM's package also spans ``build/dcvc/src``, where
+``tools/build_dcvc.sh`` puts its C++ coder (``models.MLCodec_rans``, ``models.MLCodec_CXX``).
 
-Real bytes go through DCVC-RT's rANS coder (``DCVC-family/DCVC-RT/src/cpp``, Python module
-``MLCodec_extensions_cpp``, built by ``tools/build_dcvc.sh`` into ``build/dcvc/rt``). DCVC-UF
-ships a coder of the same module name whose Python binding returns no decoded symbols (its
-streams are written by its CUDA inference proxy), so the dcvc-uf adapter codes its symbols with
-DCVC-RT's binding too.
+Real bytes of dcvc-rt and dcvc-uf go through DCVC-RT's rANS coder
+(``DCVC-family/DCVC-RT/src/cpp``, Python module ``MLCodec_extensions_cpp``, built into
+``build/dcvc/rt``). DCVC-UF ships a coder of the same module name whose Python binding returns
+no decoded symbols (its streams are written by its CUDA inference proxy), so the dcvc-uf
+adapter codes its symbols with DCVC-RT's binding too.
 
-Each frame's bytes: the coder byte (which adapter wrote them, :data:`CODER_IDS`), one flag
-byte (bit 7: intra, bit 6: two rANS coders), the q_index byte, the CRC-32 of the stream (4
-bytes, little endian), then the rANS stream. (The coder bytes have bit 6 set, which a dcvc
-(DCVC-FM) frame's first byte never has, so each adapter refuses the others' frames.) The CRC is checked
-before the stream reaches DCVC's C++ decoder, which has no bounds checks.
+Locations (environment variables override the defaults): ``ENHANCER_DCVC_ROOT`` the DCVC
+checkout (default ``<repo>/third_party/DCVC``), ``ENHANCER_DCVC_BUILD`` the built coders
+(default ``<repo>/build/dcvc``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import importlib
 import importlib.machinery
 import importlib.util
 import io
+import os
 import sys
 import sysconfig
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,50 +40,64 @@ from torch import Tensor, nn
 
 from enhancer.codecs.base import CodecError
 from enhancer.utils.weights import load_error_reason, state_dict_mismatch
-from enhancer.codecs.dcvc import dcvc_build_dir, dcvc_root
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ROOT_ENV = "ENHANCER_DCVC_ROOT"
+BUILD_ENV = "ENHANCER_DCVC_BUILD"
 CODER_MODULE = "MLCodec_extensions_cpp"
-HEADER_BYTES = 7  # coder, flags, q_index, CRC-32
-# which adapter (and DCVC-UF variant) wrote a frame: "R", "U", "S", "L"
-CODER_IDS = {"dcvc-rt": 0x52, "dcvc-uf": 0x55, "dcvc-uf-hts": 0x53, "dcvc-uf-htl": 0x4C}
-INTRA_FLAG, TWO_CODERS_FLAG = 0x80, 0x40
-TWO_CODERS_ABOVE = 1280 * 720  # DCVC-RT's test_video.py: two rANS coders above 720p
+SETUP_HELP = (
+    "git submodule update --init third_party/DCVC   # DCVC sources\n"
+    "bash tools/build_dcvc.sh                         # DCVC's C++ rANS coders, for real bytes"
+)
+
+
+def dcvc_root() -> Path:
+    """The DCVC checkout: ``$ENHANCER_DCVC_ROOT`` or ``<repo>/third_party/DCVC``."""
+    return Path(os.environ.get(ROOT_ENV) or REPO_ROOT / "third_party" / "DCVC")
+
+
+def dcvc_build_dir() -> Path:
+    """Where tools/build_dcvc.sh puts the coders: ``$ENHANCER_DCVC_BUILD`` or build/dcvc."""
+    return Path(os.environ.get(BUILD_ENV) or REPO_ROOT / "build" / "dcvc")
 
 
 @dataclass(frozen=True)
 class Generation:
-    """One DCVC generation: where its code lives and how it is set up."""
+    """One DCVC generation: where its code lives, its coder and the README of its weights."""
 
     label: str  # "DCVC-RT"
     alias: str  # the name its ``src`` package is imported under
     relative_dir: str  # its folder inside the DCVC checkout ("" for the root)
     probe: str  # a file that proves the sources are there, relative to its folder
+    readme: str  # where the links to its official checkpoints are, relative to the checkout
+    # its own C++ coder's modules inside build/dcvc/src (DCVC-FM); none: DCVC-RT's rANS module
+    coder_modules: tuple[str, ...] = ()
 
     def folder(self) -> Path:
         return dcvc_root() / self.relative_dir if self.relative_dir else dcvc_root()
 
-    def setup_help(self) -> str:
-        return (
-            "git submodule update --init third_party/DCVC   # DCVC sources\n"
-            "bash tools/build_dcvc.sh                         # DCVC's C++ rANS coder, for real bytes"
-        )
-
     def missing_sources(self) -> str | None:
+        """Why this generation's Python code cannot be used, or None when it can."""
         probe = self.folder() / self.probe
         if probe.is_file():
             return None
-        return (f"{self.label} sources not found ({probe} is missing; $ENHANCER_DCVC_ROOT or "
-                f"third_party/DCVC picks the checkout). Set it up with:\n{self.setup_help()}")
+        return (f"{self.label} sources not found ({probe} is missing; ${ROOT_ENV} or "
+                f"third_party/DCVC picks the checkout). Set it up with:\n{SETUP_HELP}")
 
     def missing_entropy_coder(self) -> str | None:
+        """Why this generation's C++ entropy coder cannot be used, or None when it can."""
         reason = self.missing_sources()
         if reason is not None:
             return reason
         try:
-            rans_coder()
+            for name in self.coder_modules:
+                self.module(name)
+            if not self.coder_modules:
+                rans_coder()
         except (ImportError, CodecError) as err:
-            return (f"DCVC-RT's C++ rANS coder is not built or does not load ({err}). Build it "
-                    f"with:\n{self.setup_help()}")
+            return (f"{self.label}'s C++ rANS coder is not built or does not load ({err}); it is "
+                    f"looked for in {dcvc_build_dir()} (${BUILD_ENV}). Build it with:\n"
+                    f"{SETUP_HELP}")
         return None
 
     def module(self, name: str) -> Any:
@@ -89,25 +105,32 @@ class Generation:
         reason = self.missing_sources()
         if reason is not None:
             raise CodecError(reason)
-        return import_dcvc_module(self.folder() / "src", self.alias, name)
+        src_dirs = [self.folder() / "src"]
+        if self.coder_modules:
+            src_dirs.append(dcvc_build_dir() / "src")
+        return import_dcvc_module(src_dirs, self.alias, name)
 
 
-RT = Generation("DCVC-RT", "_dcvc_rt_src", "DCVC-family/DCVC-RT", "src/models/video_model.py")
-UF = Generation("DCVC-UF", "_dcvc_uf_src", "", "src/models/video_model_ld.py")
+FM = Generation("DCVC-FM", "_dcvc_fm_src", "DCVC-family/DCVC-FM", "src/models/video_model.py",
+                "DCVC-family/DCVC-FM/README.md", ("models.MLCodec_rans", "models.MLCodec_CXX"))
+RT = Generation("DCVC-RT", "_dcvc_rt_src", "DCVC-family/DCVC-RT", "src/models/video_model.py",
+                "DCVC-family/DCVC-RT/README.md")
+UF = Generation("DCVC-UF", "_dcvc_uf_src", "", "src/models/video_model_ld.py", "README.md")
 
 
-def import_dcvc_module(src_dir: Path, alias: str, name: str) -> Any:
-    """Import ``<src_dir>/<name>.py`` as ``<alias>.<name>``: a DCVC ``src`` package under a name
-    of its own (its relative imports work under any name). Quiet: DCVC-RT prints a notice when
-    its optional CUDA kernels are absent."""
+def import_dcvc_module(src_dirs: list[Path], alias: str, name: str) -> Any:
+    """Import ``<name>.py`` of a DCVC ``src`` package spread over ``src_dirs`` as
+    ``<alias>.<name>`` (its relative imports work under any name). Quiet: DCVC prints a
+    notice when its optional CUDA kernels are absent."""
     package = sys.modules.get(alias)
+    paths = [str(path) for path in src_dirs]
     if package is None:
         spec = importlib.machinery.ModuleSpec(alias, None, is_package=True)
         package = importlib.util.module_from_spec(spec)
-        package.__path__ = [str(src_dir)]
+        package.__path__ = paths
         sys.modules[alias] = package
-    elif Path(package.__path__[0]) != src_dir:
-        raise CodecError(f"{alias} is already imported from {package.__path__[0]}, not {src_dir}: "
+    elif list(package.__path__) != paths:
+        raise CodecError(f"{alias} is already imported from {package.__path__}, not {paths}: "
                          "one DCVC checkout per process")
     with contextlib.redirect_stdout(io.StringIO()):
         return importlib.import_module(f"{alias}.{name}")
@@ -147,10 +170,10 @@ def read_state_dict(path: Path, label: str) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_checkpoint_folder(folder: str | Path, models: dict[str, nn.Module], label: str,
-                           readme: str) -> None:
+def load_checkpoint_folder(folder: str | Path, models: dict[str, nn.Module],
+                           generation: Generation) -> None:
     """Load each ``{filename: model}`` from ``folder``, strictly; name what does not fit."""
-    folder = Path(folder)
+    folder, label = Path(folder), generation.label
     names = " and ".join(models)
     if not folder.is_dir():
         raise CodecError(f"{label} checkpoint must be a folder holding {names}, got {str(folder)!r}")
@@ -159,7 +182,8 @@ def load_checkpoint_folder(folder: str | Path, models: dict[str, nn.Module], lab
         if not path.is_file():
             raise CodecError(
                 f"{label} weights {filename} not found in {str(folder)!r}. Download the official "
-                f"checkpoints (links in {readme}) and put {names} in that folder."
+                f"checkpoints (links in third_party/DCVC/{generation.readme}) and put {names} in "
+                "that folder."
             )
         state_dict = read_state_dict(path, label)
         problems = state_dict_mismatch(model.state_dict(), state_dict)
@@ -172,48 +196,7 @@ def load_checkpoint_folder(folder: str | Path, models: dict[str, nn.Module], lab
         model.load_state_dict(state_dict)
 
 
-# --- frame header ----------------------------------------------------------------------------
-def pack_frame(name: str, stream: bytes, intra: bool, two_coders: bool, q_index: int) -> bytes:
-    flags = (INTRA_FLAG if intra else 0) | (TWO_CODERS_FLAG if two_coders else 0)
-    header = bytes([CODER_IDS[name], flags, q_index]) + zlib.crc32(stream).to_bytes(4, "little")
-    return header + stream
-
-
-def unpack_frame(data: bytes, name: str, q_index: int, has_state: bool) -> tuple[bytes, bool, bool]:
-    """Check one frame's header against the decoder; return (stream, intra, two_coders)."""
-    if len(data) < HEADER_BYTES + 5:  # a rANS stream is at least its 4-byte state
-        raise CodecError(f"{name} frame data is truncated: {len(data)} bytes")
-    stream = data[HEADER_BYTES:]
-    if data[0] != CODER_IDS[name]:
-        writer = next((n for n, i in CODER_IDS.items() if i == data[0]), None)
-        raise CodecError(
-            f"these bytes were not written by {name} (first byte {data[0]:#04x}"
-            + (f": {writer}'s" if writer else ", no DCVC-RT/-UF adapter's")
-            + "): decode them with the codec that coded them"
-        )
-    if zlib.crc32(stream) != int.from_bytes(data[3:HEADER_BYTES], "little"):
-        raise CodecError(f"{name} frame data is damaged: the CRC-32 of its {len(stream)}-byte "
-                         "stream does not match its header")
-    flags = data[1]
-    if flags & ~(INTRA_FLAG | TWO_CODERS_FLAG) or data[2] != q_index:
-        raise CodecError(
-            f"these bytes were coded at {name} q_index {data[2]} (flags {flags:#04x}), this codec "
-            f"is q_index {q_index}: load the codec at the quality it was coded with"
-        )
-    intra = bool(flags & INTRA_FLAG)
-    if intra == has_state:
-        raise CodecError(
-            f"these bytes hold {'an I' if intra else 'a P'}-frame but "
-            f"{'a reference state was' if has_state else 'no reference state was'} given: decode "
-            "frames in order with the same intra period as the encoder"
-        )
-    return stream, intra, bool(flags & TWO_CODERS_FLAG)
-
-
-def use_two_coders(height: int, width: int) -> bool:
-    return height * width > TWO_CODERS_ABOVE
-
-
+# --- symbols ---------------------------------------------------------------------------------
 def gaussian_likelihood(symbols: Tensor, scales: Tensor) -> Tensor:
     """Likelihood of integer ``symbols`` (residuals around the mean) under N(0, scale), the
     model DCVC's Gaussian coder uses (scales bounded below by its table's 0.11)."""
@@ -248,16 +231,17 @@ def round_int8_ste(values: Tensor) -> Tensor:
 
 
 __all__ = [
+    "FM",
     "RT",
     "UF",
     "Generation",
+    "dcvc_build_dir",
+    "dcvc_root",
     "gaussian_likelihood",
     "import_dcvc_module",
     "load_checkpoint_folder",
-    "pack_frame",
+    "pad_rans_buffer",
     "rans_coder",
     "read_state_dict",
     "round_int8_ste",
-    "unpack_frame",
-    "use_two_coders",
 ]

@@ -27,38 +27,27 @@ its compress (PyTorch path) and returns likelihoods from its Gaussian and factor
 Its rounding has no gradient, so DCVC-RT is a frozen codec here. Decoding the bytes gives the
 eval-mode training path exactly (same device and dtype).
 
-Real bytes: DCVC-RT's rANS coder (``tools/build_dcvc.sh``); framing in
-:mod:`enhancer.codecs.dcvc_common`. Checkpoints: ``checkpoint=`` is a folder holding
+Real bytes: DCVC-RT's rANS coder (``tools/build_dcvc.sh``); framing, colour, checkpoint
+loading and the I/P dispatch in :mod:`enhancer.codecs.dcvc_adapter`. Checkpoints: ``checkpoint=`` is a folder holding
 ``cvpr2025_image.pth.tar`` and ``cvpr2025_video.pth.tar``. On a CUDA tensor DCVC-RT's layers
 use its CUDA kernels when ``inference_extensions_cuda`` is importable, else PyTorch.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, register_codec
-from enhancer.codecs.dcvc import _from_dcvc, _latent, _to_dcvc
-from enhancer.codecs.dcvc_common import (
-    RT,
-    gaussian_likelihood,
-    load_checkpoint_folder,
-    pack_frame,
-    pad_rans_buffer,
-    unpack_frame,
-    use_two_coders,
-)
+from enhancer.codecs.base import CodecOutput, register_codec
+from enhancer.codecs.dcvc_adapter import DcvcAdapter
+from enhancer.codecs.dcvc_common import RT, gaussian_likelihood, pad_rans_buffer
 
 IMAGE_CHECKPOINT = "cvpr2025_image.pth.tar"
 VIDEO_CHECKPOINT = "cvpr2025_video.pth.tar"
-README = "third_party/DCVC/DCVC-family/DCVC-RT/README.md"
 FA_INDEX_MAP = (0, 1, 0, 2, 0, 2, 0, 2)  # test_video.py's index_map, over frame index mod 8
 RESET_INTERVAL = 32  # test_video.py's --reset_interval
 
@@ -81,68 +70,31 @@ def _parts_likelihood(parts: tuple) -> Tensor:
                       for symbols, scales in zip(parts[:steps], parts[steps:])], 1)
 
 
-def _mark_coder_stale_after_load(module: DCVCRT, incompatible_keys: Any) -> None:
-    module._coder_ready = False
-
-
 @register_codec("dcvc-rt")
-class DCVCRT(CodecAdapter):
+class DCVCRT(DcvcAdapter):
     """DCVC-RT: intra frames by DMCI, P-frames by DMC, explicit reference state."""
 
-    qualities = tuple(range(64))
     pad_multiple = 16
-    latent_channels = 384
-    latent_stride = 16
-    is_video = True
+    generation = RT
+    state_type = RtState
 
-    def __init__(self, quality: int, checkpoint: str | Path | None = None):
-        super().__init__(quality)
-        self.intra_model = RT.module("models.image_model").DMCI()
-        self.inter_model = RT.module("models.video_model").DMC()
-        self._common = RT.module("models.common_model").CompressionModel
-        if checkpoint is None:
-            warnings.warn(
-                f"codec 'dcvc-rt' q{quality} has random weights (no checkpoint folder given): "
-                "fine for tests, meaningless for evaluation", stacklevel=2)
-        else:
-            load_checkpoint_folder(checkpoint, {IMAGE_CHECKPOINT: self.intra_model,
-                                                VIDEO_CHECKPOINT: self.inter_model},
-                                   "DCVC-RT", README)
-        self._coder_ready = False
-        self.register_load_state_dict_post_hook(_mark_coder_stale_after_load)
+    def _build_models(self) -> tuple[nn.Module, nn.Module]:
+        return RT.module("models.image_model").DMCI(), RT.module("models.video_model").DMC()
 
-    # --- entropy coder -------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> DCVCRT:
-        if mode:
-            self._coder_ready = False
-        return super().train(mode)
+    def checkpoint_files(self) -> dict[str, nn.Module]:
+        return {IMAGE_CHECKPOINT: self.intra_model, VIDEO_CHECKPOINT: self.inter_model}
 
-    def _apply(self, fn: Any, recurse: bool = True) -> DCVCRT:
+    def _build_coder(self) -> None:
+        self.intra_model.update()
+        self.inter_model.update()
+
+    def _use_two_coders(self, two_coders: bool) -> None:
         for model in (self.intra_model, self.inter_model):
-            model.masks = {}  # DCVC-RT caches masks per size, not per device
-        return super()._apply(fn, recurse)
-
-    def update(self) -> None:
-        """Build DCVC-RT's rANS CDF tables from the current weights (needs the built coder)."""
-        reason = RT.missing_entropy_coder()
-        if reason is not None:
-            raise CodecError(reason)
-        self.check_finite_weights()  # NaN tables would hang the rANS coder
-        with torch.no_grad():
-            self.intra_model.update()
-            self.inter_model.update()
-        self._coder_ready = True
-
-    def _ensure_coder(self) -> None:
-        if not self._coder_ready:
-            self.update()
+            model.set_use_two_entropy_coders(two_coders)
 
     # --- state ---------------------------------------------------------------------------------
     def _next_reference(self, state: Any) -> tuple[Tensor, int, int]:
         """(reference feature for DMC, this frame's index since intra, its shifted q_index)."""
-        if not isinstance(state, RtState):
-            raise CodecError(f"dcvc-rt expects the state returned with the previous frame "
-                             f"(RtState) or None, got {type(state).__name__}")
         model = self.inter_model
         frame_index = state.frame_index + 1
         if state.feature is None or frame_index % RESET_INTERVAL == 1:
@@ -190,7 +142,8 @@ class DCVCRT(CodecAdapter):
         _, q_dec = self._intra_q()
         decoded = self.intra_model.dec(y_hat, q_dec).clamp(0, 1)  # (B, 3, H, W) YCbCr
         state = RtState(decoded, None, 0)
-        return CodecOutput(_from_dcvc(decoded), _latent(y_hat, True), likelihoods, state)
+        latent = self._latent(y_hat, True)
+        return CodecOutput(self._from_model(decoded), latent, likelihoods, state)
 
     def _intra_forward(self, frame: Tensor) -> CodecOutput:
         parts, z_hat, _, y_hat = self._intra_encode(frame)
@@ -246,7 +199,8 @@ class DCVCRT(CodecAdapter):
         _, q_decoder, _, q_recon = self._inter_q(qp)
         decoded, feature = self.inter_model.get_recon_and_feature(y_hat, ctx, q_decoder, q_recon)
         state = RtState(decoded, feature, frame_index)
-        return CodecOutput(_from_dcvc(decoded), _latent(y_hat, False), likelihoods, state)
+        latent = self._latent(y_hat, False)
+        return CodecOutput(self._from_model(decoded), latent, likelihoods, state)
 
     def _inter_forward(self, frame: Tensor, state: Any) -> CodecOutput:
         parts, z_hat, _, y_hat, ctx, frame_index, qp = self._inter_encode(frame, state)
@@ -284,35 +238,6 @@ class DCVCRT(CodecAdapter):
         params = model.res_prior_param_decoder(z_hat, ctx_t)
         y_hat = model.decompress_prior_2x(params, model.y_spatial_prior)
         return self._inter_output(y_hat, ctx, qp, frame_index, None)
-
-    # --- contract hooks --------------------------------------------------------------------------
-    def _forward_padded(self, frame: Tensor, state: Any) -> CodecOutput:
-        frame = _to_dcvc(frame)
-        if state is None:
-            return self._intra_forward(frame)
-        return self._inter_forward(frame, state)
-
-    def _compress_padded(self, frame: Tensor, state: Any) -> tuple[bytes, CodecOutput]:
-        self._ensure_coder()
-        two_coders = use_two_coders(*frame.shape[-2:])
-        for model in (self.intra_model, self.inter_model):
-            model.set_use_two_entropy_coders(two_coders)
-        frame = _to_dcvc(frame)
-        if state is None:
-            stream, out = self._intra_compress(frame)
-        else:
-            stream, out = self._inter_compress(frame, state)
-        return pack_frame(self.name, stream, state is None, two_coders, self.quality), out
-
-    def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int],
-                           state: Any) -> CodecOutput:
-        self._ensure_coder()
-        stream, intra, two_coders = unpack_frame(data, self.name, self.quality, state is not None)
-        for model in (self.intra_model, self.inter_model):
-            model.set_use_two_entropy_coders(two_coders)
-        if intra:
-            return self._intra_decompress(stream, padded_hw)
-        return self._inter_decompress(stream, padded_hw, state)
 
 
 __all__ = ["DCVCRT", "IMAGE_CHECKPOINT", "VIDEO_CHECKPOINT", "RtState"]
