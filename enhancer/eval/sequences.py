@@ -28,6 +28,10 @@ class SequenceSpec:
     ``frames`` (from a sequence list) is used when the run does not set a count.
     ``kind`` is ``"video"`` or ``"image"``; ``resize`` applies to images only
     (``"cdc"``: short side to 768 px, then a 768x768 centre crop, as CDC does for DIV2K).
+    ``dataset``: the class of a DCVC list (``"HEVC_C"``), else None. Names are unique in a
+    run (its rows, plans and files are keyed by them): where a DCVC list's classes share a
+    sequence name (HEVC_C and HEVC_D both hold a RaceHorses, at 832x480 and 416x240), each
+    is named ``"<class>/<name>"`` (``"HEVC_C/RaceHorses"``); the others keep the bare name.
     """
 
     name: str
@@ -37,6 +41,7 @@ class SequenceSpec:
     frames: int | None = None
     kind: str = "video"
     resize: str | None = None
+    dataset: str | None = None
 
 
 def sequence_name(path: str | Path) -> str:
@@ -102,16 +107,23 @@ def select_sequences(sequences: list[SequenceSpec],
         return sequences
     chosen = []
     for wanted in names:
-        matches = [
-            s for s in sequences
-            if wanted.lower() in (s.name.lower(), s.path.name.lower(), s.path.stem.lower())
-        ]
+        matches = [s for s in sequences if wanted.lower() in _selectors(s)]
         if not matches:
             raise ValueError(
                 f"no sequence called {wanted!r}; available: {', '.join(s.name for s in sequences)}"
             )
         chosen.extend(m for m in matches if m not in chosen)
     return chosen
+
+
+def _selectors(seq: SequenceSpec) -> set[str]:
+    """What ``--sequences`` may call ``seq``: its name, file name or stem, and in a DCVC list
+    its bare name (``RaceHorses`` selects every class's) or ``<class>/<bare name>``."""
+    bare = sequence_name(seq.path)
+    names = {seq.name, seq.path.name, seq.path.stem}
+    if seq.dataset is not None:
+        names |= {bare, f"{seq.dataset}/{bare}"}
+    return {name.lower() for name in names}
 
 
 def _check_unique(sequences: list[SequenceSpec]) -> None:
@@ -191,7 +203,7 @@ def _check_entry(entry: object, where: str) -> None:
 
 def _dcvc_sequences(spec: dict, path: Path, root: str | Path | None) -> list[SequenceSpec]:
     base_root = Path(root) if root is not None else path.parent / spec.get("root_path", ".")
-    sequences = []
+    listed: list[tuple[str, Path, dict]] = []  # (class, file, entry)
     classes = spec["test_classes"]
     if not isinstance(classes, dict) or not all(isinstance(c, dict) for c in classes.values()):
         raise ValueError(f"sequence list {path}: 'test_classes' must map names to objects")
@@ -206,12 +218,19 @@ def _dcvc_sequences(spec: dict, path: Path, root: str | Path | None) -> list[Seq
         for stem, entry in test_class.get("sequences", {}).items():
             _check_entry(entry, f"sequence list {path}: {class_name}/{stem}")
             seq_path = base / stem if png or stem.endswith(".yuv") else base / f"{stem}.yuv"
-            sequences.append(SequenceSpec(
-                sequence_name(seq_path), seq_path, entry.get("width"), entry.get("height"),
-                entry.get("frames"),
-            ))
+            listed.append((class_name, seq_path, entry))
         if not test_class.get("sequences"):
             raise ValueError(f"sequence list {path}: class {class_name!r} lists no sequences")
+    classes_of: dict[str, set[str]] = {}
+    for class_name, seq_path, _ in listed:
+        classes_of.setdefault(sequence_name(seq_path), set()).add(class_name)
+    sequences = []
+    for class_name, seq_path, entry in listed:
+        name = sequence_name(seq_path)
+        if len(classes_of[name]) > 1:  # RaceHorses in HEVC_C and HEVC_D
+            name = f"{class_name}/{name}"
+        sequences.append(SequenceSpec(name, seq_path, entry.get("width"), entry.get("height"),
+                                      entry.get("frames"), dataset=class_name))
     _check_unique(sequences)
     return sequences
 
