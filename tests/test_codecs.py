@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 
 import pytest
 import torch
-from conftest import SHARED_DATA, decode_chunks, forward_clip, requires_shared_data
+from conftest import REPO, SHARED_DATA, decode_chunks, forward_clip, requires_shared_data
 
 from enhancer.codecs import (
     CodecError,
@@ -87,6 +88,21 @@ class TestContract:
             assert torch.equal(train_out.decoded, dec_out.decoded)
             if codec.latent_channels is not None:
                 assert torch.equal(train_out.latent, dec_out.latent)
+
+    def test_a_batch_of_two_codes_each_element_as_if_alone(self, name, clip):
+        """The training path takes the trainer's batch: each element is coded as if it were
+        alone, its reference state its own."""
+        codec = shared_codec(name)
+        first = torch.stack(clip, dim=1)
+        second = first.flip(-1)
+        with torch.no_grad():
+            together = forward_clip(codec, torch.cat([first, second]))
+            alone = [forward_clip(codec, first), forward_clip(codec, second)]
+        for index, out in enumerate(together):
+            assert out.decoded.shape == (2, 3, HEIGHT, WIDTH)
+            for element in (0, 1):
+                torch.testing.assert_close(out.decoded[element : element + 1],
+                                           alone[element][index].decoded, atol=1e-6, rtol=0)
 
     def test_decoding_is_deterministic(self, name, clip):
         codec = shared_codec(name)
@@ -283,3 +299,49 @@ def test_bad_intra_period_is_a_clear_error():
     with pytest.raises(CodecError, match="intra period must be -1 or a positive number, got 0"):
         codec_class("x264").is_intra(0, 0)
 
+
+
+# --- the docs' "Plugging in a new codec" example ----------------------------------------------
+CODECS_DOC = REPO / "docs" / "codecs.md"
+
+
+def docs_example_code() -> str:
+    """The ```python block of docs/codecs.md's "Plugging in a new codec" section."""
+    section = CODECS_DOC.read_text(encoding="utf-8").split("## Plugging in a new codec", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture
+def raw8():
+    """The docs' raw8 adapter, registered for the test and removed after it."""
+    from enhancer.codecs import base
+
+    code = compile(docs_example_code(), f"{CODECS_DOC} (Plugging in a new codec)", "exec")
+    exec(code, {"__name__": "docs_codecs_example"})  # noqa: S102  (the point)
+    try:
+        yield load_codec("raw8", 0)
+    finally:
+        base._REGISTRY.pop("raw8", None)
+
+
+@requires_shared_data
+def test_the_docs_codec_example_codes_a_batch_and_trains(raw8, clip, tmp_path):
+    from test_train import image_config, write_config
+
+    from enhancer.train import Trainer
+
+    batch = torch.cat([clip[0], clip[1].flip(-1)])
+    assert torch.equal(raw8(batch).decoded, (batch * 255).round() / 255)
+    data, out = raw8.compress(clip[0])
+    assert len(data) == 3 * HEIGHT * WIDTH
+    assert torch.equal(raw8.decompress(data, (HEIGHT, WIDTH)).decoded, out.decoded)
+
+    config = image_config(model={"codec": {"name": "raw8", "quality": 0}}, mode="frozen",
+                          iterations=2)
+    config["val_every"] = 2
+    Trainer(write_config(tmp_path / "raw8.yaml", config), tmp_path / "run").run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2]  # batches of 2
+    # 8-bit images through an 8-bit identity codec: 24 bits a pixel, nothing left to restore
+    (val,) = [r for r in rows if r["kind"] == "val"]
+    assert val["val_bpp"] == 24.0 and all(r["loss"] == 0.0 for r in rows if r["kind"] == "train")
