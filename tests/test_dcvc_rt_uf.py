@@ -186,10 +186,10 @@ def test_bytes_for_another_quality_or_frame_type_are_refused(setups, name: str):
         other.decompress(chunks[0], (HEIGHT, WIDTH))
     with pytest.raises(CodecError, match="P-frame but no reference state"):
         codec.decompress(chunks[1], (HEIGHT, WIDTH))
-    other = next(n for n in NAMES if n != name)
-    relabelled = bytes([CODER_IDS[other]]) + chunks[0][1:]  # as the other adapter writes them
-    with pytest.raises(CodecError, match=f"not written by {name}.*{other}'s"):
-        codec.decompress(relabelled, (HEIGHT, WIDTH))
+    for other in CODER_IDS.keys() - {name}:  # DCVC-FM's, the other adapter's, UF's chunks'
+        relabelled = bytes([CODER_IDS[other]]) + chunks[0][1:]  # as that adapter writes them
+        with pytest.raises(CodecError, match=f"not written by {name}.*{other}'s"):
+            codec.decompress(relabelled, (HEIGHT, WIDTH))
     damaged = chunks[0][:-1] + bytes([chunks[0][-1] ^ 1])
     with pytest.raises(CodecError, match="damaged"):
         codec.decompress(damaged, (HEIGHT, WIDTH))
@@ -264,9 +264,14 @@ def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: st
         assert torch.equal(dec_out.latent, train_out.latent)
     assert decoded[0].latent.shape[1] == 512 and decoded[0].latent[:, :256].abs().sum() == 0
     assert decoded[-1].state.frame_index == dcvc_uf.CHUNK_FRAMES
-    low_delay = bytes([CODER_IDS["dcvc-uf"]]) + data[1:]  # as the ld variant labels its frames
-    with pytest.raises(CodecError, match=f"not written by dcvc-uf-{variant}.*dcvc-uf's"):
-        codec.decompress_chunk(low_delay, (HEIGHT, WIDTH), 5, intra.state)
+    other = "hts" if variant == "htl" else "htl"
+    for writer in ("dcvc-uf", f"dcvc-uf-{other}"):  # the ld variant's and the other chunk one's
+        relabelled = bytes([CODER_IDS[writer]]) + data[1:]
+        with pytest.raises(CodecError, match=f"not written by dcvc-uf-{variant}.*{writer}'s"):
+            codec.decompress_chunk(relabelled, (HEIGHT, WIDTH), 5, intra.state)
+    for count in (0, 9):  # a chunk holds 1 to 8 real frames; fewer are padded (tested above)
+        with pytest.raises(CodecError, match=f"1 to 8 frames, got {count}"):
+            codec.decompress_chunk(data, (HEIGHT, WIDTH), count, intra.state)
     with pytest.raises(CodecError, match="chunks of 8"):
         codec(frames[1], intra.state)
     with pytest.raises(CodecError, match="1 to 8 frames, got 9"):
