@@ -7,7 +7,7 @@ codec papers do, round both images to the 8-bit grid first.
 Identical images have zero error and their PSNR is ``inf`` (IEEE infinity, not an error).
 Pass ``max_db`` (for example 100.0) to cap it when the values are averaged.
 
-YUV follows DCVC's test conditions (see FACTS.md): BT.709 full-range on [0, 1] values,
+YUV follows DCVC's test conditions (DCVC-FM's test scripts): BT.709 full-range on [0, 1] values,
 chroma centred on 0.5, 4:2:0 chroma by 2x2 averaging, and
 
     PSNR_YUV = (6 * PSNR_Y + PSNR_U + PSNR_V) / 8
