@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from enhancer.codecs import CodecStream, dcvc_rt, dcvc_uf, dcvc_uf_chunks
+from enhancer.codecs import CodecStream, dcvc_rt, dcvc_uf
 from enhancer.codecs.base import CodecError, available_codecs, bpp_from_likelihoods, load_codec
 from enhancer.codecs.dcvc_adapter import CODER_IDS
 from enhancer.codecs.dcvc_common import FM, ROOT_ENV, RT, UF
@@ -249,11 +249,11 @@ def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: st
     _tame(video, 2.5)
     torch.save(image.state_dict(), tmp_path / dcvc_uf.IMAGE_CHECKPOINT)
     torch.save(video.state_dict(), tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
-    codec = dcvc_uf_chunks.DCVCUFChunks(QUALITY, tmp_path, variant).eval()
+    codec = load_codec(f"dcvc-uf-{variant}", quality=QUALITY, checkpoint=tmp_path).eval()
     frames = clip(6)
     _, intra = codec.compress(frames[0])
     data, encoder_side = codec.compress_chunk(frames[1:], intra.state)  # 5 of 8: padded
-    decoded = codec.decompress_chunk(data, (HEIGHT, WIDTH), 5, intra.state)
+    decoded = codec.decompress_chunk(data, (HEIGHT, WIDTH), intra.state)  # the header says 5
     with torch.no_grad():
         trained = codec.forward_chunk(frames[1:], intra.state)
     assert len(decoded) == len(trained) == len(encoder_side) == 5
@@ -268,10 +268,11 @@ def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: st
     for writer in ("dcvc-uf", f"dcvc-uf-{other}"):  # the ld variant's and the other chunk one's
         relabelled = bytes([CODER_IDS[writer]]) + data[1:]
         with pytest.raises(CodecError, match=f"not written by dcvc-uf-{variant}.*{writer}'s"):
-            codec.decompress_chunk(relabelled, (HEIGHT, WIDTH), 5, intra.state)
+            codec.decompress_chunk(relabelled, (HEIGHT, WIDTH), intra.state)
     for count in (0, 9):  # a chunk holds 1 to 8 real frames; fewer are padded (tested above)
-        with pytest.raises(CodecError, match=f"1 to 8 frames, got {count}"):
-            codec.decompress_chunk(data, (HEIGHT, WIDTH), count, intra.state)
+        forged = data[:1] + bytes([count]) + data[2:]
+        with pytest.raises(CodecError, match=f"chunk of {count} frames.*1 to 8"):
+            codec.decompress_chunk(forged, (HEIGHT, WIDTH), intra.state)
     with pytest.raises(CodecError, match="chunks of 8"):
         codec(frames[1], intra.state)
     with pytest.raises(CodecError, match="1 to 8 frames, got 9"):
@@ -280,7 +281,7 @@ def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: st
     torch.save(dcvc_uf.DCVCUF(QUALITY).inter_model.state_dict(),
                tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
     with pytest.raises(CodecError, match=rf"cvpr2026_video_{variant}\.pth\.tar.*keys"):
-        dcvc_uf_chunks.DCVCUFChunks(QUALITY, tmp_path, variant)
+        load_codec(f"dcvc-uf-{variant}", quality=QUALITY, checkpoint=tmp_path)
 
 
 @pytest.mark.needs_dcvc
@@ -306,3 +307,36 @@ def test_non_finite_weights_are_refused_before_the_entropy_coder(setups, name: s
         parameter.view(-1)[0] = float("nan")
     with pytest.raises(CodecError, match=f"weight '{parameter_name}' holds 1 non-finite"):
         codec.update()
+
+
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=needs("dcvc-uf").marks)
+                                     for v in ("hts", "htl")])
+def test_uf_chunk_variants_code_sequences_one_record_per_frame(variant: str, tmp_path: Path):
+    """As the tools drive codecs: encode_sequence cuts chunks (8 frames, before an intra frame,
+    at the end), CodecStream decodes record by record, bit-exact to the encoder's side."""
+    torch.manual_seed(0)
+    image = UF.module("models.image_model").DMCI()
+    structure = UF.module("utils.common").ModelStructure(variant)
+    video = UF.module("models.video_model_ht").DMC(model_structure=structure)
+    _tame(image, 2.35)
+    _tame(video, 2.5)
+    torch.save(image.state_dict(), tmp_path / dcvc_uf.IMAGE_CHECKPOINT)
+    torch.save(video.state_dict(), tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
+    codec = load_codec(f"dcvc-uf-{variant}", quality=QUALITY, checkpoint=tmp_path)
+    frames = clip(13)
+    records, encoder_side = zip(*codec.encode_sequence(frames, intra_period=11))
+    continuation = bytes([CODER_IDS[f"dcvc-uf-{variant}"]])
+    # I, chunk of 8 (1-8), chunk of 2 (9-10, cut before the intra frame 11), I, chunk of 1
+    long = [index for index, data in enumerate(records) if data != continuation]
+    assert long == [0, 1, 9, 11, 12] and len(records) == 13
+    stream = CodecStream(codec, intra_period=11)
+    decoded = [stream.decompress(data, (HEIGHT, WIDTH)) for data in records]
+    for dec_out, enc_out in zip(decoded, encoder_side):
+        assert dec_out.decoded.shape == (1, 3, HEIGHT, WIDTH)
+        assert torch.equal(dec_out.decoded, enc_out.decoded)
+        assert torch.equal(dec_out.latent, enc_out.latent)
+    with pytest.raises(CodecError, match="continuation record must follow its chunk record"):
+        CodecStream(codec).decompress(records[0], (HEIGHT, WIDTH)) and codec.decompress(
+            records[2], (HEIGHT, WIDTH), decoded[0].state)
+    with pytest.raises(CodecError, match="not one at a time.*dcvc-uf \\(low delay\\)"):
+        CodecStream(codec).compress(frames[0]) and codec.compress(frames[1], decoded[0].state)

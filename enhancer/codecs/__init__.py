@@ -4,6 +4,7 @@ from enhancer.codecs import conventional as _conventional  # noqa: F401  (regist
 from enhancer.codecs import dcvc as _dcvc  # noqa: F401  (registers)
 from enhancer.codecs import dcvc_rt as _dcvc_rt  # noqa: F401  (registers)
 from enhancer.codecs import dcvc_uf as _dcvc_uf  # noqa: F401  (registers)
+from enhancer.codecs import dcvc_uf_chunks as _dcvc_uf_chunks  # noqa: F401  (registers)
 from enhancer.codecs.base import UNAVAILABLE_CODECS
 
 try:  # CompressAI's codecs; a machine without CompressAI (a GPU box training x264 from a

@@ -1,7 +1,8 @@
 """The base class of the DCVC adapters (dcvc, dcvc-rt, dcvc-uf) and their frame header.
 
 Each frame's bytes: the coder byte (which adapter wrote them, :data:`CODER_IDS`), one flag
-byte (bit 7: intra, bit 6: two rANS coders), the q_index byte, the CRC-32 of the stream (4
+byte (bit 7: intra, bit 6: two rANS coders, bits 0-3: the real frames of a DCVC-UF chunk,
+else 0), the q_index byte, the CRC-32 of the stream (4
 bytes, little endian), then DCVC's rANS stream; each adapter refuses the others' frames by
 name. The CRC is checked before the stream reaches DCVC's C++ decoder, which has no bounds
 checks (an empty or truncated stream can crash the process).
@@ -12,7 +13,7 @@ from __future__ import annotations
 import warnings
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -25,20 +26,29 @@ HEADER_BYTES = 7  # coder, flags, q_index, CRC-32
 # which adapter (and DCVC-UF variant) wrote a frame: "F", "R", "U", "S", "L"
 CODER_IDS = {"dcvc": 0x46, "dcvc-rt": 0x52, "dcvc-uf": 0x55, "dcvc-uf-hts": 0x53,
              "dcvc-uf-htl": 0x4C}
-INTRA_FLAG, TWO_CODERS_FLAG = 0x80, 0x40
+INTRA_FLAG, TWO_CODERS_FLAG, CHUNK_FRAMES_MASK = 0x80, 0x40, 0x0F
 TWO_CODERS_ABOVE = 1280 * 720  # DCVC-RT's test_video.py: two rANS coders above 720p
 
 
 # --- frame header ----------------------------------------------------------------------------
-def pack_frame(label: str, stream: bytes, intra: bool, two_coders: bool, q_index: int) -> bytes:
-    flags = (INTRA_FLAG if intra else 0) | (TWO_CODERS_FLAG if two_coders else 0)
+class FrameRecord(NamedTuple):
+    stream: bytes
+    intra: bool
+    two_coders: bool
+    chunk_frames: int  # the real frames of a chunk record, else 0
+
+
+def pack_frame(label: str, stream: bytes, intra: bool, two_coders: bool, q_index: int,
+               chunk_frames: int = 0) -> bytes:
+    flags = (INTRA_FLAG if intra else 0) | (TWO_CODERS_FLAG if two_coders else 0) | chunk_frames
     header = bytes([CODER_IDS[label], flags, q_index]) + zlib.crc32(stream).to_bytes(4, "little")
     return header + stream
 
 
-def unpack_frame(data: bytes, label: str, q_index: int,
-                 has_state: bool) -> tuple[bytes, bool, bool]:
-    """Check one frame's header against the decoder; return (stream, intra, two_coders)."""
+def unpack_frame(data: bytes, label: str, q_index: int, has_state: bool,
+                 max_chunk_frames: int = 0) -> FrameRecord:
+    """Check one frame's header against the decoder (``max_chunk_frames``: 0, or the frames a
+    chunk may hold); return what it holds."""
     if len(data) < HEADER_BYTES + 5:  # a rANS stream is at least its 4-byte state
         raise CodecError(f"{label} frame data is truncated: {len(data)} bytes")
     stream = data[HEADER_BYTES:]
@@ -53,7 +63,8 @@ def unpack_frame(data: bytes, label: str, q_index: int,
         raise CodecError(f"{label} frame data is damaged: the CRC-32 of its {len(stream)}-byte "
                          "stream does not match its header")
     flags = data[1]
-    if flags & ~(INTRA_FLAG | TWO_CODERS_FLAG) or data[2] != q_index:
+    chunk_frames = flags & CHUNK_FRAMES_MASK
+    if flags & ~(INTRA_FLAG | TWO_CODERS_FLAG | CHUNK_FRAMES_MASK) or data[2] != q_index:
         raise CodecError(
             f"these bytes were coded at {label} q_index {data[2]} (flags {flags:#04x}), this "
             f"codec is q_index {q_index}: load the codec at the quality it was coded with"
@@ -65,7 +76,11 @@ def unpack_frame(data: bytes, label: str, q_index: int,
             f"{'a reference state was' if has_state else 'no reference state was'} given: decode "
             "frames in order with the same intra period as the encoder"
         )
-    return stream, intra, bool(flags & TWO_CODERS_FLAG)
+    if chunk_frames > max_chunk_frames or (max_chunk_frames and not intra and not chunk_frames):
+        raise CodecError(f"{label} frame header holds a chunk of {chunk_frames} frames (flags "
+                         f"{flags:#04x}); the codec takes 1 to {max_chunk_frames} (0: not a "
+                         "chunk codec): the header is damaged")
+    return FrameRecord(stream, intra, bool(flags & TWO_CODERS_FLAG), chunk_frames)
 
 
 # --- the shared adapter --------------------------------------------------------------------
@@ -218,12 +233,11 @@ class DcvcAdapter(CodecAdapter):
     def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int],
                            state: Any) -> CodecOutput:
         self._ensure_coder()
-        stream, intra, two_coders = unpack_frame(data, self.stream_label, self.quality,
-                                                 state is not None)
-        self._use_two_coders(two_coders)
-        if intra:
-            return self._intra_decompress(stream, padded_hw)
-        return self._inter_decompress(stream, padded_hw, self._check_state(state))
+        record = unpack_frame(data, self.stream_label, self.quality, state is not None)
+        self._use_two_coders(record.two_coders)
+        if record.intra:
+            return self._intra_decompress(record.stream, padded_hw)
+        return self._inter_decompress(record.stream, padded_hw, self._check_state(state))
 
     def uses_two_coders(self, height: int, width: int) -> bool:
         """Two interleaved rANS coders above 720p, as DCVC-RT's test script."""
@@ -231,4 +245,5 @@ class DcvcAdapter(CodecAdapter):
 
 
 
-__all__ = ["CODER_IDS", "HEADER_BYTES", "DcvcAdapter", "pack_frame", "unpack_frame"]
+__all__ = ["CODER_IDS", "HEADER_BYTES", "DcvcAdapter", "FrameRecord", "pack_frame",
+           "unpack_frame"]

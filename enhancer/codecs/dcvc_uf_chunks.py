@@ -1,59 +1,69 @@
 """DCVC-UF's hierarchical variants (``hts``, ``htl``, ``video_model_ht.py``): P-frames coded in
-chunks of 8 as one latent. Everything else (intra frames, state, bytes, rANS tables) is the
-low-delay adapter's, :mod:`enhancer.codecs.dcvc_uf`; here only what a chunk changes: its input
-(8 frames stacked along channels), its 4-step spatial prior and its 8 outputs.
+chunks of 8 as one latent, registered as ``dcvc-uf-hts`` and ``dcvc-uf-htl``. Everything else
+(intra frames, state, bytes, rANS tables) is the low-delay adapter's,
+:mod:`enhancer.codecs.dcvc_uf`; here only what a chunk changes: its input (8 frames stacked
+along channels), its 4-step spatial prior, its 8 outputs, and how a sequence of frame records
+carries them (:meth:`DCVCUFChunks.encode_sequence`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecError, CodecOutput, _check_frame
-from enhancer.codecs.dcvc_adapter import pack_frame, unpack_frame
+from enhancer.codecs.base import (
+    CodecError,
+    CodecOutput,
+    _check_frame,
+    check_finite_frame,
+    register_codec,
+)
+from enhancer.codecs.dcvc_adapter import CODER_IDS, pack_frame, unpack_frame
 from enhancer.codecs.dcvc_common import UF
 from enhancer.codecs.dcvc_uf import CHUNK_FRAMES, DCVCUF, UfState
 from enhancer.data.padding import crop, pad_to_multiple
 
 
+@dataclass(frozen=True)
+class ChunkPending:
+    """Decoder state inside a chunk: the outputs of its frames not returned yet (the last one
+    carries the state after the chunk)."""
+
+    outputs: tuple[CodecOutput, ...]
+
+
 class DCVCUFChunks(DCVCUF):
-    """DCVC-UF's hierarchical variants (``hts``, ``htl``): intra frames one at a time (DMCI),
-    P-frames in chunks of :data:`CHUNK_FRAMES` coded as one latent and decoded together.
+    """DCVC-UF's hierarchical variants: intra frames one at a time (DMCI), P-frames in chunks
+    of :data:`CHUNK_FRAMES` coded as one latent and decoded together::
 
-    Not registered: the frame-by-frame contract (and every tool on it) cannot drive a codec
-    whose encoder needs the next 7 frames before it can write the current one. The chunk
-    methods below follow the contract otherwise (explicit state, real bytes, decode equal to
-    the training path)::
-
-        codec = DCVCUFChunks(quality=21, checkpoint=folder, variant="hts")
+        codec = load_codec("dcvc-uf-hts", quality=21, checkpoint=folder)
         data, out = codec.compress(frame0)                        # intra, as dcvc-uf
-        data, outs = codec.compress_chunk(frames[1:9], out.state)  # 8 frames -> 1 stream
-        outs = codec.decompress_chunk(data, (H, W), 8, out.state)
+        data, outs = codec.compress_chunk(frames[1:9], out.state)  # 8 frames -> 1 record
+        outs = codec.decompress_chunk(data, (H, W), out.state)
 
-    A short last chunk (fewer than 8 frames) is filled by repeating its last frame, as DCVC's
-    ``test_video.py`` does; only the real frames are returned, and the decoder is told their
-    count. Every frame of a chunk gets the chunk's latent (P block: channels 256..511 of a
-    512-channel latent; I-frames fill 0..255) and the state after the whole chunk; the
-    likelihoods of a chunk's training path (under each frame's output) are the chunk's.
+    A short chunk (fewer than 8 frames: before the next intra frame or at the end) is filled
+    by repeating its last frame, as DCVC's ``test_video.py`` does; the record's header holds
+    the real frame count and only those frames come back. Every frame of a chunk gets the
+    chunk's latent (P block: channels 256..511 of a 512-channel latent; I-frames fill 0..255)
+    and the state after the whole chunk; the likelihoods of a chunk's training path (under
+    each frame's output) are the chunk's.
+
+    One frame at a time, as the tools drive codecs: :meth:`encode_sequence` yields one record
+    per frame, the chunk's for its first frame and a 1-byte continuation record (the coder
+    byte) for each other; ``decompress`` of the chunk record returns its first frame with a
+    :class:`ChunkPending` state, and each continuation record the next frame. P-frames through
+    ``forward`` / ``compress`` one at a time (the evaluation, training) are refused: the
+    encoder needs the next frames of the chunk first.
     """
 
     latent_channels = 512
     frames_per_chunk = CHUNK_FRAMES
     inter_mask_steps = 4  # a chunk's y: four checkerboard steps
-
-    def __init__(self, quality: int, checkpoint: str | Path | None = None, variant: str = "hts"):
-        if variant not in ("hts", "htl"):
-            raise CodecError(f"DCVC-UF chunk variant {variant!r} does not exist; choose hts or "
-                             "htl (the low-delay ld variant is the codec 'dcvc-uf')")
-        self.variant = variant
-        super().__init__(quality, checkpoint)
-
-    @property
-    def stream_label(self) -> str:
-        return f"{self.name}-{self.variant}"
+    variant = ""  # "hts" or "htl"
 
     def _video_model(self) -> nn.Module:
         structure = UF.module("utils.common").ModelStructure(self.variant)
@@ -72,8 +82,11 @@ class DCVCUFChunks(DCVCUF):
         return self._decode_prior_4x(model, params, scales, means, not model.is_hts)
 
     def _one_p_frame(self, *args: Any) -> Any:
-        raise CodecError(f"dcvc-uf {self.variant} codes P-frames in chunks of {CHUNK_FRAMES}: use "
-                         "forward_chunk / compress_chunk / decompress_chunk")
+        raise CodecError(
+            f"{self.name} codes P-frames in chunks of {CHUNK_FRAMES}, not one at a time: code "
+            "whole sequences (tools/codec.py encode, codec.encode_sequence) or chunks "
+            "(forward_chunk / compress_chunk); the evaluation and training drive codecs frame "
+            "by frame, use dcvc-uf (low delay) there")
 
     _inter_forward = _inter_compress = _inter_decompress = _one_p_frame
 
@@ -119,26 +132,86 @@ class DCVCUFChunks(DCVCUF):
         chunk, count, size = self._chunk_input(frames)
         if chunk.shape[0] != 1:
             raise CodecError(f"compress codes one chunk at a time, got a batch of {chunk.shape[0]}")
+        for index, frame in enumerate(frames):
+            check_finite_frame(frame, f"frame {index} of the chunk")
         _, z_hat, _, y_q, y_hat, scales_hat, memory, ctx, _ = self._inter_encode(chunk, state)
         two_coders = self.uses_two_coders(*chunk.shape[-2:])
         self._use_two_coders(two_coders)
         stream = self._stream("inter", z_hat, y_q, scales_hat, self.inter_mask_steps)
         outs = self._chunk_outputs(y_hat, memory, ctx, state, count, size, None)
-        return pack_frame(self.stream_label, stream, False, two_coders, self.quality), outs
+        record = pack_frame(self.stream_label, stream, False, two_coders, self.quality, count)
+        return record, outs
 
     @torch.no_grad()
-    def decompress_chunk(self, data: bytes, size: tuple[int, int], count: int,
+    def decompress_chunk(self, data: bytes, size: tuple[int, int],
                          state: UfState) -> list[CodecOutput]:
-        """The bytes of one chunk of ``count`` real frames of ``size = (H, W)``."""
-        if not 1 <= count <= CHUNK_FRAMES:
-            raise CodecError(f"a dcvc-uf {self.variant} chunk holds 1 to {CHUNK_FRAMES} frames, "
-                             f"got {count}")
+        """The record of one chunk of P-frames of ``size = (H, W)``: one output per real frame."""
         self._ensure_coder()
-        stream, _, two_coders = unpack_frame(data, self.stream_label, self.quality,
-                                             state is not None)
-        self._use_two_coders(two_coders)
-        y_hat, memory, ctx = self._decode_inter_latent(stream, self.padded_size(size), state)
-        return self._chunk_outputs(y_hat, memory, ctx, state, count, size, None)
+        record = unpack_frame(data, self.stream_label, self.quality, state is not None,
+                              CHUNK_FRAMES)
+        if record.intra:
+            raise CodecError(f"{self.name}: these bytes hold an intra frame, not a chunk: "
+                             "decode them with decompress")
+        self._use_two_coders(record.two_coders)
+        y_hat, memory, ctx = self._decode_inter_latent(record.stream, self.padded_size(size),
+                                                       state)
+        return self._chunk_outputs(y_hat, memory, ctx, state, record.chunk_frames, size, None)
+
+    # --- one record per frame (the tools' sequences) ------------------------------------------
+    def encode_sequence(self, frames: Iterable[Tensor],
+                        intra_period: int = -1) -> Iterator[tuple[bytes, CodecOutput]]:
+        """(record, decoder-side output) per frame: intra frames one at a time, P-frames in
+        chunks that end after 8 frames, before the next intra frame or at the sequence end."""
+        self.check_intra_period(intra_period)
+        state, chunk, continuation = None, [], bytes([CODER_IDS[self.stream_label]])
+        for index, frame in enumerate(frames):
+            if self.is_intra(index, intra_period):
+                data, out = self.compress(frame)
+                state = out.state
+                yield data, out
+                continue
+            chunk.append(frame)
+            if len(chunk) == CHUNK_FRAMES or self.is_intra(index + 1, intra_period):
+                data, outs = self.compress_chunk(chunk, state)
+                state, chunk = outs[-1].state, []
+                yield from zip([data] + [continuation] * (len(outs) - 1), outs)
+        if chunk:
+            data, outs = self.compress_chunk(chunk, state)
+            yield from zip([data] + [continuation] * (len(outs) - 1), outs)
+
+    def _decompress_padded(self, data: bytes, padded_hw: tuple[int, int],
+                           state: Any) -> CodecOutput:
+        """A chunk record (its first frame), a continuation record (the next frame of the
+        chunk) or an intra frame; outputs come at the padded size (the caller crops)."""
+        continuation = bytes([CODER_IDS[self.stream_label]])
+        if isinstance(state, ChunkPending) or data == continuation:
+            if not (isinstance(state, ChunkPending) and data == continuation):
+                raise CodecError(
+                    f"{self.name}: a chunk's continuation record must follow its chunk record "
+                    f"and each of its frames one ({len(data)} bytes, state "
+                    f"{type(state).__name__}): decode the records in order, from the first")
+            first, *rest = state.outputs
+        elif state is None:
+            return super()._decompress_padded(data, padded_hw, state)
+        else:
+            first, *rest = self.decompress_chunk(data, padded_hw, state)
+        if rest:
+            first = CodecOutput(first.decoded, first.latent, None, ChunkPending(tuple(rest)))
+        return first
 
 
-__all__ = ["DCVCUFChunks"]
+@register_codec("dcvc-uf-hts")
+class DCVCUFHts(DCVCUFChunks):
+    """DCVC-UF's ``hts`` variant (``cvpr2026_video_hts.pth.tar``)."""
+
+    variant = "hts"
+
+
+@register_codec("dcvc-uf-htl")
+class DCVCUFHtl(DCVCUFChunks):
+    """DCVC-UF's ``htl`` variant (``cvpr2026_video_htl.pth.tar``)."""
+
+    variant = "htl"
+
+
+__all__ = ["ChunkPending", "DCVCUFChunks", "DCVCUFHtl", "DCVCUFHts"]

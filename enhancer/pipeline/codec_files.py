@@ -239,7 +239,7 @@ def encode_file(
         coded = codec.encode_sequence(source(), intra_period)
         for data, out in tqdm(coded, total=total, disable=not progress,
                               desc=f"encode {codec_name} q{quality}", unit="frame"):
-            frame = pending.pop()
+            frame = pending.pop(0)  # in order: a chunk codec reads several frames ahead
             side = b""
             if rollout is not None:
                 enhanced, map_bytes, _ = rollout.signal(frame, out.decoded, out.latent)
