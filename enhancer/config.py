@@ -69,8 +69,7 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, where: str = "config"
     values = {} if values is None else values
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
-    legacy = getattr(cls, "LEGACY_KEYS", {})
-    values = {legacy.get(key, key): value for key, value in values.items()}
+    values = _rename_legacy(values, getattr(cls, "LEGACY_KEYS", {}))
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -78,6 +77,18 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, where: str = "config"
     hints = typing.get_type_hints(cls)
     kwargs = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in values.items()}
     return cls(**kwargs)
+
+
+def _rename_legacy(values: dict[str, Any], legacy: dict[str, str]) -> dict[str, Any]:
+    """``values`` with old key names replaced (``LEGACY_KEYS``: old -> new); a new name
+    ``section.key`` moves an older flat key into its section, over the section's value."""
+    moved = {legacy[key]: value for key, value in values.items() if "." in legacy.get(key, "")}
+    values = {legacy.get(key, key): value for key, value in values.items()
+              if "." not in legacy.get(key, "")}
+    for target, value in moved.items():
+        section, name = target.split(".", 1)
+        values[section] = {**(values.get(section) or {}), name: value}
+    return values
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
@@ -149,11 +160,14 @@ def load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None
     ``base: [a.yaml, b.yaml]`` merges several in that order (b's keys over a's), e.g. a
     model config and a shared clip list.
     """
-    values = resolve_yaml(path)
+    legacy = getattr(cls, "LEGACY_KEYS", {})
+    values = _rename_legacy(resolve_yaml(path), legacy)
     for override in overrides or []:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key.sub=value")
         key, raw = override.split("=", 1)
+        first, dot, rest = key.partition(".")
+        key = legacy.get(first, first) + dot + rest  # an old name sets the new one
         node = values
         parts = key.split(".")
         for part in parts[:-1]:

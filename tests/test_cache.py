@@ -18,13 +18,13 @@ from enhancer.pipeline.enhancer import build_diffusion
 from enhancer.train import Trainer, load_train_config
 from enhancer.train import cache as cache_module
 from enhancer.train.cache import (
-    CacheError,
     CachedClipDataset,
+    CacheError,
     cache_videos,
     plan_sources,
     soften_frame,
 )
-from enhancer.train.config import DataConfig
+from enhancer.train.config import DataConfig, LossConfig
 from enhancer.train.losses import ClipLoss
 
 pytestmark = [requires_shared_data, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -188,7 +188,8 @@ def test_cached_loss_equals_the_loss_through_the_codec():
         outs = [stream(clip[:, i]) for i in range(2)]
     coded = {"decoded": torch.stack([o.decoded for o in outs], 1),
              "latent": torch.stack([o.latent for o in outs], 1)}
-    loss = ClipLoss(codec, diffusion, "frozen", 0.0, 0.0, None, temporal_weight=1.0)
+    loss = ClipLoss(codec, diffusion, None, LossConfig(lmbda=0.0, rho=0.0, temporal_weight=1.0),
+                    mode="frozen")
     torch.manual_seed(2)
     through_codec = loss(clip)
     torch.manual_seed(2)
@@ -197,7 +198,8 @@ def test_cached_loss_equals_the_loss_through_the_codec():
         torch.testing.assert_close(from_cache[name], through_codec[name])
     assert from_cache["temporal"] > 0
     with pytest.raises(ValueError, match="only fit mode 'frozen'"):
-        ClipLoss(codec, diffusion, "e2e", 0.0, 0.0, None)(clip, coded=coded)
+        ClipLoss(codec, diffusion, None, LossConfig(lmbda=0.0, rho=0.0), mode="e2e")(clip,
+                                                                             coded=coded)
 
 
 def test_frozen_training_from_the_cache(tmp_path):

@@ -10,8 +10,11 @@ import pytest
 import yaml
 from conftest import REPO
 
-from enhancer.config import ConfigError, resolve_yaml
-from enhancer.train import load_train_config
+from enhancer.config import ConfigError, from_dict, resolve_yaml
+from enhancer.pipeline import read_checkpoint
+from enhancer.pipeline.checkpoint import BUNDLED_DIR
+from enhancer.train import TrainConfig, load_train_config
+from enhancer.train.config import SECTIONS
 
 
 def test_base_files_merge_section_by_section(tmp_path):
@@ -93,3 +96,36 @@ def test_a_key_given_twice_is_refused(tmp_path):
         resolve_yaml(path)
     path.write_text("defaults: &d {batch_size: 2}\ndata:\n  <<: *d\n  batch_size: 8\n")
     assert resolve_yaml(path)["data"] == {"batch_size": 8}  # a merge key may be overridden
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*/*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_config_also_loads_in_the_flat_layout(path: Path, tmp_path):
+    """Files (and checkpoints) from before the sections name ``rho``, ``lr``, ``val_every``
+    ... at the top; they read as the same config."""
+    values = resolve_yaml(path)
+    for section in SECTIONS:
+        values |= values.pop(section, {})
+    (tmp_path / "flat.yaml").write_text(yaml.safe_dump(values))
+    assert load_train_config(tmp_path / "flat.yaml") == load_train_config(path)
+
+
+def test_a_flat_override_sets_the_sections_key():
+    """``--set rho=0.5`` (the flat name) and ``--set loss.rho=0.5`` are one setting; the
+    last given wins."""
+    path = REPO / "configs" / "video" / "x264_full_strength.yaml"
+    assert "  rho: 0.9" in path.read_text()
+    assert load_train_config(path, ["rho=0.5"]).loss.rho == 0.5
+    assert load_train_config(path, ["rho=0.5", "loss.rho=0.7"]).loss.rho == 0.7
+    assert load_train_config(path, ["loss.rho=0.7", "rho=0.5"]).loss.rho == 0.5
+    assert load_train_config(path, ["val_every=7", "lr=0.01"]).logging.val_every == 7
+    with pytest.raises(ConfigError, match="loss.rho must be in"):
+        load_train_config(path, ["rho=2"])
+
+
+def test_every_bundled_models_training_config_loads():
+    for path in sorted(BUNDLED_DIR.glob("*.pt")):
+        stored = read_checkpoint(path)["train_config"]  # the flat layout
+        assert "rho" in stored and "loss" not in stored
+        config = from_dict(TrainConfig, stored, where=path.name)
+        assert config.loss.rho == stored["rho"] and config.optim.lr == stored["lr"]

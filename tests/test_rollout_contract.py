@@ -16,6 +16,7 @@ from enhancer.data.sequence import open_sequence
 from enhancer.eval import EnhancerSpec, EvalSettings, evaluate_sequences
 from enhancer.eval.sequences import SequenceSpec
 from enhancer.pipeline import Enhancer, Sampling
+from enhancer.train.config import LossConfig
 from enhancer.train.losses import ClipLoss
 
 pytestmark = requires_shared_data
@@ -113,8 +114,8 @@ def test_training_path_sees_the_same_roll_out(enhancer, frames, monkeypatch, stu
     only the decode and the latent are compared.
     """
     outputs, _, inference_conds = _inference(enhancer, frames, monkeypatch)
-    loss = ClipLoss(enhancer.codec, enhancer.diffusion, "frozen", lmbda=0.0, rho=0.0,
-                    perceptual=None, rollout="self", rollout_steps=SAMPLING.steps,
+    weights = LossConfig(lmbda=0.0, rho=0.0, rollout="self", rollout_steps=SAMPLING.steps)
+    loss = ClipLoss(enhancer.codec, enhancer.diffusion, None, weights, mode="frozen",
                     student=student)
     clip = torch.stack(frames, dim=1)  # (1, T, 3, H, W)
     torch.manual_seed(SEED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import importlib.util
@@ -149,8 +150,8 @@ def test_e2e_mode_trains_codec_and_aux_loss(tmp_path):
     for row in rows:
         assert all(math.isfinite(row[k]) for k in ("loss", "bitrate", "dist", "perc", "decoder"))
         assert row["bitrate"] > 0 and row["decoder"] > 0 and row["aux"] > 0
-        expected = (cfg.lmbda * row["bitrate"] + (1 - cfg.rho) * row["dist"]
-                    + cfg.rho * row["perc"] + row["decoder"])
+        expected = (cfg.loss.lmbda * row["bitrate"] + (1 - cfg.loss.rho) * row["dist"]
+                    + cfg.loss.rho * row["perc"] + row["decoder"])
         assert row["loss"] == pytest.approx(expected, rel=1e-5)
     # codec.pth.tar is a CompressAI-style file a later stage loads as model.codec.checkpoint.
     reloaded = load_codec("bmshj2018-hyperprior", 1, checkpoint=tmp_path / "run" / "codec.pth.tar")
@@ -389,6 +390,32 @@ def test_a_student_trained_along_its_ddim_path_runs_any_steps_without_warning(tm
         list(student.enhance(real_frames(2), steps=10))
 
 
+def test_a_checkpoint_in_the_flat_layout_loads_resumes_and_exports(tmp_path):
+    """Checkpoints written before the config sections (a flat ``train_config``: ``rho``,
+    ``lr``, ``val_every``, ... and no ``student`` key of their own, like the bundled models
+    and runs started before) load with their student, resume and export."""
+    config = video_config(student=STUDENT, iterations=1, relative_loss=True,
+                          consistency_weight=1.0, data={"val": None})
+    cfg = write_config(tmp_path / "s.yaml", config)
+    train(cfg, tmp_path / "run")
+    last = tmp_path / "run" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    nested = payload["train_config"]
+    assert {"loss", "optim", "logging"} <= set(nested) and "rho" not in nested
+    flat = {k: v for k, v in nested.items() if k not in ("loss", "optim", "logging")}
+    for section in ("loss", "optim", "logging"):
+        flat |= nested[section]
+    payload["train_config"] = flat | {"steps": flat.pop("iterations")}  # the oldest name
+    del payload["student"], payload["student_any_steps"]
+    torch.save(payload, last)
+    loaded = load_enhancer(last)
+    assert loaded.student == Sampling.from_dict(STUDENT) and loaded.student_any_steps
+    more = write_config(tmp_path / "s.yaml", config, ["iterations=2"])
+    assert train(more, tmp_path / "run", resume=True).step == 2
+    exported = load_enhancer(export_checkpoint(last, tmp_path / "e.pt", half=True))
+    assert exported.student == loaded.student and exported.student_any_steps
+
+
 def test_a_students_validation_also_scores_it_at_val_steps(tmp_path):
     """A student is validated at its own sampling and, when val_steps differs, at val_steps
     too: the multistep columns are the same clip enhanced with more steps."""
@@ -512,7 +539,7 @@ def test_consistency_trains_the_student_along_its_own_ddim_path(tmp_path):
         loss_fn(clip, coded=coded)["consistency"].backward()
         optimizer.step()
     assert gap() < 0.5 * before
-    loss_fn.consistency_weight = 0.0
+    loss_fn.config = dataclasses.replace(loss_fn.config, consistency_weight=0.0)
     assert loss_fn(clip, coded=coded)["consistency"].item() == 0.0
 
 

@@ -1,4 +1,4 @@
-"""Training configs: a frozen dataclass loaded from YAML, unknown keys rejected.
+"""Training configs: frozen dataclasses in sections, loaded from YAML, unknown keys rejected.
 
 ::
 
@@ -6,10 +6,16 @@
       codec: {name: ssf, quality: 3, checkpoint: null}
       unet: tiny
     mode: frozen      # frozen | e2e | codec
-    lmbda: 0.01       # weight of the rate term (bits per pixel)
-    rho: 0.9          # perceptual weight: (1 - rho) * L_dist + rho * L_perc
-    data: {train: [../shared/data/video/intel], val: ..., clip_len: 3, crop_size: 64}
     iterations: 1000  # optimisation steps (not sampling steps)
+    data: {train: [../shared/data/video/intel], val: ..., clip_len: 3, crop_size: 64}
+    loss: {lmbda: 0.01, rho: 0.9}     # LossConfig: the terms and weights of ClipLoss
+    optim: {lr: 1.0e-4}               # OptimConfig: optimisers, schedule, EMA
+    logging: {val_every: 200}         # LoggingConfig: log rows, validation, checkpoints
+    student: {steps: 1, gamma: 0.3}   # a Sampling: train a few-step student (or null)
+
+Files and checkpoints written before the sections name their keys flat (``rho: 0.9``,
+``lr: 1e-4``, ``val_every: 200``); those still load (:data:`FLAT_KEYS`), and a flat key is
+applied over its section's value, so ``--set rho=0.5`` overrides a file's ``loss.rho``.
 
 Modes:
 
@@ -113,47 +119,21 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; stored as JSON next to and inside its checkpoints.
+class LossConfig:
+    """The loss terms and their weights (:class:`enhancer.train.losses.ClipLoss` takes it).
 
     lmbda:          rate weight (L_bitrate is bits per pixel); unused when frozen.
     rho:            perceptual weight in [0, 1] (CDC uses 0.9); 0 trains on L_dist alone.
-    lr / codec_lr:  AdamW learning rates of the denoiser and (e2e, codec modes) the codec.
-    aux_lr:         learning rate of CompressAI's auxiliary (entropy bottleneck) optimizer.
-    warmup_steps:   linear learning-rate warm-up; constant afterwards (so a run stopped and
-                    resumed sees exactly the schedule of an uninterrupted one).
-    ema_decay:      decay of the EMA copy of the denoiser weights (used at inference).
-    rollout:        previous enhanced frame during training: ``self`` samples it from the
-                    model (no gradient, ``rollout_steps`` DDIM steps), ``teacher`` uses the
-                    ground-truth previous frame.
-    val_steps:      DDIM steps when enhancing the validation clip. A student is scored at its
-                    own sampling and, when ``val_steps`` differs from its steps, also at
-                    ``val_steps`` (its other settings kept; ``val_*_multistep`` columns).
     lpips_net:      LPIPS trunk for L_perc and the logged LPIPS ("alex" or "vgg").
     dists_weight:   > 0 adds this weight x DISTS to L_perc (:class:`enhancer.train.losses.
                     PerceptualMix`; with ``relative_loss`` the mix is taken relative to the
                     decode's). DISTS is a VGG16: a step of 4 clips of 3 crops of 128 px
                     took 6 s instead of 0.8 s on one CPU thread; 0: LPIPS alone.
-    device:         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-    amp:            bfloat16 autocast for the denoiser and LPIPS (CUDA, or a CPU with
-                    AVX512-BF16/AMX: fewer s per step; loss, optimiser and weights stay fp32).
-    ckpt_every_s:   also save ``last.pt`` (atomically) whenever this many seconds have passed
-                    since the last save; None: every ``ckpt_every`` steps only.
-    time_limit_s:   stop (and save) after this many seconds of training even before
-                    ``iterations``; None: no limit. A run stopped so can be resumed.
     temporal_weight: weight of the temporal term (consecutive enhanced frames change as the
                     ground truth does; :class:`enhancer.train.losses.ClipLoss`). 0: off.
-    init_from:      an enhancer checkpoint (or bundled model name) whose weights start this
-                    run: its EMA denoiser (else its denoiser) and its codec weights, if
-                    stored, unless ``model.codec.checkpoint`` is set: that codec wins (to
-                    adapt an enhancer to a retrained codec). Optimizer, EMA and step start
-                    fresh (unlike ``--resume``).
-    student:        train a few-step *student* for this sampling (``{steps, gamma, eta,
-                    t_start, noise}``, as stored in checkpoints): every loss term is taken
-                    on what that sampler produces (gradients through its ``steps`` denoiser
-                    calls) instead of on one denoising step at a random time, the previous
-                    enhanced frame is the student's own output, and the checkpoint stores
-                    it as its ``sampling`` default. None: the diffusion training above.
+    rollout:        previous enhanced frame during training: ``self`` samples it from the
+                    model (no gradient, ``rollout_steps`` DDIM steps), ``teacher`` uses the
+                    ground-truth previous frame.
     relative_loss:  (students) each clip's L_dist and L_perc as log-ratios to its decode's
                     own MSE and LPIPS: every clip and rate counts by its improvement over the
                     decode, as the evaluation's ratios do.
@@ -164,18 +144,50 @@ class TrainConfig:
     harm_weight:    (``relative_loss``) a clip's L_dist and L_perc log-ratios count
                     ``1 + harm_weight`` times where they are positive (the clip ends up worse
                     than its decode): the evaluation asks every clip to improve. 0: off.
-    tensorboard:    also log every train and val row as TensorBoard scalars (same names) in
-                    ``<run_dir>/tensorboard/``, and at every validation the validation
-                    clip's last frame as an image, truth | decoded | enhanced side by side
-                    (``val/truth_decoded_enhanced``; rank 0; needs the ``tensorboard`` package).
     """
 
-    model: EnhancerConfig = field(default_factory=EnhancerConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    mode: str = "frozen"
     lmbda: float = 0.01
     rho: float = 0.9
-    iterations: int = 1000  # optimisation steps; sampling steps are val_steps / Sampling
+    lpips_net: str = "alex"
+    dists_weight: float = 0.0
+    temporal_weight: float = 0.0
+    rollout: str = "self"
+    rollout_steps: int = 1
+    relative_loss: bool = False
+    consistency_weight: float = 0.0
+    harm_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rho <= 1.0:
+            raise ConfigError(f"loss.rho must be in [0, 1], got {self.rho}")
+        if self.lmbda < 0:
+            raise ConfigError(f"loss.lmbda must be >= 0, got {self.lmbda}")
+        if self.lpips_net not in ("alex", "vgg"):
+            raise ConfigError(f"loss.lpips_net must be 'alex' or 'vgg', got {self.lpips_net!r}")
+        if self.rollout not in ROLLOUTS:
+            raise ConfigError(f"loss.rollout must be one of {ROLLOUTS}, got {self.rollout!r}")
+        if self.rollout_steps < 1:
+            raise ConfigError(f"loss.rollout_steps must be >= 1, got {self.rollout_steps}")
+        for name in ("dists_weight", "temporal_weight", "consistency_weight", "harm_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+        if self.harm_weight > 0 and not self.relative_loss:
+            raise ConfigError(f"loss.harm_weight {self.harm_weight} weighs clips by their "
+                              "log-ratio to the decode; set relative_loss: true or harm_weight: 0")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimisers, their schedule and the EMA.
+
+    lr / codec_lr:  AdamW learning rates of the denoiser and (e2e, codec modes) the codec.
+    aux_lr:         learning rate of CompressAI's auxiliary (entropy bottleneck) optimizer.
+    warmup_steps:   linear learning-rate warm-up; constant afterwards (so a run stopped and
+                    resumed sees exactly the schedule of an uninterrupted one).
+    grad_clip:      gradient-norm clip (None: none).
+    ema_decay:      decay of the EMA copy of the denoiser weights (used at inference).
+    """
+
     lr: float = 1e-4
     codec_lr: float = 1e-5
     aux_lr: float = 1e-3
@@ -183,110 +195,158 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
     ema_decay: float = 0.999
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "codec_lr", "aux_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ConfigError(f"optim.weight_decay and optim.warmup_steps must be >= 0, got "
+                              f"{self.weight_decay} and {self.warmup_steps}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"optim.ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """What a run writes, and when.
+
+    log_every / val_every / ckpt_every: steps between log rows, validations and saves.
+    ckpt_every_s:   also save ``last.pt`` (atomically) whenever this many seconds have passed
+                    since the last save; None: every ``ckpt_every`` steps only.
+    val_steps:      DDIM steps when enhancing the validation clip. A student is scored at its
+                    own sampling and, when ``val_steps`` differs from its steps, also at
+                    ``val_steps`` (its other settings kept; ``val_*_multistep`` columns).
+    tensorboard:    also log every train and val row as TensorBoard scalars (same names) in
+                    ``<run_dir>/tensorboard/``, and at every validation the validation
+                    clip's last frame as an image, truth | decoded | enhanced side by side
+                    (``val/truth_decoded_enhanced``; rank 0; needs the ``tensorboard`` package).
+    """
+
     log_every: int = 10
     val_every: int = 200
     ckpt_every: int = 200
     ckpt_every_s: float | None = None
-    rollout: str = "self"
-    rollout_steps: int = 1
     val_steps: int = 4
-    lpips_net: str = "alex"
-    dists_weight: float = 0.0
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("log_every", "val_every", "ckpt_every", "val_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"logging.{name} must be >= 1, got {getattr(self, name)}")
+        if self.ckpt_every_s is not None and not self.ckpt_every_s > 0:
+            raise ConfigError(f"logging.ckpt_every_s must be > 0 or null, got {self.ckpt_every_s}")
+
+
+SECTIONS = {"loss": LossConfig, "optim": OptimConfig, "logging": LoggingConfig}
+# The flat keys of configs and checkpoints written before the sections: key -> section.key.
+FLAT_KEYS = {name: f"{section}.{name}" for section, cls in SECTIONS.items()
+             for name in cls.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; stored as JSON next to and inside its checkpoints.
+
+    iterations:     optimisation steps (sampling steps are ``logging.val_steps`` / Sampling).
+    seed:           seeds every random draw of the run.
+    device:         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    amp:            bfloat16 autocast for the denoiser and LPIPS (CUDA, or a CPU with
+                    AVX512-BF16/AMX: fewer s per step; loss, optimiser and weights stay fp32).
+    time_limit_s:   stop (and save) after this many seconds of training even before
+                    ``iterations``; None: no limit. A run stopped so can be resumed.
+    init_from:      an enhancer checkpoint (or bundled model name) whose weights start this
+                    run: its EMA denoiser (else its denoiser) and its codec weights, if
+                    stored, unless ``model.codec.checkpoint`` is set: that codec wins (to
+                    adapt an enhancer to a retrained codec). Optimizer, EMA and step start
+                    fresh (unlike ``--resume``).
+    student:        train a few-step *student* for this sampling (``{steps, gamma, eta,
+                    t_start, noise}``, as stored in checkpoints): every loss term is taken
+                    on what that sampler produces (gradients through its ``steps`` denoiser
+                    calls) instead of on one denoising step at a random time, the previous
+                    enhanced frame is the student's own output, and the checkpoint stores
+                    it as its ``sampling`` default. None: the diffusion training.
+    data, loss, optim, logging: the sections (:class:`DataConfig`, :class:`LossConfig`,
+                    :class:`OptimConfig`, :class:`LoggingConfig`).
+    """
+
+    model: EnhancerConfig = field(default_factory=EnhancerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mode: str = "frozen"
+    iterations: int = 1000
     seed: int = 0
     device: str = "auto"
     amp: bool = False
     time_limit_s: float | None = None
-    temporal_weight: float = 0.0
     init_from: str | None = None
     student: Sampling | None = None
-    relative_loss: bool = False
-    consistency_weight: float = 0.0
-    harm_weight: float = 0.0
-    tensorboard: bool = True
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
-    # Older configs and checkpoints call ``iterations`` "steps"; from_dict reads both.
-    LEGACY_KEYS = {"steps": "iterations"}
+    # Older configs and checkpoints call ``iterations`` "steps" and name the sections' keys
+    # flat; from_dict reads both.
+    LEGACY_KEYS = {"steps": "iterations", **FLAT_KEYS}
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.rollout not in ROLLOUTS:
-            raise ConfigError(f"rollout must be one of {ROLLOUTS}, got {self.rollout!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if not 0.0 <= self.rho <= 1.0:
-            raise ConfigError(f"rho must be in [0, 1], got {self.rho}")
-        if self.lmbda < 0:
-            raise ConfigError(f"lmbda must be >= 0, got {self.lmbda}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name in ("lr", "codec_lr", "aux_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.weight_decay < 0 or self.warmup_steps < 0:
-            raise ConfigError(f"weight_decay and warmup_steps must be >= 0, got "
-                              f"{self.weight_decay} and {self.warmup_steps}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
-        if self.ckpt_every_s is not None and not self.ckpt_every_s > 0:
-            raise ConfigError(f"ckpt_every_s must be > 0 or null, got {self.ckpt_every_s}")
         if self.time_limit_s is not None and not self.time_limit_s >= 0:
             raise ConfigError(f"time_limit_s must be >= 0 or null, got {self.time_limit_s}")
+        if self.iterations < 1:
+            raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
         self._check_crops()
         if self.data.pack is not None:
             self._check_pack()
-        for name in ("iterations", "log_every", "val_every", "ckpt_every", "rollout_steps", "val_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.temporal_weight < 0:
-            raise ConfigError(f"temporal_weight must be >= 0, got {self.temporal_weight}")
-        if self.data.codec_cache is not None and (self.mode != "frozen" or self.data.kind != "video"):
+        self._check_data()
+        self._check_student()
+        loss = self.loss
+        if loss.dists_weight > 0 and (loss.rho == 0 or self.mode == "codec"):
+            raise ConfigError(f"loss.dists_weight {loss.dists_weight} adds to L_perc, which "
+                              f"rho={loss.rho} in mode {self.mode!r} does not use; set rho > 0 "
+                              "or dists_weight: 0")
+
+    def _check_data(self) -> None:
+        data = self.data
+        if data.codec_cache is not None and (self.mode != "frozen" or data.kind != "video"):
             raise ConfigError(
                 f"data.codec_cache caches a frozen codec's video decodes; it does not fit mode "
-                f"{self.mode!r} with data.kind {self.data.kind!r} (set it to null)"
+                f"{self.mode!r} with data.kind {data.kind!r} (set it to null)"
             )
-        if self.data.soften_scales and self.data.codec_cache is None:
+        if data.soften_scales and data.codec_cache is None:
             raise ConfigError("data.soften_scales needs data.codec_cache (the softened copies "
                               "are coded once into the cache); set data.codec_cache or remove it")
-        if self.data.codec_qualities is not None and self.data.codec_cache is None:
+        if data.codec_qualities is not None and data.codec_cache is None:
             raise ConfigError("data.codec_qualities needs data.codec_cache (the qualities are "
                               "coded once into the cache); set data.codec_cache or remove it")
-        if self.student is not None and self.student.residual_scale != 1.0:
-            raise ConfigError(
-                f"student.residual_scale is {self.student.residual_scale}, but a student learns "
-                "the whole residual; drop it and choose a scale after training with "
-                "tools/tune_sampling.py --residual-scales 1 0.75 0.5 --write")
-        if self.relative_loss and self.student is None:
-            raise ConfigError("relative_loss is for few-step students; set student (e.g. "
-                              "{steps: 1, gamma: 0, t_start: 0.35}) or drop relative_loss")
-        if self.harm_weight < 0:
-            raise ConfigError(f"harm_weight must be >= 0, got {self.harm_weight}")
-        if self.harm_weight > 0 and not self.relative_loss:
-            raise ConfigError(f"harm_weight {self.harm_weight} weighs clips by their log-ratio "
-                              "to the decode; set relative_loss: true or harm_weight: 0")
-        if self.consistency_weight < 0:
-            raise ConfigError(f"consistency_weight must be >= 0, got {self.consistency_weight}")
-        if self.consistency_weight > 0 and (self.student is None or self.student.eta != 0):
-            raise ConfigError(
-                f"consistency_weight {self.consistency_weight} trains a student along its "
-                "deterministic DDIM path; set student with eta: 0 (e.g. {steps: 1, gamma: 0.3, "
-                "eta: 0, t_start: 0.6}) or consistency_weight: 0")
-        if self.dists_weight < 0:
-            raise ConfigError(f"dists_weight must be >= 0, got {self.dists_weight}")
-        if self.dists_weight > 0 and (self.rho == 0 or self.mode == "codec"):
-            raise ConfigError(f"dists_weight {self.dists_weight} adds to L_perc, which rho="
-                              f"{self.rho} in mode {self.mode!r} does not use; set rho > 0 "
-                              "or dists_weight: 0")
-        if self.lpips_net not in ("alex", "vgg"):
-            raise ConfigError(f"lpips_net must be 'alex' or 'vgg', got {self.lpips_net!r}")
-        if not self.data.train and self.data.pack is None:
+        if not data.train and data.pack is None:
             raise ConfigError("data.train is empty; list the training video/image files or folders")
-        if self.data.kind == "image" and self.model.temporal:
+        if data.kind == "image" and self.model.temporal:
             raise ConfigError(
                 "data.kind is 'image' but model.temporal is true; image training needs "
                 "model.temporal: false (there is no previous frame)"
             )
 
+    def _check_student(self) -> None:
+        """The student and the loss terms that exist only for students."""
+        student, loss = self.student, self.loss
+        if student is not None and student.residual_scale != 1.0:
+            raise ConfigError(
+                f"student.residual_scale is {student.residual_scale}, but a student learns "
+                "the whole residual; drop it and choose a scale after training with "
+                "tools/tune_sampling.py --residual-scales 1 0.75 0.5 --write")
+        if loss.relative_loss and student is None:
+            raise ConfigError("relative_loss is for few-step students; set student (e.g. "
+                              "{steps: 1, gamma: 0, t_start: 0.35}) or drop relative_loss")
+        if loss.consistency_weight > 0 and (student is None or student.eta != 0):
+            raise ConfigError(
+                f"consistency_weight {loss.consistency_weight} trains a student along its "
+                "deterministic DDIM path; set student with eta: 0 (e.g. {steps: 1, gamma: 0.3, "
+                "eta: 0, t_start: 0.6}) or consistency_weight: 0")
 
     def _check_pack(self) -> None:
         """A pack holds a frozen codec's video decodes and replaces the other data sources."""

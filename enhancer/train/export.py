@@ -21,7 +21,8 @@ from torch import Tensor
 from enhancer.data.paths import check_file_target, check_not_input, write_atomic
 from enhancer.pipeline.checkpoint import checkpoint_codec, denoiser_weights, read_checkpoint
 
-KEPT_KEYS = ("format", "enhancer_config", "train_config", "step", "sampling")
+KEPT_KEYS = ("format", "enhancer_config", "train_config", "step", "sampling", "student",
+             "student_any_steps")
 
 
 def _cast(state: dict[str, Tensor] | None, half: bool) -> dict[str, Tensor] | None:

@@ -24,7 +24,7 @@ from frame to frame, and the previous enhanced frame fed to a temporal denoiser 
 either sampled from the model itself (``rollout="self"``, a few DDIM steps without
 gradient) or the ground-truth previous frame (``rollout="teacher"``).
 
-A few-step *student* (``student``: a :class:`enhancer.pipeline.Sampling`) is trained on
+A few-step *student* (``student``: a :class:`enhancer.diffusion.Sampling`) is trained on
 what it will do at inference: the frame estimate is the sampler's output at those
 settings, with gradients through its denoiser calls (not one step at a random time),
 ``L_dist`` is the MSE of its clean signal, ``L_perc`` and ``L_temporal`` are taken on it,
@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from enhancer.codecs.base import CodecAdapter, CodecOutput, CodecStream, bpp_from_likelihoods
 from enhancer.diffusion import ResidualDiffusion, Sampling, ddim_path
 from enhancer.metrics.psnr import psnr
+from enhancer.train.config import LossConfig
 
 
 class PerceptualMix(nn.Module):
@@ -83,68 +84,47 @@ METRICS = ("bpp", "psnr_decoded", "psnr_onestep", "lpips_decoded", "lpips_oneste
 
 
 class ClipLoss(nn.Module):
-    """``ClipLoss(codec, diffusion, ...)(clip)`` -> dict of loss terms (means over frames).
+    """``ClipLoss(codec, diffusion, perceptual, loss, mode=...)(clip)`` -> dict of loss
+    terms (means over frames).
 
     Args:
         codec, diffusion: the enhancer's two parts (trained according to ``mode``).
-        mode:       ``frozen``, ``e2e`` or ``codec`` (see :mod:`enhancer.train.config`).
-        lmbda, rho: loss weights.
         perceptual: ``(x, y) -> (B,)`` LPIPS on [0, 1] images (not a submodule, so it is
-                    never saved with the model); None only when ``rho == 0``.
-        rollout:    ``self`` or ``teacher``; ``rollout_steps`` DDIM steps for ``self``.
+                    never saved with the model); None only when ``loss.rho == 0``.
+        loss:       the terms and weights (:class:`enhancer.train.config.LossConfig`): lmbda,
+                    rho, the temporal term (the MSE between the change from the previous
+                    enhanced frame to this frame's estimate and the ground truth's change,
+                    image units, against flicker), the self/teacher roll-out, and for
+                    students the relative, consistency and harm terms (module notes).
+        mode:       ``frozen``, ``e2e`` or ``codec`` (see :mod:`enhancer.train.config`).
+        student:    train a few-step student for this sampling (see the module notes);
+                    None: the diffusion loss at random times.
         intra_period: the codec's intra period inside a clip.
         min_snr_gamma: the diffusion loss weighting.
         amp:        run the denoiser and LPIPS under bfloat16 autocast (CUDA or CPU).
-        temporal_weight: weight of ``L_temporal``, the MSE between the change from the
-                    previous enhanced frame to this frame's one-step estimate and the
-                    ground truth's change (image units; against flicker). 0: off.
-        student:    train a few-step student for this sampling (see the module notes);
-                    None: the diffusion loss at random times.
-        relative:   (students) take each clip's ``L_dist`` and ``L_perc`` as log-ratios to
-                    its decode's own MSE and LPIPS, so every clip and rate counts by how much
-                    it improves on its decode (what the evaluation's ratios measure), not by
-                    how bad its decode is; a sharp, high-rate decode is then not worth harming.
-        consistency_weight: (students with ``eta = 0``) weight of ``L_consistency`` (see the
-                    module notes); 0: off.
-        harm_weight: (``relative``) extra weight ``k`` on a clip's positive log-ratios (the
-                    clips it makes worse than their decode; module notes); 0: off.
     """
 
-    def __init__(self, codec: CodecAdapter, diffusion: ResidualDiffusion, mode: str,
-                 lmbda: float, rho: float, perceptual: Callable[[Tensor, Tensor], Tensor] | None,
-                 rollout: str = "self", rollout_steps: int = 1, intra_period: int = -1,
-                 min_snr_gamma: float | None = 5.0, amp: bool = False,
-                 temporal_weight: float = 0.0, student: Sampling | None = None,
-                 relative: bool = False, consistency_weight: float = 0.0,
-                 harm_weight: float = 0.0):
+    def __init__(self, codec: CodecAdapter, diffusion: ResidualDiffusion,
+                 perceptual: Callable[[Tensor, Tensor], Tensor] | None, loss: LossConfig, *,
+                 mode: str, student: Sampling | None = None, intra_period: int = -1,
+                 min_snr_gamma: float | None = 5.0, amp: bool = False):
         super().__init__()
-        if harm_weight < 0:
-            raise ValueError(f"harm_weight must be >= 0, got {harm_weight}")
-        if harm_weight > 0 and not relative:
-            raise ValueError(f"harm_weight {harm_weight} weighs the clips a student makes worse "
-                             "than their decode; it needs relative=True")
-        if consistency_weight < 0:
-            raise ValueError(f"consistency_weight must be >= 0, got {consistency_weight}")
-        if consistency_weight > 0 and (student is None or student.eta != 0):
+        if loss.consistency_weight > 0 and (student is None or student.eta != 0):
             raise ValueError("consistency_weight trains a student along its deterministic DDIM "
                              f"path; it needs a student with eta 0 (student: {student})")
-        if rho > 0 and perceptual is None and mode != "codec":
-            raise ValueError(f"rho={rho} needs a perceptual loss; pass perceptual=LPIPS")
+        if loss.rho > 0 and perceptual is None and mode != "codec":
+            raise ValueError(f"rho={loss.rho} needs a perceptual loss; pass perceptual=LPIPS")
         if student is not None and mode == "codec":
             raise ValueError("a student trains the denoiser; mode 'codec' has none")
-        if relative and student is None:
+        if loss.relative_loss and student is None:
             raise ValueError("relative losses are for students (the diffusion loss at a random "
                              "time has no decode to compare with); set student or drop relative")
         self.codec, self.diffusion = codec, diffusion
-        self.mode, self.lmbda, self.rho = mode, lmbda, rho
+        self.config, self.mode, self.student = loss, mode, student
         # A plain attribute, not a submodule: LPIPS is never saved, moved or wrapped with the model.
         object.__setattr__(self, "perceptual", perceptual)
-        self.rollout, self.rollout_steps = rollout, rollout_steps
         self.intra_period, self.min_snr_gamma, self.amp = intra_period, min_snr_gamma, amp
         self.temporal = bool(getattr(diffusion.network, "temporal", False))
-        self.temporal_weight = temporal_weight
-        self.student, self.relative = student, relative
-        self.consistency_weight, self.harm_weight = consistency_weight, harm_weight
         # The relative MSE floor in clean-signal units (one image unit is ``unit`` of them).
         unit = float(diffusion.encode_target(torch.ones(()), torch.zeros(()))
                      - diffusion.encode_target(torch.zeros(()), torch.zeros(())))
@@ -210,27 +190,29 @@ class ClipLoss(nn.Module):
                                  else torch.randn_like(decoded))
                         clean_pred = self._student_sample(cond, decoded, noise)
                         dist = (clean_pred.float() - clean.float()).pow(2).mean(dim=(1, 2, 3))
-                        if self.consistency_weight > 0:
+                        if self.config.consistency_weight > 0:
                             consistency = self._consistency(clean_pred, cond, decoded, noise,
                                                             clean)
                     onestep = self.diffusion.decode_target(clean_pred.float(), decoded)
-                    if self.rho > 0:
+                    if self.config.rho > 0:
                         perc = self.perceptual(onestep, frame).float()
-                    if self.relative:  # each clip by how much it improves on its own decode
+                    if self.config.relative_loss:  # each clip by its gain over its decode
                         dist, perc = self._relative_to_decode(dist, perc, clean, decoded, frame)
-                        dist = dist + self.harm_weight * dist.clamp(min=0)
-                        perc = perc + self.harm_weight * perc.clamp(min=0)
+                        dist = dist + self.config.harm_weight * dist.clamp(min=0)
+                        perc = perc + self.config.harm_weight * perc.clamp(min=0)
                     perc = perc.mean()
                 dist = dist.float().mean()
-                if self.temporal_weight > 0 and self.temporal and index > 0:
+                if self.config.temporal_weight > 0 and self.temporal and index > 0:
                     temporal = F.mse_loss(onestep - prev_enhanced, frame - clip[:, index - 1])
                 if self.temporal and index + 1 < num_frames:
                     prev_enhanced = (self._next_prev(frame, cond) if self.student is None
                                      else onestep.detach().clamp(0, 1))
-            loss = (self.lmbda * bitrate + (1 - self.rho) * dist + self.rho * perc + decoder_mse
-                    + self.temporal_weight * temporal + self.consistency_weight * consistency)
+            weights = self.config
+            loss = (weights.lmbda * bitrate + (1 - weights.rho) * dist + weights.rho * perc
+                    + decoder_mse + weights.temporal_weight * temporal
+                    + weights.consistency_weight * consistency)
             if self.mode == "codec":
-                loss = self.lmbda * bitrate + decoder_mse
+                loss = weights.lmbda * bitrate + decoder_mse
             for name, value in zip(TERMS, (loss, bitrate, dist, perc, decoder_mse, temporal,
                                            consistency)):
                 sums[name] = sums[name] + value
@@ -252,7 +234,7 @@ class ClipLoss(nn.Module):
         """
         decoded_mse = self._decoded_mse(clean, decoded)
         dist = torch.log(dist.clamp(min=1e-12) / decoded_mse.clamp(min=self.relative_mse_floor))
-        if self.rho > 0:
+        if self.config.rho > 0:
             with torch.no_grad():
                 decoded_lpips = self.perceptual(decoded, frame).float()
             perc = torch.log(perc.clamp(min=1e-6) / decoded_lpips.clamp(min=RELATIVE_FLOOR_LPIPS))
@@ -281,14 +263,14 @@ class ClipLoss(nn.Module):
         x_t = ddim_path(target, x_start, sampling.t_start, t)
         error = (self.diffusion.denoise(x_t, t, cond).float() - target.float()).pow(2)
         error = error.mean(dim=(1, 2, 3))
-        if self.relative:  # as a fraction of the decode's own error, every clip alike
+        if self.config.relative_loss:  # as a fraction of the decode's own error, every clip alike
             error = error / self._decoded_mse(clean, decoded).clamp(min=self.relative_mse_floor)
         return error.mean()
 
     @torch.no_grad()
     def _next_prev(self, frame: Tensor, cond: dict[str, Tensor]) -> Tensor:
         """The previous enhanced frame for the next step: sampled (self) or ground truth."""
-        if self.rollout == "teacher":
+        if self.config.rollout == "teacher":
             return frame
         cond = {name: value.detach() for name, value in cond.items()}
         decoded = cond["decoded"]
@@ -296,7 +278,7 @@ class ClipLoss(nn.Module):
         self.diffusion.eval()
         with self._autocast(frame.device):
             clean = self.diffusion.sample(lambda x, t: self.diffusion.denoise(x, t, cond),
-                                          decoded, Sampling(steps=self.rollout_steps))
+                                          decoded, Sampling(steps=self.config.rollout_steps))
         self.diffusion.train(was_training)
         return self.diffusion.decode_target(clean.float(), decoded).clamp(0, 1)
 

@@ -157,9 +157,9 @@ def build_pack(cfg: TrainConfig, out_dir: str | Path, crops_per_video: int, seed
     if data.soften_scales:
         raise ConfigError(f"data.soften_scales {data.soften_scales}: softened copies are not "
                           "packed; set data.soften_scales=null")
-    if cfg.rho > 0 and cfg.lpips_net != "alex":
-        raise ConfigError(f"lpips_net {cfg.lpips_net!r}: a pack carries LPIPS-Alex weights only "
-                          "(VGG's are 59 MB); set lpips_net=alex")
+    if cfg.loss.rho > 0 and cfg.loss.lpips_net != "alex":
+        raise ConfigError(f"lpips_net {cfg.loss.lpips_net!r}: a pack carries LPIPS-Alex weights "
+                          "only (VGG's are 59 MB); set loss.lpips_net=alex")
     qualities = list(data.codec_qualities or [codec_cfg.quality])
     per_crop = len(qualities) if qualities_per_crop is None else qualities_per_crop
     if not 1 <= per_crop <= len(qualities):
@@ -218,7 +218,7 @@ def build_pack(cfg: TrainConfig, out_dir: str | Path, crops_per_video: int, seed
         "quality_level": np.asarray([level[q] for q in quality_of], dtype=np.float32),
         "meta": np.asarray(json.dumps(meta)),
     })
-    write_runtime(out_dir, cfg.lpips_net)
+    write_runtime(out_dir, cfg.loss.lpips_net)
     size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     return meta | {"bytes": (out_dir / PACK_FILE).stat().st_size, "folder_bytes": size,
                    "seconds": time.time() - began}

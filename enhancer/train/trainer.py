@@ -34,6 +34,7 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,12 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from enhancer.codecs.base import CodecError
 from enhancer.config import ConfigError, EnhancerConfig, from_dict, to_dict
 from enhancer.data.paths import write_atomic, write_atomic_text
-from enhancer.utils.rate import bpp_from_bytes
 from enhancer.metrics.dists import get_dists_model
 from enhancer.metrics.lpips import get_lpips_model
 from enhancer.metrics.psnr import psnr
@@ -64,6 +65,7 @@ from enhancer.train.data import (
 )
 from enhancer.train.losses import METRICS, TERMS, ClipLoss, PerceptualMix
 from enhancer.train.pack import PackDataset, pack_batches
+from enhancer.utils.rate import bpp_from_bytes
 
 LOG_COLUMNS = ("kind", "step", *TERMS, "aux", *METRICS, "lr", "seconds",
                "val_bpp", "val_psnr_decoded", "val_psnr_enhanced", "val_lpips_decoded",
@@ -213,85 +215,25 @@ class Trainer:
         self.rank, self.world_size, local_rank = _init_distributed(use_cuda)
         self.is_main = self.rank == 0
         self.device = resolve_device(cfg.device, local_rank)
-
         if self.device.type == "cuda":  # tuned kernels and TF32 matmuls: speed over bit-exactness
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
 
-        # Everything that can be wrong with the config fails here, before any step.
-        if cfg.data.pack is not None:  # uint8 crops, on the device once (enhancer.train.pack)
-            self.dataset = PackDataset(cfg.data.pack, self.device)
-            self.dataset.check_fits(cfg)
-        elif cfg.data.codec_cache is None:
-            self.dataset = build_train_dataset(cfg.data, cfg.seed)
-        else:
-            training_files(cfg.data)  # bad paths fail before the codec is built
+        # Everything that can be wrong with the config fails here, before any step. The order
+        # is part of a run's reproducibility: LPIPS draws random numbers before the seeding.
+        self.dataset = self._build_data()
         self.val_clip = load_val_clip(cfg.data)
-        perceptual = None
-        try:  # before seeding: building LPIPS draws random numbers (only on the first call)
-            perceptual = get_lpips_model(cfg.lpips_net, self.device)
-        except FileNotFoundError as err:
-            if cfg.rho > 0 and cfg.mode != "codec":
-                raise ConfigError(f"rho={cfg.rho} needs LPIPS weights: {err}") from err
-        self.perceptual = perceptual  # logged LPIPS: the metric itself, never the mix
-        if cfg.dists_weight > 0:
-            try:
-                perceptual = PerceptualMix(perceptual, get_dists_model(self.device),
-                                           cfg.dists_weight)
-            except FileNotFoundError as err:
-                raise ConfigError(f"dists_weight={cfg.dists_weight} needs the DISTS (VGG16) "
-                                  f"weights: {err}") from err
+        self.perceptual, perceptual_loss = self._build_metric_nets()
         seed_everything(cfg.seed)
-        # The checkpoint's default sampling is what a student learns; it is stored as such.
-        self.enhancer = Enhancer.from_config(
-            cfg.model, device=self.device, sampling=cfg.student, student=cfg.student,
-            student_any_steps=cfg.student is not None and cfg.consistency_weight > 0)
-        codec = self.enhancer.codec
-        if cfg.mode in ("e2e", "codec") and not codec.learned:
-            raise ConfigError(
-                f"mode {cfg.mode!r} trains the codec, but {codec.name!r} has no weights; "
-                "use mode: frozen"
-            )
-        self.codec_trains = cfg.mode in ("e2e", "codec")
-        if cfg.init_from is not None and not resume:
-            self._init_weights(cfg.init_from)
+        self.enhancer = self._build_enhancer(init=not resume)
         if cfg.data.codec_cache is not None:  # needs the (frozen) codec's final weights
             with torch.random.fork_rng():  # coding must not shift the seeded run
-                self.dataset = build_cached_dataset(cfg.data, cfg.seed, codec,
+                self.dataset = build_cached_dataset(cfg.data, cfg.seed, self.enhancer.codec,
                                                     cfg.model.codec.intra_period)
-
-        # Which parameters train.
-        diffusion = self.enhancer.diffusion
-        diffusion.train(cfg.mode != "codec").requires_grad_(cfg.mode != "codec")
-        codec.train(self.codec_trains).requires_grad_(self.codec_trains)
-        aux_names = codec.aux_parameter_names() if self.codec_trains else set()
-        groups = []
-        if cfg.mode != "codec":
-            groups.append({"params": list(diffusion.parameters()), "lr": cfg.lr,
-                           "base_lr": cfg.lr})
-        if self.codec_trains:
-            codec_params = [p for n, p in codec.named_parameters() if n not in aux_names]
-            lr = cfg.lr if cfg.mode == "codec" else cfg.codec_lr
-            groups.append({"params": codec_params, "lr": lr, "base_lr": lr})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-        self.aux_params = [p for n, p in codec.named_parameters() if n in aux_names]
-        self.aux_optimizer = (torch.optim.Adam(self.aux_params, lr=cfg.aux_lr)
-                              if self.aux_params else None)
-        self.trainable = [p for group in groups for p in group["params"]]
-
-        self.loss_fn = ClipLoss(
-            codec, diffusion, cfg.mode, cfg.lmbda, cfg.rho, perceptual, cfg.rollout,
-            cfg.rollout_steps, cfg.model.codec.intra_period, cfg.model.diffusion.min_snr_gamma,
-            cfg.amp, cfg.temporal_weight, cfg.student, cfg.relative_loss, cfg.consistency_weight,
-            cfg.harm_weight,
-        )
-        self.model = self.loss_fn
-        if self.world_size > 1:
-            self.model = nn.parallel.DistributedDataParallel(
-                self.loss_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
-            )
-        self.ema = {k: v.detach().clone() for k, v in diffusion.state_dict().items()}
+        self.optimizer, self.aux_optimizer = self._build_optimisers()
+        self.loss_fn = self._build_loss(perceptual_loss)
+        self.model = self._wrap_distributed(self.loss_fn)
+        self.ema = {k: v.detach().clone() for k, v in self.enhancer.diffusion.state_dict().items()}
         self.step = 0
         self.saved_at = time.time()
         if resume:
@@ -299,7 +241,92 @@ class Trainer:
         if self.rank > 0:  # rank 0 keeps the seeded stream: one process is unchanged by DDP
             seed_everything(rank_seed(cfg.seed, self.step, self.rank))
 
-    def _init_weights(self, checkpoint: str) -> None:
+    # --- the builders, in the order __init__ calls them -------------------------------------
+    def _build_data(self) -> Dataset | PackDataset | None:
+        """The training clips (None for a codec cache: built once the codec is)."""
+        data = self.cfg.data
+        if data.pack is not None:  # uint8 crops, on the device once (enhancer.train.pack)
+            dataset = PackDataset(data.pack, self.device)
+            dataset.check_fits(self.cfg)
+            return dataset
+        if data.codec_cache is None:
+            return build_train_dataset(data, self.cfg.seed)
+        training_files(data)  # bad paths fail before the codec is built
+        return None
+
+    def _build_metric_nets(self) -> tuple[Callable | None, Callable | None]:
+        """``(lpips, perceptual_loss)``: the logged LPIPS (the metric itself, never the mix)
+        and L_perc's network (LPIPS, or LPIPS + DISTS with ``loss.dists_weight``)."""
+        cfg, loss = self.cfg, self.cfg.loss
+        lpips = None
+        try:
+            lpips = get_lpips_model(loss.lpips_net, self.device)
+        except FileNotFoundError as err:
+            if loss.rho > 0 and cfg.mode != "codec":
+                raise ConfigError(f"rho={loss.rho} needs LPIPS weights: {err}") from err
+        if loss.dists_weight == 0:
+            return lpips, lpips
+        try:
+            return lpips, PerceptualMix(lpips, get_dists_model(self.device), loss.dists_weight)
+        except FileNotFoundError as err:
+            raise ConfigError(f"dists_weight={loss.dists_weight} needs the DISTS (VGG16) "
+                              f"weights: {err}") from err
+
+    def _build_enhancer(self, init: bool) -> Enhancer:
+        """The enhancer to train (with ``init``: from ``init_from``'s weights), its parts
+        set to train or not by the mode. A student's sampling is its default, and stored."""
+        cfg = self.cfg
+        enhancer = Enhancer.from_config(
+            cfg.model, device=self.device, sampling=cfg.student, student=cfg.student,
+            student_any_steps=cfg.student is not None and cfg.loss.consistency_weight > 0)
+        codec = enhancer.codec
+        if cfg.mode in ("e2e", "codec") and not codec.learned:
+            raise ConfigError(
+                f"mode {cfg.mode!r} trains the codec, but {codec.name!r} has no weights; "
+                "use mode: frozen"
+            )
+        self.codec_trains = cfg.mode in ("e2e", "codec")
+        if cfg.init_from is not None and init:
+            self._init_weights(enhancer, cfg.init_from)
+        enhancer.diffusion.train(cfg.mode != "codec").requires_grad_(cfg.mode != "codec")
+        codec.train(self.codec_trains).requires_grad_(self.codec_trains)
+        return enhancer
+
+    def _build_optimisers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+        """AdamW over the denoiser and (e2e, codec) the codec, and the codec's auxiliary
+        Adam (CompressAI's entropy bottlenecks) when it has one."""
+        cfg, optim = self.cfg, self.cfg.optim
+        codec = self.enhancer.codec
+        aux_names = codec.aux_parameter_names() if self.codec_trains else set()
+        groups = []
+        if cfg.mode != "codec":
+            groups.append({"params": list(self.enhancer.diffusion.parameters()), "lr": optim.lr,
+                           "base_lr": optim.lr})
+        if self.codec_trains:
+            codec_params = [p for n, p in codec.named_parameters() if n not in aux_names]
+            lr = optim.lr if cfg.mode == "codec" else optim.codec_lr
+            groups.append({"params": codec_params, "lr": lr, "base_lr": lr})
+        self.trainable = [p for group in groups for p in group["params"]]
+        self.aux_params = [p for n, p in codec.named_parameters() if n in aux_names]
+        aux = torch.optim.Adam(self.aux_params, lr=optim.aux_lr) if self.aux_params else None
+        return torch.optim.AdamW(groups, weight_decay=optim.weight_decay), aux
+
+    def _build_loss(self, perceptual: Callable | None) -> ClipLoss:
+        cfg = self.cfg
+        return ClipLoss(self.enhancer.codec, self.enhancer.diffusion, perceptual, cfg.loss,
+                        mode=cfg.mode, student=cfg.student,
+                        intra_period=cfg.model.codec.intra_period,
+                        min_snr_gamma=cfg.model.diffusion.min_snr_gamma, amp=cfg.amp)
+
+    def _wrap_distributed(self, loss_fn: ClipLoss) -> nn.Module:
+        """``loss_fn``, wrapped for data-parallel training when there are several ranks."""
+        if self.world_size == 1:
+            return loss_fn
+        return nn.parallel.DistributedDataParallel(
+            loss_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=True)
+
+    def _init_weights(self, enhancer: Enhancer, checkpoint: str) -> None:
         """Start from another run's weights (``init_from``): EMA denoiser and codec, unless
         ``model.codec.checkpoint`` names the codec: then that codec stays (an enhancer
         adapted to a retrained codec starts from the enhancer of the old one)."""
@@ -311,12 +338,12 @@ class Trainer:
         try:
             # A quality-conditioned model may start from an unconditioned one: its quality
             # embedding ends in zeros, so it starts as exactly that model.
-            missing, unexpected = self.enhancer.diffusion.load_state_dict(denoiser, strict=False)
+            missing, unexpected = enhancer.diffusion.load_state_dict(denoiser, strict=False)
             new = [k for k in missing if not k.startswith("network.quality_embed.")]
             if new or unexpected:
                 raise RuntimeError(f"missing keys {new}, unexpected keys {unexpected}")
             if payload.get("codec") is not None and self.cfg.model.codec.checkpoint is None:
-                self.enhancer.codec.load_weights(payload["codec"])
+                enhancer.codec.load_weights(payload["codec"])
         except (RuntimeError, CodecError) as err:
             raise ConfigError(
                 f"init_from {checkpoint!r} does not fit model (its config: "
@@ -372,7 +399,7 @@ class Trainer:
 
     # --- one step ---------------------------------------------------------------------------
     def _set_lr(self) -> float:
-        warmup = self.cfg.warmup_steps
+        warmup = self.cfg.optim.warmup_steps
         factor = min(1.0, (self.step + 1) / warmup) if warmup > 0 else 1.0
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
@@ -380,7 +407,7 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = self.cfg.ema_decay
+        decay = self.cfg.optim.ema_decay
         for name, value in self.enhancer.diffusion.state_dict().items():
             if value.is_floating_point():
                 self.ema[name].lerp_(value, 1 - decay)
@@ -407,8 +434,8 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.grad_clip)
+        if self.cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.optim.grad_clip)
         self.optimizer.step()
         aux = 0.0
         if self.aux_optimizer is not None:
@@ -450,14 +477,14 @@ class Trainer:
         residual_scale = 0.0 if self.cfg.mode == "codec" else 1.0
         intra_period = self.cfg.model.codec.intra_period
         outputs = list(self.enhancer.enhance(
-            frames, steps=None if student is not None else self.cfg.val_steps,
+            frames, steps=None if student is not None else self.cfg.logging.val_steps,
             residual_scale=residual_scale, seed=0, intra_period=intra_period))
         multistep = None  # a student sampled with val_steps: do more steps land where its own do?
-        if student is not None and self.cfg.val_steps != student.steps:
+        if student is not None and self.cfg.logging.val_steps != student.steps:
             with warnings.catch_warnings():  # past the student's steps: asked for here
                 warnings.simplefilter("ignore")
                 multistep = torch.cat([out.enhanced for out in self.enhancer.enhance(
-                    frames, steps=self.cfg.val_steps, seed=0, intra_period=intra_period)])
+                    frames, steps=self.cfg.logging.val_steps, seed=0, intra_period=intra_period)])
         diffusion.load_state_dict(live)
         codec.train(was_training[0])
         diffusion.train(was_training[1])
@@ -506,7 +533,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             (self.run_dir / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        log = RunLog(self.run_dir, self.step, cfg.tensorboard) if self.is_main else None
+        log = RunLog(self.run_dir, self.step, cfg.logging.tensorboard) if self.is_main else None
         if isinstance(self.dataset, PackDataset):
             loader = pack_batches(self.dataset, cfg.data.batch_size, cfg.seed, self.step,
                                   self.rank, self.world_size)
@@ -520,13 +547,14 @@ class Trainer:
         printed_at, printed_step = None, self.step  # steps/s: the first log row, then every 30 s
         self.saved_at = started
         batches = iter(loader)
+        every = cfg.logging
         while self.step < cfg.iterations:
             if self._out_of_time(started):
                 progress.write(f"time limit of {cfg.time_limit_s} s reached at step {self.step}")
                 self.validate_and_save(log, progress)
                 break
             clip = next(batches)
-            is_log_step = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.iterations
+            is_log_step = (self.step + 1) % every.log_every == 0 or self.step + 1 == cfg.iterations
             numbers = self.train_step(clip, with_metrics=is_log_step)
             for name in (*TERMS, "aux"):
                 sums[name] = sums.get(name, 0.0) + numbers[name]
@@ -545,11 +573,11 @@ class Trainer:
                     rate = (self.step - printed_step) / max(now - (printed_at or started), 1e-9)
                     progress.write(f"step {self.step}: loss {row['loss']:.4f}, {rate:.2f} steps/s")
                     printed_at, printed_step = now, self.step
-            if self.step % cfg.val_every == 0 or self.step == cfg.iterations:
-                self.validate_and_save(log, progress, save=self.step % cfg.ckpt_every == 0
+            if self.step % every.val_every == 0 or self.step == cfg.iterations:
+                self.validate_and_save(log, progress, save=self.step % every.ckpt_every == 0
                                        or self.step == cfg.iterations)
-            elif self.step % cfg.ckpt_every == 0 or (cfg.ckpt_every_s is not None and (
-                    time.time() - self.saved_at >= cfg.ckpt_every_s)):
+            elif self.step % every.ckpt_every == 0 or (every.ckpt_every_s is not None and (
+                    time.time() - self.saved_at >= every.ckpt_every_s)):
                 self.save()
         progress.close()
         if log is not None:
