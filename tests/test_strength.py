@@ -137,7 +137,8 @@ def test_hysteresis_keeps_the_map_still_on_a_still_scene():
     truth, decoded, residual, noisy = _still_scene()
     kept = {}
     for hysteresis in (0.0, 0.1):
-        chooser = MapChooser(SignalConfig("lpips", block=32, hysteresis=hysteresis))
+        chooser = MapChooser(SignalConfig("lpips", block=32, hysteresis=hysteresis,
+                                             max_flicker_rise=None))
         first = chooser.choose(truth, decoded, residual)
         second = chooser.choose(truth, decoded, noisy)
         kept[hysteresis] = float(np.mean(first.indices == second.indices))
@@ -274,8 +275,35 @@ def test_evaluation_runs_signalled_variants_beside_the_unsignalled(tmp_path):
 def test_a_new_map_is_sent_only_when_it_gains_enough():
     truth, decoded, residual, noisy = _still_scene()
     for min_gain, expect_same in ((1.0, True), (0.0, False)):
-        chooser = MapChooser(SignalConfig("lpips", block=32, hysteresis=0.0, min_gain=min_gain))
+        chooser = MapChooser(SignalConfig("lpips", block=32, hysteresis=0.0, min_gain=min_gain,
+                                             max_flicker_rise=None))
         first = chooser.choose(truth, decoded, residual)
         second = chooser.choose(truth, decoded, noisy)
         # min_gain 1: no new map gains a whole decode's cost, so the first one persists
         assert second.same_as(first) == expect_same
+
+
+def test_the_flicker_bound_keeps_the_video_as_steady_as_its_decode():
+    from enhancer.metrics.temporal import temporal_consistency
+
+    source, coded = _x264_pair(frames=4)
+    decoded = [out for _, out in coded]
+    noise = torch.randn(decoded[0].shape, generator=torch.Generator().manual_seed(0))
+    # A model whose residual helps (the true error) but also flickers from frame to frame.
+    residuals = [0.8 * (truth - dec) + 0.03 * (-1) ** t * noise
+                 for t, (truth, dec) in enumerate(zip(source, decoded))]
+
+    def run(max_flicker_rise):
+        """Temporal consistency of the frames the decoder makes, from frame 1 on (the first
+        frame has nothing to be steady with, and the jump after it is bounded from frame 2)."""
+        chooser = MapChooser(SignalConfig("lpips", block=32, max_flicker_rise=max_flicker_rise))
+        frames = []
+        for truth, dec, residual in zip(source, decoded, residuals):
+            strength = chooser.choose(truth, dec, residual)
+            frames.append((dec + strength.expand(*dec.shape[-2:]) * residual).clamp(0, 1))
+        return temporal_consistency(torch.cat(frames[1:]), torch.cat(source[1:]))
+
+    decode_tc = temporal_consistency(torch.cat(decoded[1:]), torch.cat(source[1:]))
+    free, bounded = run(None), run(0.0)
+    assert free > decode_tc * 1.5  # without the bound the flicker shows
+    assert bounded <= decode_tc * 1.001

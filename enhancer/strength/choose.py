@@ -4,15 +4,21 @@ For every block and every scale ``s`` of the set, the encoder scores ``decoded +
 residual`` against the source with the user's objective (LPIPS, MSE, a mix, or DISTS per
 frame), then picks per block the scale that minimises
 
-    cost[s] + mu * mse[s] + switch * [s differs from the previous frame's choice]
+    cost[s] + lam * (a * mse[s] + b * flicker[s]) + switch * [s differs from the previous choice]
 
-where ``mu >= 0`` is the smallest value (bisection) that keeps the frame's PSNR within
-``max_psnr_drop`` dB of the decode, and ``switch`` (``hysteresis`` x the block's decode
-cost) keeps the map from flickering between frames. The blended frame (smooth ramps, as
-the decoder will see it) is then checked whole: if it is worse than the plain decode on
-the objective or breaks the PSNR floor, ``mu`` grows, and in the end the all-zero map
-(the decode itself) is sent. So a signalled frame is never worse than its decode on the
-objective the user chose, nor more than ``max_psnr_drop`` dB below it in PSNR.
+``flicker[s]`` is the block's temporal error, ``|(out_t - out_{t-1}) - (src_t - src_{t-1})|``
+(the temporal-consistency metric's own term), with ``out_{t-1}`` the previous frame as the
+decoder made it. ``lam >= 0`` is the smallest value (bisection) that keeps the frame's PSNR
+within ``max_psnr_drop`` dB of the decode and its temporal error within ``max_flicker_rise``
+of the plain decode's (``|(dec_t - dec_{t-1}) - (src_t - src_{t-1})|``); ``a`` and ``b``
+put both terms on the objective's scale. ``switch`` (``hysteresis`` x the block's decode
+cost) keeps a block's scale unless another is clearly better. The blended frame (smooth
+ramps, as the decoder will see it) is then checked whole: if it is worse than the plain
+decode on the objective or breaks the PSNR floor, ``lam`` grows; if none passes, the
+previous map is kept where it passes, and in the end the all-zero map (the decode itself)
+is sent. So a signalled frame is never worse than its decode on the objective the user
+chose, nor more than ``max_psnr_drop`` dB below it in PSNR; the temporal bound is kept
+where some map passes both (the first frame of a sequence has none).
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class SignalConfig:
     mse_weight:     the MSE weight of ``mix``.
     min_gain:       a frame keeps the previous frame's map (and sends nothing) unless a new
                     one lowers its objective by more than this fraction of the decode's.
+    max_flicker_rise: the frame's temporal error may exceed the plain decode's by at most
+                    this fraction (None: no temporal bound, hysteresis only).
     """
 
     objective: str = "lpips"
@@ -62,6 +70,7 @@ class SignalConfig:
     hysteresis: float = 0.02
     mse_weight: float = 0.5
     min_gain: float = 0.01
+    max_flicker_rise: float | None = 0.0
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -80,6 +89,10 @@ class SignalConfig:
             raise StrengthMapError(f"hysteresis must be >= 0, got {self.hysteresis}")
         if not (math.isfinite(self.min_gain) and self.min_gain >= 0):
             raise StrengthMapError(f"min_gain must be >= 0, got {self.min_gain}")
+        if self.max_flicker_rise is not None and not (math.isfinite(self.max_flicker_rise)
+                                                      and self.max_flicker_rise >= 0):
+            raise StrengthMapError(f"max_flicker_rise must be >= 0 or None, got "
+                                   f"{self.max_flicker_rise}")
         if not (math.isfinite(self.mse_weight) and self.mse_weight >= 0):
             raise StrengthMapError(f"mse_weight must be >= 0, got {self.mse_weight}")
 
@@ -108,16 +121,25 @@ def _block_mean(pixel_map: Tensor, block: int) -> np.ndarray:
     return _block_sum(pixel_map, block) / _block_sum(torch.ones_like(pixel_map), block)
 
 
+def _blend(decoded: Tensor, residual: Tensor, strength: StrengthMap) -> Tensor:
+    """The frame the decoder makes: ``decoded + expand(map) * residual``, clamped."""
+    height, width = decoded.shape[-2:]
+    return (decoded + strength.expand(height, width, decoded.device, decoded.dtype)
+            * residual).clamp(0, 1)
+
+
 def _mse(a: Tensor, b: Tensor) -> float:
     return float(((a.double() - b.double()) ** 2).mean())
 
 
 class MapChooser:
-    """Chooses one frame's map after another (it remembers the previous choice)."""
+    """Chooses one frame's map after another (it remembers the previous choice and the
+    previous source, decode and output frame, for hysteresis and the temporal bound)."""
 
     def __init__(self, config: SignalConfig):
         self.config = config
         self.previous: StrengthMap | None = None
+        self.previous_frames: tuple[Tensor, Tensor, Tensor] | None = None  # source, dec, out
 
     @torch.no_grad()
     def choose(self, source: Tensor, decoded: Tensor, residual: Tensor) -> StrengthMap:
@@ -127,6 +149,8 @@ class MapChooser:
                                    f"{tuple(decoded.shape)} and residual "
                                    f"{tuple(residual.shape)} must have one shape")
         config = self.config
+        if self.previous_frames is not None and self.previous_frames[0].shape != source.shape:
+            self.previous_frames = None  # a new sequence (or size): no temporal reference
         candidates = [(decoded + s * residual).clamp(0, 1) for s in config.scales]
         zero = config.scales.index(0.0)
         if config.objective == "dists":
@@ -134,6 +158,7 @@ class MapChooser:
         else:
             strength = self._choose_per_block(source, decoded, residual, candidates, zero)
         self.previous = strength
+        self.previous_frames = (source, decoded, _blend(decoded, residual, strength))
         return strength
 
     # -- per block (lpips, mse, mix) -----------------------------------------------------
@@ -162,71 +187,107 @@ class MapChooser:
             frame, source, normalize=True).mean())
         return lpips_value  # mix: LPIPS is checked whole, MSE by the PSNR floor
 
+    def _flicker(self, source: Tensor, frame: Tensor, previous_frame: Tensor) -> Tensor:
+        """(1, 1, H, W): the temporal-consistency metric's per-pixel error of ``frame``
+        following ``previous_frame`` (the source's change from the previous frame's)."""
+        previous_source = self.previous_frames[0]
+        return ((frame - previous_frame) - (source - previous_source)).abs().mean(1, keepdim=True)
+
     def _choose_per_block(self, source: Tensor, decoded: Tensor, residual: Tensor,
                           candidates: list[Tensor], zero: int) -> StrengthMap:
         config = self.config
         height, width = decoded.shape[-2:]
         cost, mse_blocks = self._block_costs(source, candidates)  # (K, rows, cols)
         pixel_counts = _block_sum(torch.ones_like(decoded[:, :1]), config.block)
-        budget = _mse(decoded, source) * 10 ** (config.max_psnr_drop / 10)
+        mse_budget = _mse(decoded, source) * 10 ** (config.max_psnr_drop / 10)
+        temporal = config.max_flicker_rise is not None and self.previous_frames is not None
+        if temporal:
+            _, previous_decoded, previous_output = self.previous_frames
+            flicker_blocks = np.stack([_block_mean(self._flicker(source, c, previous_output),
+                                                   config.block) for c in candidates])
+            flicker_budget = (float(self._flicker(source, decoded, previous_decoded).mean())
+                              * (1 + config.max_flicker_rise))
+        else:
+            flicker_blocks, flicker_budget, previous_output = np.zeros_like(cost), math.inf, None
         switch = np.zeros_like(cost)
         previous = self.previous
-        if (config.hysteresis > 0 and previous is not None and previous.block == config.block
-                and previous.scales == config.scales
-                and previous.indices.shape == cost.shape[1:]):
+        comparable = (previous is not None and previous.block == config.block
+                      and previous.scales == config.scales
+                      and previous.indices.shape == cost.shape[1:])
+        if config.hysteresis > 0 and comparable:
             penalty = config.hysteresis * np.abs(cost[zero])
             switch = np.where(np.arange(len(config.scales))[:, None, None]
                               == previous.indices[None], 0.0, penalty[None])
+        # The constraints' terms on the objective's scale, so one multiplier weighs both.
+        cost_scale = max(float(np.abs(cost).max()), 1e-12)
+        penalty_terms = (cost_scale / max(float(mse_blocks.max()), 1e-12) * mse_blocks
+                         + (cost_scale / max(float(flicker_blocks.max()), 1e-12) * flicker_blocks
+                            if temporal else 0.0))
 
-        def pick(mu: float) -> np.ndarray:
-            return np.argmin(cost + mu * mse_blocks + switch, axis=0).astype(np.uint8)
+        def pick(lam: float) -> np.ndarray:
+            return np.argmin(cost + lam * penalty_terms + switch, axis=0).astype(np.uint8)
 
-        def frame_mse(indices: np.ndarray) -> float:
-            chosen = np.take_along_axis(mse_blocks, indices[None].astype(np.int64), 0)[0]
+        def frame_mean(blocks: np.ndarray, indices: np.ndarray) -> float:
+            chosen = np.take_along_axis(blocks, indices[None].astype(np.int64), 0)[0]
             return float((chosen * pixel_counts).sum() / pixel_counts.sum())
 
-        mu_low, mu_high = 0.0, 0.0
-        if frame_mse(pick(0.0)) > budget:
-            scale = max(float(np.abs(cost).max()), 1e-12) / max(float(mse_blocks.max()), 1e-12)
-            mu_high = scale
-            while frame_mse(pick(mu_high)) > budget and mu_high < scale * 1e9:
-                mu_high *= 4
+        def feasible(indices: np.ndarray) -> bool:
+            return (frame_mean(mse_blocks, indices) <= mse_budget
+                    and frame_mean(flicker_blocks, indices) <= flicker_budget)
+
+        lam_low, lam_high = 0.0, 0.0
+        if not feasible(pick(0.0)):
+            lam_high = 1.0
+            while not feasible(pick(lam_high)) and lam_high < 1e9:
+                lam_high *= 4
             for _ in range(30):
-                middle = (mu_low + mu_high) / 2
-                mu_low, mu_high = (mu_low, middle) if frame_mse(pick(middle)) <= budget \
-                    else (middle, mu_high)
-        mu = mu_high
+                middle = (lam_low + lam_high) / 2
+                lam_low, lam_high = (lam_low, middle) if feasible(pick(middle)) \
+                    else (middle, lam_high)
+        lam = lam_high
         decode_cost = self._frame_cost(source, decoded)
 
-        def whole_frame_cost(strength: StrengthMap) -> float | None:
-            """The objective of the blended frame as the decoder makes it; None where it
-            breaks the PSNR floor or is worse than the decode."""
-            frame = (decoded + strength.expand(height, width, decoded.device, decoded.dtype)
-                     * residual).clamp(0, 1)
-            if _mse(frame, source) > budget:
+        def whole_frame(strength: StrengthMap) -> tuple[float, float] | None:
+            """(objective, temporal error) of the blended frame as the decoder makes it;
+            None where it breaks the PSNR floor or is worse than the decode."""
+            frame = _blend(decoded, residual, strength)
+            if _mse(frame, source) > mse_budget:
                 return None
             value = self._frame_cost(source, frame)
-            return value if value <= decode_cost else None
+            if value > decode_cost:
+                return None
+            flicker = (float(self._flicker(source, frame, previous_output).mean())
+                       if temporal else 0.0)
+            return value, flicker
 
+        kept = whole_frame(previous) if comparable else None
+        passing = []  # (map, (objective, temporal error)): the decode's bounds hold
         for _ in range(4):
-            strength = StrengthMap(config.block, config.scales, pick(mu))
+            strength = StrengthMap(config.block, config.scales, pick(lam))
             if int(np.count_nonzero(strength.indices != zero)) == 0:
                 break
-            chosen_cost = whole_frame_cost(strength)
-            if chosen_cost is not None:
-                if (previous is not None and not strength.same_as(previous)
-                        and previous.block == config.block and previous.scales == config.scales
-                        and previous.indices.shape == strength.indices.shape):
-                    # A new map costs bytes: keep the last one unless the new one gains more
-                    # than ``min_gain`` of the decode's objective on this frame.
-                    kept_cost = whole_frame_cost(previous)
-                    if (kept_cost is not None
-                            and kept_cost - chosen_cost < config.min_gain * decode_cost):
-                        return previous
+            chosen = whole_frame(strength)
+            if chosen is not None and chosen[1] <= flicker_budget:
+                # A new map costs bytes: keep the last one unless the new one gains more
+                # than ``min_gain`` of the decode's objective on this frame.
+                if (kept is not None and not strength.same_as(previous)
+                        and kept[1] <= flicker_budget
+                        and kept[0] - chosen[0] < config.min_gain * decode_cost):
+                    return previous
                 return strength
-            mu = mu * 4 if mu > 0 else float(np.abs(cost).max()) / max(float(mse_blocks.max()),
-                                                                       1e-12)
-        return StrengthMap.uniform(height, width, config.block, config.scales, zero)
+            if chosen is not None:
+                passing.append((strength, chosen))
+            lam = lam * 4 if lam > 0 else 1.0
+        # No new map met every bound: the last map, the best of those tried, or the decode.
+        none = StrengthMap.uniform(height, width, config.block, config.scales, zero)
+        passing.append((none, (decode_cost, float(self._flicker(
+            source, decoded, previous_output).mean()) if temporal else 0.0)))
+        if kept is not None:
+            passing.append((previous, kept))
+        steady = [item for item in passing if item[1][1] <= flicker_budget]
+        if steady:  # the lowest objective among those within the temporal bound
+            return min(steady, key=lambda item: item[1][0])[0]
+        return min(passing, key=lambda item: item[1][1])[0]  # else the steadiest
 
     # -- per frame (dists) ---------------------------------------------------------------
     def _choose_per_frame(self, source: Tensor, decoded: Tensor,
