@@ -240,6 +240,17 @@ def add_signal_arguments(parser: argparse.ArgumentParser) -> None:
                        type=ranged_float("--signal-hysteresis", 0.0, math.inf), default=0.02,
                        help="keep a block's previous scale unless another is better by this "
                             "fraction of its decode cost (default 0.02; 0: no hysteresis)")
+    group.add_argument("--max-flicker-rise", type=flicker_rise, default=0.0,
+                       help="a frame's temporal error may exceed the plain decode's by at most "
+                            "this fraction where some map allows it (default 0; 'off': no "
+                            "temporal bound, hysteresis only)")
+
+
+def flicker_rise(text: str) -> float | None:
+    """``--max-flicker-rise``: a fraction >= 0, or ``off``."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    return ranged_float("--max-flicker-rise", 0.0, math.inf)(text)
 
 
 def signal_config(args: argparse.Namespace):
@@ -249,4 +260,5 @@ def signal_config(args: argparse.Namespace):
     if args.signal is None:
         return None
     return SignalConfig(args.signal, block=args.signal_block, scales=tuple(args.signal_scales),
-                        max_psnr_drop=args.max_psnr_drop, hysteresis=args.signal_hysteresis)
+                        max_psnr_drop=args.max_psnr_drop, hysteresis=args.signal_hysteresis,
+                        max_flicker_rise=args.max_flicker_rise)

@@ -177,7 +177,7 @@ def test_unreadable_weight_files_say_why(tmp_path, content, reason):
 
 
 # --- 14: a NaN limit is no limit -------------------------------------------------------------
-@pytest.mark.parametrize("flag", ["--max-psnr-drop", "--signal-hysteresis"])
+@pytest.mark.parametrize("flag", ["--max-psnr-drop", "--signal-hysteresis", "--max-flicker-rise"])
 @pytest.mark.parametrize("value", ["nan", "-0.1"])
 def test_signal_limits_must_be_numbers_at_or_above_zero(capsys, flag, value):
     parser = argparse.ArgumentParser()
@@ -186,3 +186,10 @@ def test_signal_limits_must_be_numbers_at_or_above_zero(capsys, flag, value):
         parser.parse_args([flag, value])
     assert f"{flag} must be in [0, inf], got {value}" in capsys.readouterr().err
     assert getattr(parser.parse_args([flag, "0.5"]), flag[2:].replace("-", "_")) == 0.5
+
+
+def test_the_flicker_bound_can_be_switched_off():
+    parser = argparse.ArgumentParser()
+    add_signal_arguments(parser)
+    assert parser.parse_args([]).max_flicker_rise == 0.0
+    assert parser.parse_args(["--max-flicker-rise", "off"]).max_flicker_rise is None
