@@ -66,6 +66,7 @@ from enhancer.data.paths import (
     remove_stale_temporaries,
 )
 from enhancer.data.sequence import open_writer
+from enhancer.diffusion import Sampling
 from enhancer.eval.dcvc_results import write_dcvc_results
 from enhancer.eval.html_report import check_report_target, write_html_report
 from enhancer.eval.labels import variant_label
@@ -98,7 +99,7 @@ from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enh
 from enhancer.utils.rate import bpp_from_bytes
 from enhancer.pipeline.codec_files import load_codec_for_files
 from enhancer.pipeline.enhancer import Enhancer
-from enhancer.pipeline.rollout import Rollout, Sampling
+from enhancer.pipeline.rollout import Rollout
 from enhancer.strength.sei import attach_strength
 
 
