@@ -6,10 +6,11 @@ For every sequence x rate point::
                                                                     │
                      Rollout(enhancer, sampling)             ──▶ "enhanced" row(s)
 
-Frames are read, coded, enhanced and scored one at a time; only running sums (and
-the previous frame, for temporal consistency) are kept, so a 1080p sequence never
-sits in memory. ``results.json``/``results.csv`` are rewritten after every
-sequence x rate point; a rerun with the same ``out_dir`` skips what is done. ``report.html``
+Frames are read, coded, enhanced and scored one at a time (a chunk codec, ``dcvc-uf-hts`` /
+``-htl``, codes a chunk's 8 frames together; they wait in
+:func:`enhancer.codecs.sequence_coding.encode_frames`); only running sums (and the previous
+frame, for temporal consistency) are kept, so a 1080p sequence never sits in memory.
+``results.json``/``results.csv`` are rewritten after every sequence x rate point; a rerun with the same ``out_dir`` skips what is done. ``report.html``
 (:mod:`enhancer.eval.html_report`) is rewritten once, at the end of every run.
 A sequence that fails gets an ``error`` row (and a traceback in ``errors.log``);
 the others still run.
@@ -59,6 +60,7 @@ from tqdm import tqdm
 
 from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
 from enhancer.codecs.container import weights_fingerprint
+from enhancer.codecs.sequence_coding import encode_frames
 from enhancer.data.paths import (
     check_writable_parent,
     fill_quality,
@@ -446,9 +448,9 @@ class _Unit:
     def run(self, log: Callable[[str], None]) -> list[dict[str, Any]]:
         codec, device = self.codec, self.device
         variants = [(spec, sampling) for spec in self.specs for sampling in spec.variants()]
-        # The encoder and the decoder each carry their own reference state, as they would
-        # on two machines; every variant rolls out its own enhanced sequence.
-        encoder, decoder = CodecStream(codec, self.intra_period), CodecStream(codec, self.intra_period)
+        # The encoder (encode_frames) and the decoder each carry their own reference state, as
+        # they would on two machines; every variant rolls out its own enhanced sequence.
+        decoder = CodecStream(codec, self.intra_period)
         rollouts = [Rollout(spec.enhancer, sampling, self.seed, quality=codec.quality,
                             signal=spec.signal) for spec, sampling in variants]
         decoded_stats = StreamStats(self.scorer)
@@ -470,14 +472,11 @@ class _Unit:
                         dynamic_ncols=True)
         try:
             with FrameSource(self.seq, self.crop, self.crop_origin) as source:
-                for index, truth in enumerate(source.frames(self.frames)):
-                    truth = truth.to(device)  # (1, 3, H, W) in [0, 1]
+                truths = (truth.to(device) for truth in source.frames(self.frames))
+                for index, coded in enumerate(encode_frames(codec, truths, self.intra_period)):
+                    truth, data = coded.frame, coded.data  # (1, 3, H, W) in [0, 1], its record
+                    encode_s += coded.seconds
                     progress.set_description_str(f"{unit_name}: coding", refresh=True)
-                    _sync(device)
-                    start = time.perf_counter()
-                    data, _ = encoder.compress(truth)
-                    _sync(device)
-                    encode_s += time.perf_counter() - start
                     start = time.perf_counter()
                     out = decoder.decompress(data, self.size)
                     _sync(device)
