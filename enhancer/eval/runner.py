@@ -10,7 +10,8 @@ Frames are read, coded, enhanced and scored one at a time (a chunk codec, ``dcvc
 ``-htl``, codes a chunk's 8 frames together; they wait in
 :func:`enhancer.codecs.sequence_coding.encode_frames`); only running sums (and the previous
 frame, for temporal consistency) are kept, so a 1080p sequence never sits in memory.
-``results.json``/``results.csv`` are rewritten after every sequence x rate point; a rerun with the same ``out_dir`` skips what is done. ``report.html``
+``results.json``/``results.csv`` are rewritten after every sequence x rate point; a rerun
+with the same ``out_dir`` skips what is done. ``report.html``
 (:mod:`enhancer.eval.html_report`) is rewritten once, at the end of every run.
 A sequence that fails gets an ``error`` row (and a traceback in ``errors.log``);
 the others still run.
