@@ -36,3 +36,16 @@ def decode_chunks(codec, chunks, size, intra_period: int = -1) -> list:
 
     stream = CodecStream(codec, intra_period)
     return [stream.decompress(data, size) for data in chunks]
+
+
+def run_codec(argv: list[str]) -> int:
+    """``tools/codec.py argv`` in this process (enhancer.commands.codec), returning its exit code."""
+    from enhancer.cli import run_cli
+    from enhancer.commands.codec import main
+
+    return run_cli(main, argv)
+
+
+def leftovers(folder) -> list[str]:
+    """Hidden temporaries (``.x.partial-*``, ``.x.*.tmp``) anywhere below ``folder``."""
+    return sorted(str(p) for p in folder.rglob(".*") if "partial" in p.name or p.suffix == ".tmp")

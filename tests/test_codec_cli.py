@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import decode_chunks, REPO, SHARED_DATA, requires_shared_data
+from conftest import REPO, SHARED_DATA, decode_chunks, requires_shared_data
 
 from enhancer.codecs import CodecError, load_codec
 from enhancer.codecs.container import Container
@@ -125,3 +125,94 @@ def test_ssf_round_trip_with_random_weights(tmp_path, capsys):
     assert run(["decode", "--checkpoint", "random", str(bitstream), str(tmp_path / "d.y4m")]) == 0
     with open_sequence(tmp_path / "d.y4m") as reader:
         assert reader.info.num_frames == 2
+
+
+# The right weights for the quality.
+@requires_shared_data
+def test_a_checkpoint_of_another_quality_is_refused(tmp_path, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codec = load_codec("bmshj2018-hyperprior", 1)
+    weights = tmp_path / "bmshj2018-hyperprior-1-7eb97409.pth.tar"
+    torch.save(codec.model.state_dict(), weights)  # q1 and q2 have the same shapes
+    argv = ["encode", "--codec", "bmshj2018-hyperprior", "--quality", "2", "--frames", "1",
+            "--checkpoint", str(weights), str(CLIP), str(tmp_path / "o.bin")]
+    assert run(argv) == 2
+    assert "is a quality 1 file, but --quality is 2" in capsys.readouterr().err
+    assert not (tmp_path / "o.bin").exists()
+    # Our own codec files (a training run's codec.pth.tar) record their codec and quality.
+    from enhancer.pipeline.codec_files import write_codec_sidecar
+
+    ours = tmp_path / "run" / "codec.pth.tar"
+    ours.parent.mkdir()
+    torch.save(codec.model.state_dict(), ours)
+    write_codec_sidecar(ours, codec)
+    argv[argv.index(str(weights))] = str(ours)
+    assert run(argv) == 2
+    assert "holds bmshj2018-hyperprior q1 weights" in capsys.readouterr().err
+    argv[argv.index("2")] = "1"
+    assert run(argv) == 0
+
+
+@requires_shared_data
+def test_ssf_small_encodes_with_a_bundled_enhancers_codec(tmp_path, capsys):
+    bitstream = tmp_path / "s.bin"
+    assert run(["encode", "--codec", "ssf-small", "--quality", "1", "--frames", "2",
+                "--checkpoint", "ssf_small_q1", str(CLIP), str(bitstream)]) == 0
+    assert run(["decode", "--checkpoint", "ssf_small_q1", str(bitstream),
+                str(tmp_path / "d.y4m")]) == 0
+    with open_sequence(tmp_path / "d.y4m") as reader:
+        assert reader.info.num_frames == 2
+    capsys.readouterr()
+    assert run(["encode", "--codec", "ssf-small", "--quality", "2", "--frames", "1",
+                "--checkpoint", "ssf_small_q1", str(CLIP), str(tmp_path / "t.bin")]) == 2
+    assert "holds a ssf-small q1 codec, not ssf-small q2" in capsys.readouterr().err
+    # names are names: a path-like name does not reach outside enhancer/weights
+    assert run(["encode", "--codec", "ssf-small", "--quality", "1", "--frames", "1",
+                "--checkpoint", "../weights/ssf_small_q1", str(CLIP),
+                str(tmp_path / "u.bin")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    # codecs without weights refuse a checkpoint, as load_codec does
+    assert run(["encode", "--codec", "x264", "--quality", "30", "--checkpoint", "w.pt",
+                str(CLIP), str(tmp_path / "v.bin")]) == 2
+    assert "has no weights; drop --checkpoint" in capsys.readouterr().err
+
+
+@requires_shared_data
+def test_odd_sized_frames_decode_to_png(tmp_path, capsys):
+    from PIL import Image
+
+    frames = tmp_path / "odd"
+    frames.mkdir()
+    for index in range(2):
+        rgb = (np.random.default_rng(index).random((95, 161, 3)) * 255).astype(np.uint8)
+        Image.fromarray(rgb).save(frames / f"im{index + 1:05d}.png")
+    bitstream = tmp_path / "odd.bin"
+    assert run(["encode", "--codec", "bmshj2018-hyperprior", "--quality", "1",
+                "--checkpoint", "random", str(frames), str(bitstream)]) == 0
+    assert run(["decode", "--checkpoint", "random", str(bitstream),
+                str(tmp_path / "o.y4m")]) == 2
+    assert "write a folder of PNG frames" in capsys.readouterr().err
+    assert run(["decode", "--checkpoint", "random", str(bitstream),
+                str(tmp_path / "decoded")]) == 0
+    with open_sequence(tmp_path / "decoded") as reader:
+        assert (reader.info.width, reader.info.height, reader.info.num_frames) == (161, 95, 2)
+
+
+def test_unclear_input_errors_are_clear(tmp_path, capsys):
+    tiny = tmp_path / "tiny_1x1.yuv"
+    tiny.write_bytes(b"\0\0")
+    with pytest.raises(ValueError, match="even width and height, got 1x1"):
+        open_sequence(tiny)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0" * 64)
+    with pytest.raises(ValueError, match="junk.mp4 is not a readable video"):
+        open_sequence(junk)
+    for frames in ("0", "-3"):
+        assert run(["encode", "--codec", "x264", "--quality", "30", "--frames", frames,
+                    str(tiny), str(tmp_path / "o.bin")]) == 2
+        assert "frames must be at least 1" in capsys.readouterr().err
+    short = tmp_path / "short.bin"
+    short.write_bytes(b"ENHC\x02")
+    assert run(["decode", str(short), str(tmp_path / "o.y4m")]) == 2
+    assert "truncated inside its header" in capsys.readouterr().err

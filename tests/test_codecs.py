@@ -345,3 +345,14 @@ def test_the_docs_codec_example_codes_a_batch_and_trains(raw8, clip, tmp_path):
     # 8-bit images through an 8-bit identity codec: 24 bits a pixel, nothing left to restore
     (val,) = [r for r in rows if r["kind"] == "val"]
     assert val["val_bpp"] == 24.0 and all(r["loss"] == 0.0 for r in rows if r["kind"] == "train")
+
+
+def test_an_unsafe_pickle_is_refused_without_torchs_hint(tmp_path):
+    torch.save({"weights": torch.zeros(2), "opt": _Unsafe()}, tmp_path / "unsafe.pth.tar")
+    with pytest.raises(CodecError, match="Python objects other than tensors") as info:
+        load_state_dict_file(tmp_path / "unsafe.pth.tar")
+    assert "weights_only" not in str(info.value) and "likely succeed" not in str(info.value)
+
+
+class _Unsafe:
+    pass

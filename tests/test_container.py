@@ -12,26 +12,15 @@ import zlib
 
 import pytest
 import torch
-from conftest import SHARED_DATA, requires_shared_data
+from conftest import SHARED_DATA, leftovers, requires_shared_data, run_codec
 
-from enhancer.cli import run_cli
 from enhancer.codecs import CodecError, load_codec
 from enhancer.codecs.container import Container, decode_container, frame_crc
-from enhancer.commands.codec import main as codec_main
 
 CLIP = SHARED_DATA / "video/openh264/CiscoVT2people_160x96_6fps.yuv"
 WIDTH_OFFSET = 28  # 6-byte prefix + "bmshj2018-hyperprior" (20) + quality (2)
 FIELDS_SIZE = 26  # quality .. weights fingerprint
 ENTRY_SIZE = 20  # v3: index, length, side length, crc, padded height, padded width
-
-
-def run_codec(argv: list[str]) -> int:
-    return run_cli(codec_main, argv)
-
-
-def leftovers(folder) -> list[str]:
-    """Hidden temporaries (``.x.partial-*``, ``.x.*.tmp``) anywhere below ``folder``."""
-    return sorted(str(p) for p in folder.rglob(".*") if "partial" in p.name or p.suffix == ".tmp")
 
 
 def x264_container(**fields) -> Container:
@@ -353,3 +342,10 @@ def test_forged_containers_with_valid_crcs_are_refused(hyperprior_bitstream):
         assert kind == 2 or bytes(forged) == data, seed  # only a re-serialisation decodes
         assert all(frame.shape[-2:] == (container.height, container.width) for frame in decoded)
     assert refused >= 200
+
+
+def test_bad_x264_fingerprint_message():
+    container = Container("x264", 30, 160, 96, intra_period=-1, weights_fingerprint=b"\1" * 8,
+                          frames=[b"x"])
+    with pytest.raises(CodecError, match="but x264 has none"):
+        next(decode_container(load_codec("x264", 30), container))

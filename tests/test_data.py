@@ -580,3 +580,16 @@ def test_video_clip_cache_serves_the_decoded_frames():
     assert len(cached._planes) == 1 and len(cached._planes[0]) == 6
     cropped = VideoClipDataset([clip], crop_size=32, cache_frames=True, **options)
     assert cropped[0].shape == (2, 3, 32, 32)
+
+
+def test_16_bit_grey_pngs_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(0, 65535, 64 * 32).reshape(32, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    rgb = read_image(tmp_path / "g16.png")
+    expected = np.round(ramp / 65535 * 255).astype(np.uint8)
+    assert rgb.dtype == np.uint8 and np.array_equal(rgb[..., 1], expected)
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="junk.png is not a readable image"):
+        read_image(tmp_path / "junk.png")

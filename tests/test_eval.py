@@ -463,3 +463,58 @@ def test_div2k_is_resized_like_cdc(tmp_path):
     assert tuple(frame.shape) == (1, 3, 768, 768)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         find_sequences(tmp_path / "nope")
+
+
+def test_a_second_evaluation_on_one_out_folder_is_refused(tmp_path):
+    import subprocess
+
+    from enhancer.eval.results import ResultsStore
+
+    probe = ("import sys; from enhancer.eval.results import ResultsStore\n"
+             "try:\n    ResultsStore(sys.argv[1])\nexcept ValueError as err:\n"
+             "    print(err); sys.exit(3)\n")
+
+    def other_process() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", probe, str(tmp_path / "out")], cwd=REPO,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    store = ResultsStore(tmp_path / "out")
+    again = ResultsStore(tmp_path / "out")  # the same process may open it again
+    busy = other_process()
+    assert busy.returncode == 3 and "in use by another evaluation" in busy.stdout
+    again.close()
+    assert other_process().returncode == 3  # still held by `store`
+    store.close()
+    assert other_process().returncode == 0
+
+
+def test_results_json_without_the_expected_keys_is_refused(tmp_path):
+    from enhancer.eval.results import ResultsStore
+
+    (tmp_path / "results.json").write_text('{"rows": [{"sequence": "a"}]}')
+    with pytest.raises(ValueError, match="row 0 is not a result row"):
+        ResultsStore(tmp_path)
+
+
+@requires_shared_data
+def test_eval_inputs_are_checked(tmp_path, capsys):
+    import argparse
+
+    from enhancer.cli import parse_size
+
+    with pytest.raises(argparse.ArgumentTypeError, match="positive"):
+        parse_size("0x0")
+    listing = tmp_path / "list.json"
+    listing.write_text(json.dumps({"sequences": [{"path": str(CISCO), "frames": "two"}]}))
+    with pytest.raises(ValueError, match="'frames' must be a positive whole number, got 'two'"):
+        load_sequence_list(listing)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "clip_160x96.yuv").write_bytes(CISCO.read_bytes()[: 160 * 96 * 3 // 2])
+    (root / "notes.txt").write_text("x")
+    skipped = []
+    assert [s.name for s in find_sequences(root, log=skipped.append)] == ["clip"]
+    assert skipped == [f"skip {root / 'notes.txt'}: unknown extension .txt"]
+    assert run_cli(eval_uvg.main, ["--root", str(root), "--out", str(root), "--codec", "x264",
+                                   "--quality", "40"]) == 2
+    assert "is the --root folder" in capsys.readouterr().err

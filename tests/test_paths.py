@@ -1,15 +1,17 @@
 """Where outputs may go and what inputs may be (enhancer/data/paths.py): regular files or
-new paths only, no FIFO, device or symlink loop, no stray folders from ``..``."""
+new paths only, no FIFO, device or symlink loop, no stray folders from ``..``; an output
+never replaces its input, and nothing half-written stays behind (SIGTERM, a failed rename)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import REPO, SHARED_DATA, requires_shared_data
+from conftest import REPO, SHARED_DATA, leftovers, requires_shared_data, run_codec
 
 from enhancer.cli import run_cli
 from enhancer.codecs.container import Container
@@ -105,3 +107,87 @@ def test_a_file_size_limit_names_the_file_and_leaves_nothing(tmp_path):
     assert f"could not write {tmp_path / 'big.bin'}: File too large" in lines[0]
     assert f"could not write {tmp_path / 'big.y4m'}: File too large" in lines[1]
     assert list(tmp_path.iterdir()) == []  # no partial or temporary file left
+
+
+def test_atomic_files_get_the_umask_mode(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "a.bin", b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+
+
+# An output never overwrites its input.
+@requires_shared_data
+def test_encoding_a_file_onto_itself_is_refused(tmp_path, capsys):
+    clip = tmp_path / "clip_160x96.yuv"
+    clip.write_bytes(CLIP.read_bytes()[: 160 * 96 * 3 // 2 * 2])
+    before = clip.read_bytes()
+    assert run_codec(["encode", "--codec", "x264", "--quality", "28", str(clip), str(clip)]) == 2
+    assert "would destroy the input" in capsys.readouterr().err
+    link = tmp_path / "link.bin"
+    os.link(clip, link)  # same inode, another name
+    assert run_codec(["encode", "--codec", "x264", "--quality", "28", str(clip), str(link)]) == 2
+    assert clip.read_bytes() == before
+    bitstream = tmp_path / "c.bin"
+    assert run_codec(["encode", "--codec", "x264", "--quality", "28", str(clip),
+                      str(bitstream)]) == 0
+    kept = bitstream.read_bytes()
+    assert run_codec(["decode", str(bitstream), str(bitstream)]) == 2
+    assert bitstream.read_bytes() == kept
+
+
+# No partial output on SIGTERM or a failed rename.
+@pytest.mark.parametrize("name", ["o.y4m", "frames"])
+def test_sigterm_aborts_the_open_writer(tmp_path, capsys, name):
+    def main(argv):
+        with open_writer(tmp_path / name, width=16, height=16) as writer:
+            writer.write(torch.rand(1, 3, 16, 16))
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler raises at the next bytecode
+                writer.write(torch.rand(1, 3, 16, 16))
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_cli(main, []) == 128 + signal.SIGTERM
+    assert "terminated" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@requires_shared_data
+def test_decoding_into_a_folder_named_like_a_file(tmp_path, capsys):
+    bitstream = tmp_path / "c.bin"
+    assert run_codec(["encode", "--codec", "x264", "--quality", "40", "--frames", "1",
+                      str(CLIP), str(bitstream)]) == 0
+    (tmp_path / "d.y4m").mkdir()
+    assert run_codec(["decode", str(bitstream), str(tmp_path / "d.y4m")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert leftovers(tmp_path) == [] and list((tmp_path / "d.y4m").iterdir()) == []
+    # A folder appearing while the writer is open: the rename fails, the temporary goes.
+    target = tmp_path / "late.y4m"
+    with pytest.raises(OSError, match="could not write"), \
+            open_writer(target, width=16, height=16) as writer:
+        writer.write(torch.rand(1, 3, 16, 16))
+        target.mkdir()
+        (target / "x").write_text("x")
+    assert leftovers(tmp_path) == []
+    # A .bin output that is a folder, and a non-empty PNG folder, are refused before coding.
+    assert run_codec(["encode", "--codec", "x264", "--quality", "40", "--frames", "1",
+                      str(CLIP), str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert run_codec(["decode", str(bitstream), str(tmp_path / "d.y4m")]) == 2
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "keep.txt").write_text("x")
+    assert run_codec(["decode", str(bitstream), str(tmp_path / "frames")]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PermissionError, match=r"cannot write .*o\.y4m: .*file is not a writable"):
+        open_writer(tmp_path / "file" / "o.y4m", width=16, height=16)
+    assert run_codec(["encode", "--codec", "x264", "--quality", "30", str(CLIP),
+                      str(tmp_path / "file" / "o.bin")]) == 2
+    assert "is not a writable folder" in capsys.readouterr().err

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import importlib.util
+import io
 import json
 import math
 import sys
@@ -519,7 +519,7 @@ def test_consistency_trains_the_student_along_its_own_ddim_path(tmp_path):
 
     def gap() -> float:  # the 10-step sample's distance from the 1-step one, frame 0
         cond = enhancer.diffusion.condition(decoded[:, 0], None, decoded[:, 0])
-        denoise = lambda x, t: enhancer.diffusion.denoise(x, t, cond)  # noqa: E731
+        denoise = lambda x, t: enhancer.diffusion.denoise(x, t, cond)
         with torch.no_grad():
             one, ten = (enhancer.diffusion.sample(denoise, decoded[:, 0],
                                                   Sampling(steps=steps, gamma=0.5, t_start=0.6),
@@ -664,3 +664,31 @@ def test_without_tensorboard_one_line_and_no_crash_and_it_can_be_turned_off(
     train(write_config(tmp_path / "b.yaml", config, ["tensorboard=false"]), tmp_path / "off")
     assert "tensorboard" not in capsys.readouterr().out
     assert read_rows(tmp_path / "off") and not (tmp_path / "off" / "tensorboard").exists()
+
+
+def test_training_settings_are_parsed_as_numbers_and_range_checked(tmp_path):
+    config = REPO / "configs/video/x264_frozen_tiny.yaml"
+    assert load_train_config(config, ["lr=1e-4"]).optim.lr == 1e-4  # flat key, read into optim
+    for override, message in (("lr=-1", "lr must be > 0"), ("ema_decay=1", r"ema_decay"),
+                              ("data.crop_size=12", "at least 32 and a multiple of 8"),
+                              ("data.crop_size=7", "use e.g. 32"),
+                              ("lr=[1", "not valid YAML")):
+        with pytest.raises(ConfigError, match=message):
+            load_train_config(config, [override])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("steps: [1\n")
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        load_train_config(broken)
+
+
+def test_resume_drops_log_rows_after_the_checkpoint(tmp_path):
+    from enhancer.train.trainer import RunLog
+
+    log = RunLog(tmp_path)
+    for step in (10, 20, 30):
+        log.write({"kind": "train", "step": step, "loss": 1.0})
+    RunLog(tmp_path, step=20)  # resumed from the step-20 checkpoint
+    steps = [json_row["step"] for json_row in map(json.loads, (tmp_path / "log.jsonl").open())]
+    assert steps == [10, 20]
+    csv_lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert [line.split(",")[1] for line in csv_lines[1:]] == ["10", "20"]

@@ -52,3 +52,16 @@ def test_ten_bit_samples_above_1023_are_refused(tmp_path):
     raw.write_bytes(np.full(WIDTH * HEIGHT * 3 // 2, 40000, dtype="<u2").tobytes())
     with open_sequence(raw) as video, pytest.raises(ValueError, match="value 40000"):
         list(video.frames())
+
+
+@pytest.mark.parametrize("header, message", [
+    (b"YUV4MPEG2 Wabc H96 F30:1", "Wabc is not a whole number"),
+    (b"YUV4MPEG2 W160 H96 F30", "frame rate F30 is invalid"),
+    (b"YUV4MPEG2 W160 H96 F0:1", "frame rate F0:1 is invalid"),
+    (b"YUV4MPEG2 W160 H96 F-30:1", "frame rate F-30:1 is invalid"),
+])
+def test_bad_y4m_headers(tmp_path, header, message):
+    path = tmp_path / "bad.y4m"
+    path.write_bytes(header + b"\nFRAME\n" + bytes(160 * 96 * 3 // 2))
+    with pytest.raises(ValueError, match=message):
+        open_sequence(path)
