@@ -55,9 +55,10 @@ class DCVCUFChunks(DCVCUF):
     One frame at a time, as the tools drive codecs: :meth:`encode_sequence` yields one record
     per frame, the chunk's for its first frame and a 1-byte continuation record (the coder
     byte) for each other; ``decompress`` of the chunk record returns its first frame with a
-    :class:`ChunkPending` state, and each continuation record the next frame. P-frames through
-    ``forward`` / ``compress`` one at a time (the evaluation, training) are refused: the
-    encoder needs the next frames of the chunk first.
+    :class:`ChunkPending` state, and each continuation record the next frame (the evaluation
+    codes so, through :func:`enhancer.codecs.sequence_coding.encode_frames`). P-frames through
+    ``forward`` / ``compress`` one at a time (training, the sampling tuner, ``Enhancer.enhance``
+    on raw frames) are refused: the encoder needs the next frames of the chunk first.
     """
 
     latent_channels = 512
@@ -84,9 +85,11 @@ class DCVCUFChunks(DCVCUF):
     def _one_p_frame(self, *args: Any) -> Any:
         raise CodecError(
             f"{self.name} codes P-frames in chunks of {CHUNK_FRAMES}, not one at a time: code "
-            "whole sequences (tools/codec.py encode, codec.encode_sequence) or chunks "
-            "(forward_chunk / compress_chunk); the evaluation and training drive codecs frame "
-            "by frame, use dcvc-uf (low delay) there")
+            "whole sequences (tools/codec.py encode, tools/eval_uvg.py, "
+            "enhancer.codecs.sequence_coding.encode_frames, codec.encode_sequence) or chunks "
+            "(forward_chunk / compress_chunk); training, tools/tune_sampling.py and "
+            "Enhancer.enhance on raw frames code a frame at a time: use dcvc-uf (low delay) "
+            "there")
 
     _inter_forward = _inter_compress = _inter_decompress = _one_p_frame
 
