@@ -314,14 +314,14 @@ def docs_example_code() -> str:
 @pytest.fixture
 def raw8():
     """The docs' raw8 adapter, registered for the test and removed after it."""
-    from enhancer.codecs import base
+    from enhancer.codecs import registry
 
     code = compile(docs_example_code(), f"{CODECS_DOC} (Plugging in a new codec)", "exec")
     exec(code, {"__name__": "docs_codecs_example"})  # noqa: S102  (the point)
     try:
         yield load_codec("raw8", 0)
     finally:
-        base._REGISTRY.pop("raw8", None)
+        registry._REGISTRY.pop("raw8", None)
 
 
 @requires_shared_data

@@ -17,9 +17,10 @@ import torch
 from conftest import SHARED_DATA, decode_chunks, forward_clip
 
 from enhancer.codecs import dcvc
-from enhancer.codecs.base import CodecError, available_codecs, bpp_from_likelihoods, load_codec
+from enhancer.codecs.base import CodecError, bpp_from_likelihoods
 from enhancer.codecs.dcvc_adapter import CODER_IDS, INTRA_FLAG
 from enhancer.codecs.dcvc_common import FM, ROOT_ENV
+from enhancer.codecs.registry import available_codecs, load_codec
 from enhancer.data.color import planes_to_rgb, rgb_to_yuv444
 
 DATA = SHARED_DATA

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from enhancer.codecs import CodecStream, dcvc_rt, dcvc_uf
-from enhancer.codecs.base import CodecError, available_codecs, bpp_from_likelihoods, load_codec
+from enhancer.codecs.base import CodecError, bpp_from_likelihoods
 from enhancer.codecs.dcvc_adapter import CODER_IDS
 from enhancer.codecs.dcvc_common import FM, ROOT_ENV, RT, UF
+from enhancer.codecs.registry import available_codecs, load_codec
 
 NAMES = ("dcvc-rt", "dcvc-uf")
 MISSING = {"dcvc-rt": RT.missing_entropy_coder(), "dcvc-uf": UF.missing_entropy_coder()}

@@ -16,7 +16,7 @@ from enhancer.codecs import dcvc_uf
 from enhancer.codecs.container import Container, weights_fingerprint
 from enhancer.codecs.dcvc_adapter import CODER_IDS
 from enhancer.codecs.dcvc_common import UF
-from enhancer.codecs.sequence_coding import encode_frames
+from enhancer.codecs.stream import encode_frames
 from enhancer.config import CodecConfig, EnhancerConfig
 from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.sequences import find_sequences

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from conftest import SHARED_DATA, requires_shared_data
 
+from enhancer.codecs import CodecError
 from enhancer.codecs.container import Container, weights_fingerprint
 from enhancer.config import EnhancerConfig, from_dict
 from enhancer.data.images import read_image
 from enhancer.data.sequence import open_sequence
-from enhancer.codecs import CodecError
 from enhancer.pipeline import Enhancer, Rollout, Sampling, load_enhancer, save_enhancer
 
 pytestmark = requires_shared_data

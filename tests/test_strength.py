@@ -92,7 +92,7 @@ def test_expanded_map_is_smooth_and_keeps_block_values():
 
 def _x264_pair(crf=40, frames=2):
     from enhancer.codecs import load_codec
-    from enhancer.codecs.base import CodecStream
+    from enhancer.codecs.stream import CodecStream
     from enhancer.data import open_sequence
 
     with open_sequence("../shared/data/video/intel/walk.mkv") as seq:
@@ -196,8 +196,8 @@ def test_unsignalled_rollout_equals_enhance_frame_at_the_checkpoints_scale():
 @pytest.mark.parametrize("codec", ["x264", "x265"])
 def test_sei_carries_the_map_and_leaves_the_decode_unchanged(codec):
     from enhancer.codecs import load_codec
-    from enhancer.codecs.base import CodecStream
     from enhancer.codecs.conventional import decoded_rgb
+    from enhancer.codecs.stream import CodecStream
     from enhancer.data.video import pyav
 
     source, _ = _x264_pair(frames=1)

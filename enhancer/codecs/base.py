@@ -23,22 +23,20 @@ opaque value returned with every output and passed back for the next frame:
 nothing is stored on the module, so two sequences can never leak into each
 other. ``state=None`` codes the frame as intra.
 
-:class:`CodecStream` carries one sequence through a codec (encoder, decoder or
+:class:`~enhancer.codecs.stream.CodecStream` carries one sequence through a codec (encoder, decoder or
 training path) and applies an intra period: ``-1`` codes only the first frame as
 intra, ``32`` every 32nd. :meth:`CodecAdapter.encode_sequence` is the one helper over it.
 
-The contract, the stream that drives it, the registry and the few helpers every adapter
-shares (bpp, weight-file errors, string packing) are one module on purpose: they are
-all an adapter imports, and all a reader of the contract needs.
+The stream that drives the contract lives in :mod:`enhancer.codecs.stream`, the registry
+(:func:`register_codec`, :func:`load_codec`) in :mod:`enhancer.codecs.registry` and the
+string packing adapters share in :mod:`enhancer.codecs.packing`.
 """
 
 from __future__ import annotations
 
 import itertools
-import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -257,55 +255,14 @@ class CodecAdapter(nn.Module):
         self, frames: Iterable[Tensor], intra_period: int = -1
     ) -> Iterator[tuple[bytes, CodecOutput]]:
         """Yield (bytes, decoder-side output) per frame; frames are (1, 3, H, W)."""
+        from enhancer.codecs.stream import CodecStream  # the stream drives this contract
+
         stream = CodecStream(self, intra_period)
         for frame in frames:
             yield stream.compress(frame)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, quality={self.quality}"
-
-
-class CodecStream:
-    """One sequence through a codec, frame by frame: the intra decision and the reference
-    state live here and nowhere else.
-
-    ::
-
-        stream = CodecStream(codec, intra_period=32)
-        data, out = stream.compress(frame)        # encoder side (real bytes)
-        out = stream.decompress(data, (H, W))     # decoder side
-        out = stream(frame)                       # training path (differentiable)
-
-    Each call codes the next frame: intra when the period says so (or the codec is an
-    image codec), else predicted from the state the previous call left.
-    """
-
-    def __init__(self, codec: CodecAdapter, intra_period: int = -1):
-        CodecAdapter.check_intra_period(intra_period)
-        self.codec, self.intra_period = codec, intra_period
-        self.index, self.state = 0, None
-
-    @property
-    def next_is_intra(self) -> bool:
-        return not self.codec.is_video or self.codec.is_intra(self.index, self.intra_period)
-
-    def _reference(self) -> Any:
-        return None if self.next_is_intra else self.state
-
-    def _advance(self, out: CodecOutput) -> CodecOutput:
-        self.state, self.index = out.state, self.index + 1
-        return out
-
-    def __call__(self, frame: Tensor) -> CodecOutput:
-        return self._advance(self.codec(frame, self._reference()))
-
-    def compress(self, frame: Tensor) -> tuple[bytes, CodecOutput]:
-        check_finite_frame(frame, f"frame {self.index}")
-        data, out = self.codec.compress(frame, self._reference())
-        return data, self._advance(out)
-
-    def decompress(self, data: bytes, size: tuple[int, int]) -> CodecOutput:
-        return self._advance(self.codec.decompress(data, size, self._reference()))
 
 
 def _check_frame(frame: Tensor) -> None:
@@ -335,71 +292,3 @@ def bpp_from_likelihoods(likelihoods: dict[str, Tensor], num_pixels: int) -> Ten
     return total_bits / (num_pixels * batch)
 
 
-# --- byte helpers shared by adapters ------------------------------------------------------
-def pack_strings(strings: list[bytes]) -> bytes:
-    """Concatenate entropy-coder strings with a u32 length before each."""
-    return b"".join(struct.pack("<I", len(s)) + s for s in strings)
-
-
-def unpack_strings(data: bytes, count: int) -> list[bytes]:
-    """Inverse of :func:`pack_strings`; raises CodecError on truncated data."""
-    strings, offset = [], 0
-    for _ in range(count):
-        if offset + 4 > len(data):
-            raise CodecError(f"frame data truncated: expected {count} strings, data ends at byte {offset}")
-        (length,) = struct.unpack_from("<I", data, offset)
-        offset += 4
-        if offset + length > len(data):
-            raise CodecError(
-                f"frame data truncated: a string of {length} bytes at byte {offset}, "
-                f"only {len(data) - offset} left"
-            )
-        strings.append(data[offset : offset + length])
-        offset += length
-    if offset != len(data):
-        raise CodecError(f"frame data has {len(data) - offset} unexpected trailing bytes")
-    return strings
-
-
-# --- registry -----------------------------------------------------------------------------
-_REGISTRY: dict[str, Callable[..., CodecAdapter]] = {}
-# Codecs whose module could not be imported here: their names -> why (a missing package).
-UNAVAILABLE_CODECS: dict[str, str] = {}
-
-
-def register_codec(name: str) -> Callable[[type[CodecAdapter]], type[CodecAdapter]]:
-    """Class decorator: make an adapter available to :func:`load_codec` under ``name``."""
-
-    def decorator(cls: type[CodecAdapter]) -> type[CodecAdapter]:
-        if name in _REGISTRY:
-            raise ValueError(f"codec {name!r} is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def available_codecs() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def codec_class(name: str) -> type[CodecAdapter]:
-    if name not in _REGISTRY:
-        missing = "".join(f"; {names} unavailable: {why}"
-                          for names, why in UNAVAILABLE_CODECS.items())
-        raise CodecError(f"unknown codec {name!r}; available: {', '.join(available_codecs())}"
-                         + missing)
-    return _REGISTRY[name]  # type: ignore[return-value]
-
-
-def load_codec(
-    name: str,
-    quality: int,
-    checkpoint: str | Path | None = None,
-    device: str | torch.device = "cpu",
-) -> CodecAdapter:
-    """Build the adapter ``name`` at ``quality``, load ``checkpoint`` if given, eval mode."""
-    cls = codec_class(name)
-    codec = cls(quality=quality, checkpoint=checkpoint)
-    return codec.to(device).eval()

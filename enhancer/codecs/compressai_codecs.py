@@ -35,14 +35,9 @@ from compressai.zoo.image import cfgs as image_cfgs
 from compressai.zoo.pretrained import load_pretrained
 from torch import Tensor, nn
 
-from enhancer.codecs.base import (
-    CodecAdapter,
-    CodecError,
-    CodecOutput,
-    pack_strings,
-    register_codec,
-    unpack_strings,
-)
+from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput
+from enhancer.codecs.packing import pack_strings, unpack_strings
+from enhancer.codecs.registry import register_codec
 from enhancer.utils.weights import load_error_reason, state_dict_mismatch
 
 

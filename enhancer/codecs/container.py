@@ -55,7 +55,8 @@ from typing import BinaryIO
 
 import torch
 
-from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, CodecStream
+from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput
+from enhancer.codecs.stream import CodecStream
 from enhancer.data.paths import check_regular_input, write_atomic
 from enhancer.utils.rate import bpp_from_bytes
 

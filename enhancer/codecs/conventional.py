@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, register_codec
+from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput
+from enhancer.codecs.registry import register_codec
 from enhancer.data.color import planes_to_rgb, rgb_to_planes
 from enhancer.data.video import pyav
 

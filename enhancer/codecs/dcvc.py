@@ -49,9 +49,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecOutput, register_codec
+from enhancer.codecs.base import CodecOutput
 from enhancer.codecs.dcvc_adapter import DcvcAdapter
 from enhancer.codecs.dcvc_common import FM
+from enhancer.codecs.registry import register_codec
 
 IMAGE_CHECKPOINT = "cvpr2024_image.pth.tar"
 VIDEO_CHECKPOINT = "cvpr2024_video.pth.tar"

@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecOutput, register_codec
+from enhancer.codecs.base import CodecOutput
 from enhancer.codecs.dcvc_adapter import DcvcAdapter
 from enhancer.codecs.dcvc_common import RT, gaussian_likelihood, pad_rans_buffer
+from enhancer.codecs.registry import register_codec
 
 IMAGE_CHECKPOINT = "cvpr2025_image.pth.tar"
 VIDEO_CHECKPOINT = "cvpr2025_video.pth.tar"

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecOutput, register_codec
+from enhancer.codecs.base import CodecOutput
 from enhancer.codecs.dcvc_adapter import DcvcAdapter
 from enhancer.codecs.dcvc_common import (
     RT,
@@ -56,6 +56,7 @@ from enhancer.codecs.dcvc_common import (
     pad_rans_buffer,
     round_int8_ste,
 )
+from enhancer.codecs.registry import register_codec
 
 IMAGE_CHECKPOINT = "cvpr2026_image.pth.tar"
 VIDEO_CHECKPOINTS = {"ld": "cvpr2026_video_ld.pth.tar", "hts": "cvpr2026_video_hts.pth.tar",

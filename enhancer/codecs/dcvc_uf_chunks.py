@@ -15,16 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from enhancer.codecs.base import (
-    CodecError,
-    CodecOutput,
-    _check_frame,
-    check_finite_frame,
-    register_codec,
-)
+from enhancer.codecs.base import CodecError, CodecOutput, _check_frame, check_finite_frame
 from enhancer.codecs.dcvc_adapter import CODER_IDS, pack_frame, unpack_frame
 from enhancer.codecs.dcvc_common import UF
 from enhancer.codecs.dcvc_uf import CHUNK_FRAMES, DCVCUF, UfState
+from enhancer.codecs.registry import register_codec
 from enhancer.data.padding import crop, pad_to_multiple
 
 
@@ -56,7 +51,7 @@ class DCVCUFChunks(DCVCUF):
     per frame, the chunk's for its first frame and a 1-byte continuation record (the coder
     byte) for each other; ``decompress`` of the chunk record returns its first frame with a
     :class:`ChunkPending` state, and each continuation record the next frame (the evaluation
-    codes so, through :func:`enhancer.codecs.sequence_coding.encode_frames`). P-frames through
+    codes so, through :func:`enhancer.codecs.stream.encode_frames`). P-frames through
     ``forward`` / ``compress`` one at a time (training, the sampling tuner, ``Enhancer.enhance``
     on raw frames) are refused: the encoder needs the next frames of the chunk first.
     """
@@ -86,7 +81,7 @@ class DCVCUFChunks(DCVCUF):
         raise CodecError(
             f"{self.name} codes P-frames in chunks of {CHUNK_FRAMES}, not one at a time: code "
             "whole sequences (tools/codec.py encode, tools/eval_uvg.py, "
-            "enhancer.codecs.sequence_coding.encode_frames, codec.encode_sequence) or chunks "
+            "enhancer.codecs.stream.encode_frames, codec.encode_sequence) or chunks "
             "(forward_chunk / compress_chunk); training, tools/tune_sampling.py and "
             "Enhancer.enhance on raw frames code a frame at a time: use dcvc-uf (low delay) "
             "there")

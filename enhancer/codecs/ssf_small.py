@@ -24,8 +24,9 @@ from compressai.models.video.google import ScaleSpaceFlow
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecAdapter, CodecError, register_codec
+from enhancer.codecs.base import CodecAdapter, CodecError
 from enhancer.codecs.compressai_codecs import SSF
+from enhancer.codecs.registry import register_codec
 
 
 def _four_strided(layer: Callable[..., nn.Module], in_planes: int, mid_planes: int,

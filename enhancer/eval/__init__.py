@@ -17,7 +17,9 @@ and :func:`bd_rate`.
 from enhancer.eval.bdrate import bd_rate
 from enhancer.eval.demo import run_demo
 from enhancer.eval.images import evaluate_images
+from enhancer.eval.report import EvalReport
 from enhancer.eval.results import ResultsStore, average_rows, bd_rates, summarize
+from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.sequences import (
     SequenceSpec,
     demo_clips,
@@ -26,8 +28,6 @@ from enhancer.eval.sequences import (
     load_sequence_list,
 )
 from enhancer.eval.sources import check_sequences
-from enhancer.eval.report import EvalReport
-from enhancer.eval.runner import EvalSettings, evaluate_sequences
 from enhancer.eval.specs import EnhancerSpec, load_enhancer_spec, untrained_enhancer
 
 __all__ = [

@@ -8,7 +8,7 @@ For every sequence x rate point::
 
 Frames are read, coded, enhanced and scored one at a time (a chunk codec, ``dcvc-uf-hts`` /
 ``-htl``, codes a chunk's 8 frames together; they wait in
-:func:`enhancer.codecs.sequence_coding.encode_frames`); only running sums (and the previous
+:func:`enhancer.codecs.stream.encode_frames`); only running sums (and the previous
 frame, for temporal consistency) are kept, so a 1080p sequence never sits in memory.
 ``results.json``/``results.csv`` are rewritten after every sequence x rate point; a rerun
 with the same ``out_dir`` skips what is done. ``report.html``
@@ -59,9 +59,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from enhancer.codecs.base import CodecAdapter, CodecStream, codec_class
+from enhancer.codecs.base import CodecAdapter
 from enhancer.codecs.container import weights_fingerprint
-from enhancer.codecs.sequence_coding import encode_frames
+from enhancer.codecs.registry import codec_class
+from enhancer.codecs.stream import CodecStream, encode_frames
 from enhancer.data.paths import (
     check_writable_parent,
     fill_quality,
@@ -99,11 +100,11 @@ from enhancer.eval.setlevel import (
 )
 from enhancer.eval.sources import FrameSource, SequencePlan, check_sequences
 from enhancer.eval.specs import EnhancerSpec, check_device, check_spec, load_enhancer_spec
-from enhancer.utils.rate import bpp_from_bytes
 from enhancer.pipeline.codec_files import load_codec_for_files
 from enhancer.pipeline.enhancer import Enhancer
 from enhancer.pipeline.rollout import Rollout
 from enhancer.strength.sei import attach_strength
+from enhancer.utils.rate import bpp_from_bytes
 
 
 def _sync(device: torch.device) -> None:

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from enhancer.codecs.base import CodecAdapter, CodecStream
+from enhancer.codecs.base import CodecAdapter
+from enhancer.codecs.stream import CodecStream
 from enhancer.data.paths import write_atomic_text
 from enhancer.diffusion import Sampling
 from enhancer.eval.registry import metric

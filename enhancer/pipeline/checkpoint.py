@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from enhancer.codecs.base import load_codec
+from enhancer.codecs.registry import load_codec
 from enhancer.config import EnhancerConfig, from_dict, to_dict
 from enhancer.data.paths import write_atomic
 from enhancer.diffusion import Sampling

@@ -16,13 +16,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from enhancer.codecs.base import CodecAdapter, CodecError, codec_class, load_codec
+from enhancer.codecs.base import CodecAdapter, CodecError
 from enhancer.codecs.container import (
     Container,
     check_frame_size,
     decode_container,
     weights_fingerprint,
 )
+from enhancer.codecs.registry import codec_class, load_codec
 from enhancer.data.paths import check_file_target, check_not_input, write_atomic_text
 from enhancer.data.sequence import check_writer_target, open_sequence, open_writer
 from enhancer.metrics.psnr import mse_to_psnr

@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput, load_codec
+from enhancer.codecs.base import CodecAdapter, CodecError, CodecOutput
 from enhancer.codecs.container import Container, decode_container
+from enhancer.codecs.registry import load_codec
 from enhancer.config import EnhancerConfig
 from enhancer.data.padding import crop, pad_to_multiple
 from enhancer.data.sequence import as_rgb_frame

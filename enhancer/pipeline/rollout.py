@@ -38,7 +38,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from enhancer.codecs.base import CodecAdapter, CodecStream
+from enhancer.codecs.base import CodecAdapter
+from enhancer.codecs.stream import CodecStream
 from enhancer.diffusion.sampling import Sampling
 from enhancer.strength import MapChooser, SignalConfig, StrengthMap, StrengthMapError
 from enhancer.strength.coding import decode_map, encode_map

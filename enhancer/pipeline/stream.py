@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from enhancer.codecs.base import CodecError, CodecOutput, codec_class
+from enhancer.codecs.base import CodecError, CodecOutput
 from enhancer.codecs.container import MAGIC, Container
 from enhancer.codecs.conventional import crf_from_qp, decoded_rgb, encoder_crf, equivalent_crf
+from enhancer.codecs.registry import codec_class
 from enhancer.data.paths import check_not_input, check_writable_parent
 from enhancer.data.sequence import check_writer_target, open_writer
 from enhancer.data.video import pyav

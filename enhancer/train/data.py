@@ -93,9 +93,8 @@ def training_files(data: DataConfig) -> list[Path]:
 
 def build_cached_dataset(data: DataConfig, seed: int, codec, intra_period: int) -> Dataset:
     """Clips with the frozen codec's outputs from ``data.codec_cache`` (coded once)."""
-    from enhancer.train.cache import CachedClipDataset, cache_videos, plan_sources
-
     from enhancer.codecs import load_codec
+    from enhancer.train.cache import CachedClipDataset, cache_videos, plan_sources
 
     sources = plan_sources(training_files(data), data.max_frames_per_video)
     videos = []

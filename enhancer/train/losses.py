@@ -55,7 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from enhancer.codecs.base import CodecAdapter, CodecOutput, CodecStream, bpp_from_likelihoods
+from enhancer.codecs.base import CodecAdapter, CodecOutput, bpp_from_likelihoods
+from enhancer.codecs.stream import CodecStream
 from enhancer.diffusion import ResidualDiffusion, Sampling, ddim_path
 from enhancer.metrics.psnr import psnr
 from enhancer.train.config import LossConfig

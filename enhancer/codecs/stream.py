@@ -1,4 +1,5 @@
-"""A sequence through a codec's encoder with each source frame beside its record: what a loop
+"""One sequence through a codec: :class:`CodecStream` (the intra decision and the reference
+state, frame by frame) and :func:`encode_frames`, a sequence through a codec's encoder with each source frame beside its record: what a loop
 that scores or enhances every coded frame against its source needs, for every codec alike.
 
 ::
@@ -6,7 +7,7 @@ that scores or enhances every coded frame against its source needs, for every co
     for coded in encode_frames(codec, frames, intra_period=32):
         coded.frame, coded.data, coded.out, coded.seconds
 
-One-frame codecs code each frame as it arrives (:class:`enhancer.codecs.base.CodecStream`);
+One-frame codecs code each frame as it arrives (:class:`CodecStream`);
 chunk codecs (``dcvc-uf-hts`` / ``-htl``) read a chunk's frames ahead and code them together
 (:meth:`~enhancer.codecs.base.CodecAdapter.encode_sequence`), so the source frames wait here,
 in display order, until their records come out.
@@ -18,11 +19,55 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from enhancer.codecs.base import CodecAdapter, CodecOutput
+from enhancer.codecs.base import CodecAdapter, CodecOutput, check_finite_frame
+
+
+class CodecStream:
+    """One sequence through a codec, frame by frame: the intra decision and the reference
+    state live here and nowhere else.
+
+    ::
+
+        stream = CodecStream(codec, intra_period=32)
+        data, out = stream.compress(frame)        # encoder side (real bytes)
+        out = stream.decompress(data, (H, W))     # decoder side
+        out = stream(frame)                       # training path (differentiable)
+
+    Each call codes the next frame: intra when the period says so (or the codec is an
+    image codec), else predicted from the state the previous call left.
+    """
+
+    def __init__(self, codec: CodecAdapter, intra_period: int = -1):
+        CodecAdapter.check_intra_period(intra_period)
+        self.codec, self.intra_period = codec, intra_period
+        self.index, self.state = 0, None
+
+    @property
+    def next_is_intra(self) -> bool:
+        return not self.codec.is_video or self.codec.is_intra(self.index, self.intra_period)
+
+    def _reference(self) -> Any:
+        return None if self.next_is_intra else self.state
+
+    def _advance(self, out: CodecOutput) -> CodecOutput:
+        self.state, self.index = out.state, self.index + 1
+        return out
+
+    def __call__(self, frame: Tensor) -> CodecOutput:
+        return self._advance(self.codec(frame, self._reference()))
+
+    def compress(self, frame: Tensor) -> tuple[bytes, CodecOutput]:
+        check_finite_frame(frame, f"frame {self.index}")
+        data, out = self.codec.compress(frame, self._reference())
+        return data, self._advance(out)
+
+    def decompress(self, data: bytes, size: tuple[int, int]) -> CodecOutput:
+        return self._advance(self.codec.decompress(data, size, self._reference()))
 
 
 @dataclass
