@@ -15,8 +15,9 @@ both terms on the objective's scale. ``switch`` (``hysteresis`` x the block's de
 keeps a block's scale unless another is clearly better. The blended frame (smooth ramps, as
 the decoder will see it) is then checked whole: if it breaks a bound or is worse than the
 plain decode on the objective, ``lam`` grows. If no new map passes, the candidates that keep
-the objective and the PSNR floor (the last map, those tried, the decode itself) are ranked:
-the best objective among those within the temporal bound, else the steadiest. So a
+the objective and the PSNR floor (the last map, those tried, the choice hysteresis alone
+would make, the decode itself) are ranked: the best objective among those within the
+temporal bound, else the steadiest. So a
 signalled frame is never worse than its decode on the objective the user chose, nor more
 than ``max_psnr_drop`` dB below it in PSNR; the temporal bound holds where any candidate
 meets it (not always: dropping a strength is itself a step, and the first frame has no
@@ -197,13 +198,17 @@ class MapChooser:
         return ((frame - previous_frame) - (source - previous_source)).abs().mean(1, keepdim=True)
 
     def _choose_per_block(self, source: Tensor, decoded: Tensor, residual: Tensor,
-                          candidates: list[Tensor], zero: int) -> StrengthMap:
+                          candidates: list[Tensor], zero: int, block_costs=None,
+                          temporal_bound: bool = True) -> StrengthMap:
         config = self.config
         height, width = decoded.shape[-2:]
-        cost, mse_blocks = self._block_costs(source, candidates)  # (K, rows, cols)
+        if block_costs is None:
+            block_costs = self._block_costs(source, candidates)
+        cost, mse_blocks = block_costs  # (K, rows, cols) each
         pixel_counts = _block_sum(torch.ones_like(decoded[:, :1]), config.block)
         mse_budget = _mse(decoded, source) * 10 ** (config.max_psnr_drop / 10)
-        temporal = config.max_flicker_rise is not None and self.previous_frames is not None
+        temporal = (temporal_bound and config.max_flicker_rise is not None
+                    and self.previous_frames is not None)
         if temporal:
             _, previous_decoded, previous_output = self.previous_frames
             flicker_blocks = np.stack([_block_mean(self._flicker(source, c, previous_output),
@@ -287,6 +292,12 @@ class MapChooser:
             source, decoded, previous_output).mean()) if temporal else 0.0)))
         if kept is not None:
             passing.append((previous, kept))
+        if temporal:  # and the choice without the bound, so never steppier than that
+            free = self._choose_per_block(source, decoded, residual, candidates, zero,
+                                          block_costs, temporal_bound=False)
+            free_cost = whole_frame(free)
+            if free_cost is not None:
+                passing.append((free, free_cost))
         steady = [item for item in passing if item[1][1] <= flicker_budget]
         if steady:  # the lowest objective among those within the temporal bound
             return min(steady, key=lambda item: item[1][0])[0]
