@@ -178,5 +178,5 @@ def test_two_ranks_train_as_one_process_with_their_global_batch(tmp_path, monkey
     apart = torch.cat([(ranks[0]["codec"][k] - v).abs().flatten()
                        for k, v in expected["codec"].items() if v.is_floating_point()])
     assert (apart > 1e-5).float().mean() < 0.005, "codec: see the module notes"
-    assert apart.max() <= 2 * ITERATIONS * single_config.codec_lr, "codec: see the module notes"
+    assert apart.max() <= 2 * ITERATIONS * single_config.optim.codec_lr, "codec: see the module notes"
     assert ddp_seconds < 60, f"the two ranks took {ddp_seconds:.0f} s"
