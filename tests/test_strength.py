@@ -48,6 +48,24 @@ def test_map_coding_round_trip_in_every_mode():
     assert previous is not None
 
 
+def test_the_model_tag_rides_on_intra_maps_and_older_maps_still_read():
+    rng = np.random.default_rng(3)
+    untagged = random_map(rng, 4, 5)
+    tagged = StrengthMap(64, SCALES, untagged.indices, model_tag=0xBEEF)
+    data = encode_map(tagged)
+    assert data[0] == 3 and len(data) == len(encode_map(untagged)) + 2
+    first = decode_map(data)
+    assert first.model_tag == 0xBEEF and np.array_equal(first.indices, untagged.indices)
+    changed = untagged.indices.copy()
+    changed[0, 0] = (changed[0, 0] + 1) % len(SCALES)
+    nxt = StrengthMap(64, SCALES, changed, model_tag=0xBEEF)
+    inter = encode_map(nxt, first)
+    assert inter[0] == 2 and decode_map(inter, first).model_tag == 0xBEEF  # inherited
+    assert decode_map(encode_map(nxt, nxt), first).model_tag == 0xBEEF
+    # a map written before the tag (mode 1) reads as before, with no tag
+    assert decode_map(encode_map(untagged)).model_tag is None
+
+
 def test_a_typical_map_costs_few_bytes():
     indices = np.full((8, 10), 4, np.uint8)  # 640x480 in 64-px blocks, mostly full strength
     indices[2:4, 3:6] = 0
@@ -168,6 +186,13 @@ def test_signalled_rollout_decodes_to_the_encoders_frames_exactly():
         enhanced, strength_bytes, _ = encoder_again.signal(truth, decoded, None)
         received = decoder_again.enhance(decoded, None, strength_bytes=strength_bytes or None)
         assert torch.equal(received, enhanced)
+    # Maps chosen for one model are refused by another (they name the model they are for).
+    other = load_enhancer("x264_temporal_tiny")
+    with torch.no_grad():
+        next(other.diffusion.network.parameters()).add_(1e-2)
+    assert other.model_tag != enhancer.model_tag
+    with pytest.raises(StrengthMapError, match="chosen for another enhancer"):
+        Rollout(other, seed=0, quality=40).enhance(coded[0][1], None, strength_bytes=sent[0])
     # A model that does not know a map's scales refuses it instead of guessing.
     enhancer.signal_scales = (0.0, 0.5, 1.0)
     with pytest.raises(StrengthMapError, match="not\\s+validated"):

@@ -41,6 +41,7 @@ from enhancer.models.unet import FrameFeatures
 from enhancer.pipeline.rollout import EnhancedFrame, Rollout
 from enhancer.pipeline.stream import VideoStream, open_bitstream, quality_for_model
 from enhancer.strength import DEFAULT_SCALES
+from enhancer.strength.strength_map import model_tag as strength_model_tag
 from enhancer.strength.sei import carried_strength
 
 
@@ -110,6 +111,14 @@ class Enhancer(torch.nn.Module):
                                   else (codec.quality, codec.quality))
         # The residual scales a signalled strength map may use with this model.
         self.signal_scales: tuple[float, ...] = DEFAULT_SCALES
+
+    @property
+    def model_tag(self) -> int:
+        """16 bits naming these weights in the strength maps an encoder chooses for them
+        (:func:`enhancer.strength.strength_map.model_tag`), computed once."""
+        if getattr(self, "_model_tag", None) is None:
+            self._model_tag = strength_model_tag(self.diffusion.network.state_dict())
+        return self._model_tag
 
     def trained_for_steps(self, steps: int) -> bool:
         """Whether sampling with ``steps`` denoiser calls is what this model was trained

@@ -31,8 +31,9 @@ this module does not import :mod:`enhancer.pipeline.enhancer` (which imports it)
 
 from __future__ import annotations
 
+
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -64,6 +65,9 @@ class RolloutEnhancer(Protocol):
     student: Sampling | None
     temporal: bool
     signal_scales: tuple[float, ...]
+
+    @property
+    def model_tag(self) -> int: ...
 
     @property
     def device(self) -> torch.device: ...
@@ -136,7 +140,8 @@ class Rollout:
         if self.chooser is None:
             raise ValueError("this roll-out has no signal settings; pass signal=SignalConfig()")
         residual = self._residual(decoded, latent)
-        strength = self.chooser.choose(source, decoded, residual)
+        strength = replace(self.chooser.choose(source, decoded, residual),
+                                       model_tag=self.enhancer.model_tag)
         unchanged = strength.same_as(self.previous_map)
         strength_bytes = b"" if unchanged else encode_map(strength, self.previous_map)
         return self._apply(decoded, residual, strength), strength_bytes, strength
@@ -156,6 +161,11 @@ class Rollout:
             residual = self._residual(decoded, latent)
             return self._advance((decoded + self.sampling.residual_scale * residual).clamp(0, 1))
         strength = decode_map(strength_bytes, self.previous_map, tuple(decoded.shape[-2:]))
+        if strength.model_tag is not None and strength.model_tag != self.enhancer.model_tag:
+            raise StrengthMapError(
+                f"the stream's strength maps were chosen for another enhancer (model tag "
+                f"{strength.model_tag:04x}; this one is {self.enhancer.model_tag:04x}): decode "
+                "with the enhancer the encoder used (--enhancer), or re-encode with this one")
         unknown = sorted(set(strength.scales) - set(self.enhancer.signal_scales))
         if unknown:
             raise StrengthMapError(

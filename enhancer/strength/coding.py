@@ -6,9 +6,12 @@ H.264/HEVC user-data SEI carry)::
     mode      u8     0: the previous frame's map again (nothing else follows)
                      1: an intra map (header + symbols coded with the left neighbour as context)
                      2: an inter map (symbols coded with the previous map's symbol as context)
-    [mode 1]  block u8 (block size / 8), rows u16, cols u16, count u8, scales count x u8
+                     3: an intra map with the tag of the enhancer it was chosen for
+    [mode 1, 3] block u8 (block size / 8), rows u16, cols u16, count u8, scales count x u8
               (each scale in quarters: 5 = 1.25; count 0: the default set, no bytes follow)
-    [mode 1, 2] the block indices, row-major, arithmetic-coded
+    [mode 3]  model tag u16 (:func:`enhancer.strength.strength_map.model_tag`); repeat and
+              inter maps carry the tag of the intra map they follow
+    [mode 1, 2, 3] the block indices, row-major, arithmetic-coded
     crc8      u8     CRC-8 (polynomial 0x07) of every byte above
 
 A map repeated from the previous frame costs 2 bytes (the roll-out sends none at all: a map
@@ -24,7 +27,7 @@ import numpy as np
 
 from enhancer.strength.strength_map import DEFAULT_SCALES, StrengthMap, StrengthMapError
 
-MODE_SAME, MODE_INTRA, MODE_INTER = 0, 1, 2
+MODE_SAME, MODE_INTRA, MODE_INTER, MODE_INTRA_TAGGED = 0, 1, 2, 3
 _INTRA_HEADER = struct.Struct("<BHHB")
 
 # --- CRC-8 ----------------------------------------------------------------------------------
@@ -161,11 +164,13 @@ def _context(indices: np.ndarray, reference: np.ndarray | None, row: int, col: i
 
 def encode_map(strength: StrengthMap, previous: StrengthMap | None = None) -> bytes:
     """The bytes of ``strength``; ``previous`` (the last frame's map) enables the two
-    cheap modes (repeat, and inter coding) when its grid and scales match."""
+    cheap modes (repeat, and inter coding) when its grid, scales and model tag match. An
+    intra map with a ``model_tag`` is written in mode 3."""
     alphabet = len(strength.scales)
     same_grid = (previous is not None and previous.scales == strength.scales
                  and previous.block == strength.block
-                 and previous.indices.shape == strength.indices.shape)
+                 and previous.indices.shape == strength.indices.shape
+                 and previous.model_tag == strength.model_tag)
     if same_grid and np.array_equal(previous.indices, strength.indices):
         body = bytes([MODE_SAME])
     else:
@@ -173,10 +178,13 @@ def encode_map(strength: StrengthMap, previous: StrengthMap | None = None) -> by
         if reference is None:
             rows, cols = strength.indices.shape
             default = strength.scales == DEFAULT_SCALES
-            header = bytes([MODE_INTRA]) + _INTRA_HEADER.pack(
+            tagged = strength.model_tag is not None
+            header = bytes([MODE_INTRA_TAGGED if tagged else MODE_INTRA]) + _INTRA_HEADER.pack(
                 strength.block // 8, rows, cols, 0 if default else alphabet)
             if not default:
                 header += bytes(round(s * 4) for s in strength.scales)
+            if tagged:
+                header += struct.pack("<H", strength.model_tag)
         else:
             header = bytes([MODE_INTER])
         models = [_Model(alphabet) for _ in range(alphabet)]
@@ -207,28 +215,31 @@ def decode_map(data: bytes, previous: StrengthMap | None = None,
         if len(body) != 1:
             raise StrengthMapError("the strength map's repeat mode carries extra bytes")
         strength = previous
-    elif mode == MODE_INTRA:
+    elif mode in (MODE_INTRA, MODE_INTRA_TAGGED):
         fixed = 1 + _INTRA_HEADER.size
         if len(body) < fixed:
             raise StrengthMapError("the strength map's header is truncated")
         block8, rows, cols, count = _INTRA_HEADER.unpack_from(body, 1)
-        if len(body) < fixed + count or rows < 1 or cols < 1:
+        tag_bytes = 2 if mode == MODE_INTRA_TAGGED else 0
+        if len(body) < fixed + count + tag_bytes or rows < 1 or cols < 1:
             raise StrengthMapError("the strength map's header is damaged")
         scales = tuple(b / 4 for b in body[fixed:fixed + count]) if count else DEFAULT_SCALES
-        strength = _decode_symbols(body[fixed + count:], rows, cols, scales, block8 * 8, None)
+        tag = struct.unpack_from("<H", body, fixed + count)[0] if tag_bytes else None
+        strength = _decode_symbols(body[fixed + count + tag_bytes:], rows, cols, scales,
+                                   block8 * 8, None, tag)
     elif mode == MODE_INTER:
         strength = _decode_symbols(body[1:], *previous.indices.shape, previous.scales,
-                                   previous.block, previous.indices)
+                                   previous.block, previous.indices, previous.model_tag)
     else:
         raise StrengthMapError(f"unknown strength map mode {mode}; this enhancer reads "
-                               f"modes {MODE_SAME}-{MODE_INTER}: update it")
+                               f"modes {MODE_SAME}-{MODE_INTRA_TAGGED}: update it")
     if frame_size is not None:
         strength.check_frame_size(*frame_size)
     return strength
 
 
 def _decode_symbols(data: bytes, rows: int, cols: int, scales: tuple[float, ...], block: int,
-                    reference: np.ndarray | None) -> StrengthMap:
+                    reference: np.ndarray | None, tag: int | None) -> StrengthMap:
     alphabet = len(scales)
     models = [_Model(alphabet) for _ in range(alphabet)]
     decoder = _Decoder(data)
@@ -238,4 +249,4 @@ def _decode_symbols(data: bytes, rows: int, cols: int, scales: tuple[float, ...]
             indices[row, col] = decoder.decode(models[_context(indices, reference, row, col)])
     if decoder.position > len(decoder.bits) + _BITS:
         raise StrengthMapError("the strength map's coded symbols are truncated")
-    return StrengthMap(block=block, scales=scales, indices=indices)
+    return StrengthMap(block=block, scales=scales, indices=indices, model_tag=tag)

@@ -48,13 +48,29 @@ def grid_shape(height: int, width: int, block: int) -> tuple[int, int]:
     return math.ceil(height / block), math.ceil(width / block)
 
 
+def model_tag(state_dict) -> int:
+    """A 16-bit tag of an enhancer's weights (its denoiser's state dict, as float16, in key
+    order): the maps a stream carries were chosen for one model, and only that model makes
+    the frames the encoder saw."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, value in state_dict.items():
+        digest.update(name.encode())
+        digest.update(value.detach().to(torch.float16).cpu().numpy().tobytes())
+    return int.from_bytes(digest.digest()[:2], "little")
+
+
 @dataclass(frozen=True, eq=False)
 class StrengthMap:
-    """``indices`` (rows, cols) uint8 into ``scales``, one per ``block`` x ``block`` block."""
+    """``indices`` (rows, cols) uint8 into ``scales``, one per ``block`` x ``block`` block.
+    ``model_tag``: which enhancer the encoder chose the map for (:func:`model_tag`; None: not
+    said, as in streams written before the tag)."""
 
     block: int
     scales: tuple[float, ...]
     indices: np.ndarray
+    model_tag: int | None = None
 
     def __post_init__(self) -> None:
         check_block(self.block)
