@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,13 +51,19 @@ def test_x264_encode_decode_round_trip(tmp_path, capsys, extension):
         assert (got - want).abs().mean() < tolerance
 
 
-@requires_shared_data
-def test_learned_codec_round_trip_with_a_zoo_checkpoint(tmp_path, capsys):
+def _hyperprior_q1_weights(weights: Path):
+    """bmshj2018-hyperprior q1 (random weights) and its state dict saved as ``weights``, the
+    file layout of CompressAI's zoo."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         codec = load_codec("bmshj2018-hyperprior", 1)
-    weights = tmp_path / "bmshj2018-hyperprior-1.pth.tar"
     torch.save(codec.model.state_dict(), weights)
+    return codec, weights
+
+
+@requires_shared_data
+def test_learned_codec_round_trip_with_a_zoo_checkpoint(tmp_path, capsys):
+    codec, weights = _hyperprior_q1_weights(tmp_path / "bmshj2018-hyperprior-1.pth.tar")
     bitstream = tmp_path / "clip.bin"
     argv = ["encode", "--codec", "bmshj2018-hyperprior", "--quality", "1", "--frames", "2",
             "--checkpoint", str(weights), str(CLIP), str(bitstream)]
@@ -130,11 +137,8 @@ def test_ssf_round_trip_with_random_weights(tmp_path, capsys):
 # The right weights for the quality.
 @requires_shared_data
 def test_a_checkpoint_of_another_quality_is_refused(tmp_path, capsys):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        codec = load_codec("bmshj2018-hyperprior", 1)
-    weights = tmp_path / "bmshj2018-hyperprior-1-7eb97409.pth.tar"
-    torch.save(codec.model.state_dict(), weights)  # q1 and q2 have the same shapes
+    # q1 and q2 have the same shapes
+    _, weights = _hyperprior_q1_weights(tmp_path / "bmshj2018-hyperprior-1-7eb97409.pth.tar")
     argv = ["encode", "--codec", "bmshj2018-hyperprior", "--quality", "2", "--frames", "1",
             "--checkpoint", str(weights), str(CLIP), str(tmp_path / "o.bin")]
     assert run(argv) == 2

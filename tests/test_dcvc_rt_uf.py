@@ -239,9 +239,8 @@ def test_uf_training_path_has_gradients(setups, name: str):
         codec.eval()
 
 
-@pytest.mark.parametrize("variant", [pytest.param(v, marks=needs("dcvc-uf").marks)
-                                     for v in ("hts", "htl")])
-def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: str, tmp_path):
+def _uf_chunk_codec(variant: str, tmp_path: Path):
+    """A DCVC-UF chunk codec (``hts``/``htl``) on tamed random weights in DCVC's file layout."""
     torch.manual_seed(0)
     image = UF.module("models.image_model").DMCI()
     structure = UF.module("utils.common").ModelStructure(variant)
@@ -250,7 +249,13 @@ def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: st
     _tame(video, 2.5)
     torch.save(image.state_dict(), tmp_path / dcvc_uf.IMAGE_CHECKPOINT)
     torch.save(video.state_dict(), tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
-    codec = load_codec(f"dcvc-uf-{variant}", quality=QUALITY, checkpoint=tmp_path).eval()
+    return load_codec(f"dcvc-uf-{variant}", quality=QUALITY, checkpoint=tmp_path).eval()
+
+
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=needs("dcvc-uf").marks)
+                                     for v in ("hts", "htl")])
+def test_uf_chunk_variants_decode_a_short_chunk_as_the_training_path(variant: str, tmp_path):
+    codec = _uf_chunk_codec(variant, tmp_path)
     frames = clip(6)
     _, intra = codec.compress(frames[0])
     data, encoder_side = codec.compress_chunk(frames[1:], intra.state)  # 5 of 8: padded
@@ -315,15 +320,7 @@ def test_non_finite_weights_are_refused_before_the_entropy_coder(setups, name: s
 def test_uf_chunk_variants_code_sequences_one_record_per_frame(variant: str, tmp_path: Path):
     """As the tools drive codecs: encode_sequence cuts chunks (8 frames, before an intra frame,
     at the end), CodecStream decodes record by record, bit-exact to the encoder's side."""
-    torch.manual_seed(0)
-    image = UF.module("models.image_model").DMCI()
-    structure = UF.module("utils.common").ModelStructure(variant)
-    video = UF.module("models.video_model_ht").DMC(model_structure=structure)
-    _tame(image, 2.35)
-    _tame(video, 2.5)
-    torch.save(image.state_dict(), tmp_path / dcvc_uf.IMAGE_CHECKPOINT)
-    torch.save(video.state_dict(), tmp_path / dcvc_uf.VIDEO_CHECKPOINTS[variant])
-    codec = load_codec(f"dcvc-uf-{variant}", quality=QUALITY, checkpoint=tmp_path)
+    codec = _uf_chunk_codec(variant, tmp_path)
     frames = clip(13)
     records, encoder_side = zip(*codec.encode_sequence(frames, intra_period=11))
     continuation = bytes([CODER_IDS[f"dcvc-uf-{variant}"]])
