@@ -138,7 +138,7 @@ def test_ssf_round_trip_with_random_weights(tmp_path, capsys):
 @requires_shared_data
 def test_a_checkpoint_of_another_quality_is_refused(tmp_path, capsys):
     # q1 and q2 have the same shapes
-    _, weights = _hyperprior_q1_weights(tmp_path / "bmshj2018-hyperprior-1-7eb97409.pth.tar")
+    codec, weights = _hyperprior_q1_weights(tmp_path / "bmshj2018-hyperprior-1-7eb97409.pth.tar")
     argv = ["encode", "--codec", "bmshj2018-hyperprior", "--quality", "2", "--frames", "1",
             "--checkpoint", str(weights), str(CLIP), str(tmp_path / "o.bin")]
     assert run(argv) == 2
