@@ -175,10 +175,8 @@ class Rollout:
         return self._apply(decoded, self._residual(decoded, latent), strength)
 
     def _apply(self, decoded: Tensor, residual: Tensor, strength: StrengthMap) -> Tensor:
-        height, width = decoded.shape[-2:]
-        scale = strength.expand(height, width, decoded.device, decoded.dtype)
         self.previous_map = strength
-        return self._advance((decoded + scale * residual).clamp(0, 1))
+        return self._advance(strength.apply(decoded, residual))
 
     def _advance(self, enhanced: Tensor) -> Tensor:
         self.prev_enhanced = enhanced

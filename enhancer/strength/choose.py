@@ -125,13 +125,6 @@ def _block_mean(pixel_map: Tensor, block: int) -> np.ndarray:
     return _block_sum(pixel_map, block) / _block_sum(torch.ones_like(pixel_map), block)
 
 
-def _blend(decoded: Tensor, residual: Tensor, strength: StrengthMap) -> Tensor:
-    """The frame the decoder makes: ``decoded + expand(map) * residual``, clamped."""
-    height, width = decoded.shape[-2:]
-    return (decoded + strength.expand(height, width, decoded.device, decoded.dtype)
-            * residual).clamp(0, 1)
-
-
 def _mse(a: Tensor, b: Tensor) -> float:
     return float(((a.double() - b.double()) ** 2).mean())
 
@@ -162,7 +155,7 @@ class MapChooser:
         else:
             strength = self._choose_per_block(source, decoded, residual, candidates, zero)
         self.previous = strength
-        self.previous_frames = (source, decoded, _blend(decoded, residual, strength))
+        self.previous_frames = (source, decoded, strength.apply(decoded, residual))
         return strength
 
     # -- per block (lpips, mse, mix) -----------------------------------------------------
@@ -258,7 +251,7 @@ class MapChooser:
         def whole_frame(strength: StrengthMap) -> tuple[float, float] | None:
             """(objective, temporal error) of the blended frame as the decoder makes it;
             None where it breaks the PSNR floor or is worse than the decode."""
-            frame = _blend(decoded, residual, strength)
+            frame = strength.apply(decoded, residual)
             if _mse(frame, source) > mse_budget:
                 return None
             value = self._frame_cost(source, frame)

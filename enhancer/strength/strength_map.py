@@ -119,6 +119,13 @@ class StrengthMap:
         cols_weights = _ramp_weights(width, cols, self.block, device, dtype)  # (W, cols)
         return (rows_weights @ (grid @ cols_weights.T))[None, None]
 
+    def apply(self, decoded: Tensor, residual: Tensor) -> Tensor:
+        """The frame the decoder makes: ``decoded + expand(map) * residual``, clamped to [0, 1]
+        (the encoder's choice scores exactly this)."""
+        height, width = decoded.shape[-2:]
+        return (decoded + self.expand(height, width, decoded.device, decoded.dtype)
+                * residual).clamp(0, 1)
+
 
 def _ramp_weights(pixels: int, blocks: int, block: int, device: torch.device | str,
                   dtype: torch.dtype) -> Tensor:
