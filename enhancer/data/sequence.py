@@ -321,9 +321,8 @@ def open_writer(
                              "extension), which takes any size") from None
     if crf is not None and suffix not in WRITE_FORMATS:
         raise ValueError(f"crf= applies only to {', '.join(WRITE_FORMATS)} output, not {path.name}")
-    if lossless and (suffix != ".mkv" or crf is not None):
-        raise ValueError(f"lossless output is FFV1 in MKV: name the file .mkv (not {path.name!r}) "
-                         "and give no crf")
+    if lossless and suffix != ".mkv":  # (PyAVWriter refuses a crf with FFV1)
+        raise ValueError(f"lossless output is FFV1 in MKV: name the file .mkv, not {path.name!r}")
     path = make_parent(path)
     temp_path = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     sink: FrameWriter
