@@ -468,7 +468,7 @@ def test_a_relative_student_loss_is_zero_for_the_decode_itself(tmp_path):
         write_config(tmp_path / "t.yaml", video_config(relative_loss=True))
 
 
-def test_harm_weight_charges_only_the_clips_made_worse(tmp_path, monkeypatch):
+def test_harm_weight_and_signalled_weigh_the_clips_made_worse(tmp_path, monkeypatch):
     """harm_weight k: a clip's log-ratio r to its decode counts r + k * max(r, 0), so clips
     the student improves (r < 0) count as before and the ones it harms count 1 + k times."""
     x264 = {"codec": {"name": "x264", "quality": 32}}
@@ -476,9 +476,10 @@ def test_harm_weight_charges_only_the_clips_made_worse(tmp_path, monkeypatch):
     clip = torch.stack(real_frames(2), dim=1).expand(2, -1, -1, -1, -1)  # two clips
     ratios = {"dist": torch.tensor([-0.5, 0.4]), "perc": torch.tensor([0.2, -0.1])}
     terms = {}
-    for harm in (0.0, 2.0):
+    for harm in (0.0, 2.0, "signalled"):
+        extra = ({"signalled": True} if harm == "signalled" else {"harm_weight": harm})
         cfg = write_config(tmp_path / f"h{harm}.yaml", video_config(
-            student=student, model=x264, relative_loss=True, rho=0.5, harm_weight=harm))
+            student=student, model=x264, relative_loss=True, rho=0.5, **extra))
         loss_fn = Trainer(cfg, tmp_path / f"run{harm}").loss_fn
         monkeypatch.setattr(loss_fn, "_relative_to_decode",
                             lambda *args: (ratios["dist"].clone(), ratios["perc"].clone()))
@@ -488,6 +489,12 @@ def test_harm_weight_charges_only_the_clips_made_worse(tmp_path, monkeypatch):
     assert terms[2.0]["dist"].item() == pytest.approx((-0.5 + 3 * 0.4) / 2)
     assert terms[0.0]["perc"].item() == pytest.approx((0.2 - 0.1) / 2)
     assert terms[2.0]["perc"].item() == pytest.approx((3 * 0.2 - 0.1) / 2)
+    # signalled: the map switches LPIPS harm off, so only the gain counts; MSE counts whole
+    assert terms["signalled"]["perc"].item() == pytest.approx((0.0 - 0.1) / 2)
+    assert terms["signalled"]["dist"].item() == pytest.approx((-0.5 + 0.4) / 2)
+    with pytest.raises(ConfigError, match="set relative_loss: true or signalled: false"):
+        write_config(tmp_path / "bad_s.yaml", video_config(student=student, model=x264,
+                                                           signalled=True))
     with pytest.raises(ConfigError, match="set relative_loss: true or harm_weight: 0"):
         write_config(tmp_path / "bad.yaml", video_config(student=student, model=x264,
                                                          harm_weight=1.0))

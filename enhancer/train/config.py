@@ -144,6 +144,11 @@ class LossConfig:
     harm_weight:    (``relative_loss``) a clip's L_dist and L_perc log-ratios count
                     ``1 + harm_weight`` times where they are positive (the clip ends up worse
                     than its decode): the evaluation asks every clip to improve. 0: off.
+    signalled:      (``relative_loss``) the model is for streams with strength maps
+                    (:mod:`enhancer.strength`): the encoder turns it down wherever it would
+                    make LPIPS worse, so a clip's perceptual log-ratio counts only where it
+                    gains, ``min(r, 0)``, and its capacity goes to what can be restored. The
+                    MSE log-ratio still counts whole (the map's PSNR floor spends it).
     """
 
     lmbda: float = 0.01
@@ -156,6 +161,7 @@ class LossConfig:
     relative_loss: bool = False
     consistency_weight: float = 0.0
     harm_weight: float = 0.0
+    signalled: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rho <= 1.0:
@@ -174,6 +180,9 @@ class LossConfig:
         if self.harm_weight > 0 and not self.relative_loss:
             raise ConfigError(f"loss.harm_weight {self.harm_weight} weighs clips by their "
                               "log-ratio to the decode; set relative_loss: true or harm_weight: 0")
+        if self.signalled and not self.relative_loss:
+            raise ConfigError("loss.signalled counts a clip's LPIPS log-ratio to its decode only "
+                              "where it gains; set relative_loss: true or signalled: false")
 
 
 @dataclass(frozen=True)

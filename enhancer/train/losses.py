@@ -43,7 +43,9 @@ one step does.
 With ``relative`` a clip's log-ratio is negative where it improves on its decode and
 positive where it harms it; ``harm_weight`` ``k`` charges harm ``1 + k`` times
 (``r + k * max(r, 0)``), so a gain on one clip buys less harm on another: the
-evaluation asks for every clip to improve, not for the average.
+evaluation asks for every clip to improve, not for the average. A model for signalled
+streams (``signalled``) is the opposite case: the encoder's strength map turns it off where
+it makes LPIPS worse, so a clip's LPIPS log-ratio counts ``min(r, 0)``.
 """
 
 from __future__ import annotations
@@ -201,6 +203,8 @@ class ClipLoss(nn.Module):
                         dist, perc = self._relative_to_decode(dist, perc, clean, decoded, frame)
                         dist = dist + self.config.harm_weight * dist.clamp(min=0)
                         perc = perc + self.config.harm_weight * perc.clamp(min=0)
+                        if self.config.signalled:  # the encoder's map switches harm off
+                            perc = perc.clamp(max=0)
                     perc = perc.mean()
                 dist = dist.float().mean()
                 if self.config.temporal_weight > 0 and self.temporal and index > 0:
