@@ -244,6 +244,9 @@ def add_signal_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a frame's temporal error may exceed the plain decode's by at most "
                             "this fraction where some map allows it (default 0; 'off': no "
                             "temporal bound, hysteresis only)")
+    group.add_argument("--keep-dists", action=argparse.BooleanOptionalAction, default=True,
+                       help="send no map whose frame scores worse than the decode on DISTS "
+                            "(default on; --no-keep-dists: the objective and the floors only)")
 
 
 def flicker_rise(text: str) -> float | None:
@@ -261,4 +264,4 @@ def signal_config(args: argparse.Namespace):
         return None
     return SignalConfig(args.signal, block=args.signal_block, scales=tuple(args.signal_scales),
                         max_psnr_drop=args.max_psnr_drop, hysteresis=args.signal_hysteresis,
-                        max_flicker_rise=args.max_flicker_rise)
+                        max_flicker_rise=args.max_flicker_rise, keep_dists=args.keep_dists)

@@ -193,3 +193,13 @@ def test_the_flicker_bound_can_be_switched_off():
     add_signal_arguments(parser)
     assert parser.parse_args([]).max_flicker_rise == 0.0
     assert parser.parse_args(["--max-flicker-rise", "off"]).max_flicker_rise is None
+
+
+def test_the_dists_check_is_on_unless_switched_off():
+    from enhancer.cli import signal_config
+
+    parser = argparse.ArgumentParser()
+    add_signal_arguments(parser)
+    assert signal_config(parser.parse_args(["--signal", "lpips"])).keep_dists is True
+    assert signal_config(parser.parse_args(["--signal", "lpips", "--no-keep-dists"])).keep_dists \
+        is False

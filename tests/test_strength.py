@@ -122,6 +122,7 @@ def _x264_pair(crf=40, frames=2):
 
 @pytest.mark.parametrize("objective", ["lpips", "mse", "mix"])
 def test_chosen_map_is_never_worse_than_the_decode(objective):
+    from enhancer.metrics.dists import dists
     from enhancer.metrics.lpips import lpips
     from enhancer.metrics.psnr import psnr
 
@@ -135,9 +136,27 @@ def test_chosen_map_is_never_worse_than_the_decode(objective):
     enhanced = (decoded + strength.expand(192, 256) * residual).clamp(0, 1)
     assert float(psnr(enhanced, truth)) >= float(psnr(decoded, truth)) - 0.05 - 1e-6
     assert float(lpips(enhanced, truth)) <= float(lpips(decoded, truth)) + 1e-6
+    assert float(dists(enhanced, truth)) <= float(dists(decoded, truth)) + 1e-6  # keep_dists
     grid = strength.scale_grid()
     assert grid[:, :4].mean() > grid[:, 4:].mean()  # it acts where the residual helps
     assert grid[:, 4:].max() == 0.0 or objective == "lpips"
+
+
+def test_keep_dists_refuses_maps_that_raise_dists(monkeypatch):
+    """With keep_dists a map whose blended frame scores worse than the decode on DISTS is
+    never sent, however much it gains on LPIPS: here a stand-in DISTS calls every change
+    from the decode worse, so only the all-zero map passes."""
+    import enhancer.strength.choose as choose
+
+    source, coded = _x264_pair()
+    truth, decoded = source[0], coded[0][1]
+    residual = truth - decoded  # the true error: LPIPS and PSNR both gain everywhere
+    monkeypatch.setattr(choose, "_dists",
+                        lambda src, frame: float((frame - decoded).abs().mean()))
+    chosen = {keep: MapChooser(SignalConfig("lpips", block=32, keep_dists=keep)).choose(
+        truth, decoded, residual) for keep in (False, True)}
+    assert chosen[False].scale_grid().max() > 0  # without the check it acts
+    assert chosen[True].scale_grid().max() == 0.0  # with it, the decode itself
 
 
 def _still_scene():

@@ -14,11 +14,11 @@ of the plain decode's (``|(dec_t - dec_{t-1}) - (src_t - src_{t-1})|``); ``a`` a
 both terms on the objective's scale. ``switch`` (``hysteresis`` x the block's decode cost)
 keeps a block's scale unless another is clearly better. The blended frame (smooth ramps, as
 the decoder will see it) is then checked whole: if it breaks a bound or is worse than the
-plain decode on the objective, ``lam`` grows. If no new map passes, the candidates that keep
-the objective and the PSNR floor (the last map, those tried, the choice hysteresis alone
-would make, the decode itself) are ranked: the best objective among those within the
-temporal bound, else the steadiest. So a
-signalled frame is never worse than its decode on the objective the user chose, nor more
+plain decode on the objective (or on DISTS, ``keep_dists``), ``lam`` grows. If no new map
+passes, the candidates that keep the objective, DISTS and the PSNR floor (the last map,
+those tried, the choice hysteresis alone would make, the decode itself) are ranked: the
+best objective among those within the temporal bound, else the steadiest. So a signalled
+frame is never worse than its decode on the objective the user chose nor on DISTS, nor more
 than ``max_psnr_drop`` dB below it in PSNR; the temporal bound holds where any candidate
 meets it (not always: dropping a strength is itself a step, and the first frame has no
 bound). A bound on the flicker of the map held steady (ignoring the step of a change) was
@@ -65,6 +65,10 @@ class SignalConfig:
                     one lowers its objective by more than this fraction of the decode's.
     max_flicker_rise: the frame's temporal error may exceed the plain decode's by at most
                     this fraction (None: no temporal bound, hysteresis only).
+    keep_dists:     (lpips, mse, mix) the blended frame's DISTS may not exceed the decode's,
+                    checked on the whole frame as the PSNR floor is (DISTS has no per-block
+                    form): LPIPS alone let DISTS rise on soft film. Costs the encoder one
+                    DISTS pass per frame and per map it checks.
     """
 
     objective: str = "lpips"
@@ -75,6 +79,7 @@ class SignalConfig:
     mse_weight: float = 0.5
     min_gain: float = 0.01
     max_flicker_rise: float | None = 0.0
+    keep_dists: bool = True
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -127,6 +132,12 @@ def _block_mean(pixel_map: Tensor, block: int) -> np.ndarray:
 
 def _mse(a: Tensor, b: Tensor) -> float:
     return float(((a.double() - b.double()) ** 2).mean())
+
+
+def _dists(source: Tensor, frame: Tensor) -> float:
+    from enhancer.metrics.dists import get_dists_model
+
+    return float(get_dists_model(device=source.device)(frame, source))
 
 
 class MapChooser:
@@ -247,15 +258,19 @@ class MapChooser:
                     else (middle, lam_high)
         lam = lam_high
         decode_cost = self._frame_cost(source, decoded)
+        decode_dists = _dists(source, decoded) if config.keep_dists else math.inf
 
         def whole_frame(strength: StrengthMap) -> tuple[float, float] | None:
             """(objective, temporal error) of the blended frame as the decoder makes it;
-            None where it breaks the PSNR floor or is worse than the decode."""
+            None where it breaks the PSNR floor or is worse than the decode (on the
+            objective, or on DISTS with ``keep_dists``)."""
             frame = strength.apply(decoded, residual)
             if _mse(frame, source) > mse_budget:
                 return None
             value = self._frame_cost(source, frame)
             if value > decode_cost:
+                return None
+            if config.keep_dists and _dists(source, frame) > decode_dists:
                 return None
             flicker = (float(self._flicker(source, frame, previous_output).mean())
                        if temporal else 0.0)
@@ -299,13 +314,10 @@ class MapChooser:
     # -- per frame (dists) ---------------------------------------------------------------
     def _choose_per_frame(self, source: Tensor, decoded: Tensor,
                           candidates: list[Tensor]) -> StrengthMap:
-        from enhancer.metrics.dists import get_dists_model
-
         config = self.config
         height, width = decoded.shape[-2:]
-        dists_model = get_dists_model(device=source.device)
         budget = _mse(decoded, source) * 10 ** (config.max_psnr_drop / 10)
-        scores = [float(dists_model(c, source)) if _mse(c, source) <= budget else math.inf
+        scores = [_dists(source, c) if _mse(c, source) <= budget else math.inf
                   for c in candidates]
         best = int(np.argmin(scores))
         return StrengthMap.uniform(height, width, config.block, config.scales, best)
