@@ -416,3 +416,20 @@ def test_bpp_from_bytes():
     with pytest.raises(ValueError, match="num_bytes"):
         bpp_from_bytes(-1, 64, 64)
     assert math.isfinite(bpp_from_bytes(1, 1, 1))
+
+
+def test_haarpsi_is_one_for_identical_frames_and_falls_with_distortion():
+    """HaarPSI (piq), the evaluation's independent check: 1 for identical frames, lower the
+    more a real frame is degraded, one value per image, and a registered full-set metric."""
+    from enhancer.eval.registry import metric, metric_presets
+    from enhancer.metrics import haarpsi
+
+    frame = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    blurred = torch.nn.functional.avg_pool2d(frame, 3, stride=1, padding=1)
+    same, blur = haarpsi(frame, frame), haarpsi(blurred, frame)
+    assert same.shape == (2,) and torch.allclose(same, torch.ones(2), atol=1e-4)
+    assert (blur < same - 0.05).all()
+    assert (haarpsi(0.5 * blurred, frame) < blur).all()
+    assert "haarpsi" in metric_presets()["full"] and not metric("haarpsi").lower_is_better
+    with pytest.raises(ValueError, match="one shape"):
+        haarpsi(frame, frame[:, :, :32])

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=parse_size, default=None, help="centre crop WxH")
     parser.add_argument("--metrics", nargs="+", choices=IMAGE_METRIC_CHOICES, default=["full"],
                         help="metrics, or a set: 'fast' (PSNR, SSIM, MS-SSIM, LPIPS-Alex), "
-                             "'full' (fast + LPIPS-VGG and DISTS; the default); fid/kid "
+                             "'full' (fast + LPIPS-VGG, DISTS and HaarPSI; the default); fid/kid "
                              "(opt-in): FID/256 and KID/256 over every image's 256x256 patches")
     parser.add_argument("--inception-weights", default=None, metavar="PATH",
                         help="Inception-v3 FID weights for fid/kid (default: torch hub's cache)")

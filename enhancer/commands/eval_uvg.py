@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", nargs="+", choices=metric_choices(), default=None,
                         help="metrics, or a set: 'fast' (PSNR, SSIM, MS-SSIM, LPIPS-Alex, "
                              "temporal), 'full' (fast + LPIPS-VGG and DISTS, about 20x "
-                             "LPIPS-Alex each on a CPU). Default: full; the demo: fast. "
+                             "LPIPS-Alex each on a CPU, and HaarPSI). Default: full; the demo: fast. "
                              "fid/kid (opt-in, added to a set): FID/256 and KID/256 over the "
                              "256x256 patches of all sequences, in summary.json")
     parser.add_argument("--inception-weights", default=None, metavar="PATH",

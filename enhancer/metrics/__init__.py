@@ -1,5 +1,5 @@
 """Image and video quality metrics: PSNR (RGB, Y, YUV 4:2:0), MS-SSIM, LPIPS, DISTS,
-temporal consistency; set-level FID/KID on 256x256 patches
+HaarPSI (piq), temporal consistency; set-level FID/KID on 256x256 patches
 (:mod:`enhancer.metrics.fid`).
 
 Every image metric takes float tensors ``(B, 3, H, W)`` in [0, 1] and returns ``(B,)``;
@@ -11,6 +11,7 @@ helpers from the modules with ``from enhancer.metrics.lpips import LPIPSLoss``.
 
 from enhancer.metrics.dists import DISTS, get_dists_model
 from enhancer.metrics.dists import dists as dists
+from enhancer.metrics.haarpsi import haarpsi
 from enhancer.metrics.fid import InceptionFeatures, PatchFIDKID, frechet_distance, kid, patches
 from enhancer.metrics.lpips import LPIPSLoss, LPIPSWeightsNotFoundError, get_lpips_model
 from enhancer.metrics.lpips import lpips as lpips
