@@ -151,8 +151,8 @@ def test_keep_dists_refuses_maps_that_raise_dists(monkeypatch):
     source, coded = _x264_pair()
     truth, decoded = source[0], coded[0][1]
     residual = truth - decoded  # the true error: LPIPS and PSNR both gain everywhere
-    monkeypatch.setattr(choose, "_dists",
-                        lambda src, frame: float((frame - decoded).abs().mean()))
+    monkeypatch.setattr(choose, "_dists_to",
+                        lambda src: lambda frame: float((frame - decoded).abs().mean()))
     chosen = {keep: MapChooser(SignalConfig("lpips", block=32, keep_dists=keep)).choose(
         truth, decoded, residual) for keep in (False, True)}
     assert chosen[False].scale_grid().max() > 0  # without the check it acts

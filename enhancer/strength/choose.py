@@ -134,10 +134,13 @@ def _mse(a: Tensor, b: Tensor) -> float:
     return float(((a.double() - b.double()) ** 2).mean())
 
 
-def _dists(source: Tensor, frame: Tensor) -> float:
+def _dists_to(source: Tensor):
+    """``frame -> DISTS(frame, source)`` (a float), the source's VGG16 features computed once."""
     from enhancer.metrics.dists import get_dists_model
 
-    return float(get_dists_model(device=source.device)(frame, source))
+    model = get_dists_model(device=source.device)
+    source_features = model.features(source)
+    return lambda frame: float(model.distance(model.features(frame), source_features))
 
 
 class MapChooser:
@@ -258,7 +261,8 @@ class MapChooser:
                     else (middle, lam_high)
         lam = lam_high
         decode_cost = self._frame_cost(source, decoded)
-        decode_dists = _dists(source, decoded) if config.keep_dists else math.inf
+        dists = _dists_to(source) if config.keep_dists else None
+        decode_dists = dists(decoded) if dists is not None else math.inf
 
         def whole_frame(strength: StrengthMap) -> tuple[float, float] | None:
             """(objective, temporal error) of the blended frame as the decoder makes it;
@@ -270,7 +274,7 @@ class MapChooser:
             value = self._frame_cost(source, frame)
             if value > decode_cost:
                 return None
-            if config.keep_dists and _dists(source, frame) > decode_dists:
+            if dists is not None and dists(frame) > decode_dists:
                 return None
             flicker = (float(self._flicker(source, frame, previous_output).mean())
                        if temporal else 0.0)
@@ -317,7 +321,7 @@ class MapChooser:
         config = self.config
         height, width = decoded.shape[-2:]
         budget = _mse(decoded, source) * 10 ** (config.max_psnr_drop / 10)
-        scores = [_dists(source, c) if _mse(c, source) <= budget else math.inf
-                  for c in candidates]
+        dists = _dists_to(source)
+        scores = [dists(c) if _mse(c, source) <= budget else math.inf for c in candidates]
         best = int(np.argmin(scores))
         return StrengthMap.uniform(height, width, config.block, config.scales, best)
