@@ -159,6 +159,29 @@ def test_keep_dists_refuses_maps_that_raise_dists(monkeypatch):
     assert chosen[True].scale_grid().max() == 0.0  # with it, the decode itself
 
 
+def test_the_default_strength_everywhere_is_a_fallback(monkeypatch):
+    """When no per-block map passes the whole-frame checks, a uniform map at the enhancer's
+    default strength (what a stream without maps gets) is sent where it passes, rather than
+    the plain decode: here a stand-in DISTS passes only that frame."""
+    import enhancer.strength.choose as choose
+
+    source, coded = _x264_pair()
+    truth, decoded = source[0], coded[0][1]
+    residual = truth - decoded
+    at_default = (decoded + 0.25 * residual).clamp(0, 1)
+
+    def fake_dists_to(src):
+        return lambda frame: (0.0 if torch.allclose(frame, at_default, atol=1e-5)
+                              else 0.5 if torch.equal(frame, decoded) else 1.0)
+
+    monkeypatch.setattr(choose, "_dists_to", fake_dists_to)
+    config = SignalConfig("lpips", block=32)
+    without = MapChooser(config).choose(truth, decoded, residual)
+    with_default = MapChooser(config, default_scale=0.25).choose(truth, decoded, residual)
+    assert without.scale_grid().max() == 0.0
+    assert (with_default.scale_grid() == 0.25).all()
+
+
 def _still_scene():
     """One frame, its decode, a residual, and the same residual with a little noise (what
     consecutive frames of a still scene give the chooser)."""

@@ -116,7 +116,8 @@ class Rollout:
         self.prev_enhanced: Tensor | None = None
         self.start_noise: Tensor | None = None
         self.index = 0
-        self.chooser = MapChooser(signal) if signal is not None else None
+        self.chooser = (MapChooser(signal, default_scale=self.sampling.residual_scale)
+                        if signal is not None else None)
         self.previous_map: StrengthMap | None = None  # the last map sent or received
 
     def step(self, frame: Tensor) -> EnhancedFrame:

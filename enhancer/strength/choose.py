@@ -16,7 +16,8 @@ keeps a block's scale unless another is clearly better. The blended frame (smoot
 the decoder will see it) is then checked whole: if it breaks a bound or is worse than the
 plain decode on the objective (or on DISTS, ``keep_dists``), ``lam`` grows. If no new map
 passes, the candidates that keep the objective, DISTS and the PSNR floor (the last map,
-those tried, the choice hysteresis alone would make, the decode itself) are ranked: the
+those tried, the choice hysteresis alone would make, the enhancer's default strength
+everywhere, the decode itself) are ranked: the
 best objective among those within the temporal bound, else the steadiest. So a signalled
 frame is never worse than its decode on the objective the user chose nor on DISTS, nor more
 than ``max_psnr_drop`` dB below it in PSNR; the temporal bound holds where any candidate
@@ -147,8 +148,11 @@ class MapChooser:
     """Chooses one frame's map after another (it remembers the previous choice and the
     previous source, decode and output frame, for hysteresis and the temporal bound)."""
 
-    def __init__(self, config: SignalConfig):
-        self.config = config
+    def __init__(self, config: SignalConfig, default_scale: float | None = None):
+        """``default_scale``: the enhancer's strength where no map is sent (its checkpoint's
+        ``residual_scale``); a uniform map at it is among the fallbacks, so a signalled
+        frame does no worse than one without maps where that passes the checks."""
+        self.config, self.default_scale = config, default_scale
         self.previous: StrengthMap | None = None
         self.previous_frames: tuple[Tensor, Tensor, Tensor] | None = None  # source, dec, out
 
@@ -304,6 +308,12 @@ class MapChooser:
             source, decoded, previous_output).mean()) if temporal else 0.0)))
         if kept is not None:
             passing.append((previous, kept))
+        if self.default_scale in config.scales and self.default_scale != 0.0:
+            uniform = StrengthMap.uniform(height, width, config.block, config.scales,
+                                          config.scales.index(self.default_scale))
+            uniform_cost = whole_frame(uniform)
+            if uniform_cost is not None:
+                passing.append((uniform, uniform_cost))
         if temporal:  # and the choice without the bound, so never steppier than that
             free = self._choose_per_block(source, decoded, residual, candidates, zero,
                                           block_costs, temporal_bound=False)
