@@ -195,11 +195,10 @@ def test_the_flicker_bound_can_be_switched_off():
     assert parser.parse_args(["--max-flicker-rise", "off"]).max_flicker_rise is None
 
 
-def test_the_dists_check_is_on_unless_switched_off():
+def test_the_dists_check_is_opt_in():
     from enhancer.cli import signal_config
 
     parser = argparse.ArgumentParser()
     add_signal_arguments(parser)
-    assert signal_config(parser.parse_args(["--signal", "lpips"])).keep_dists is True
-    assert signal_config(parser.parse_args(["--signal", "lpips", "--no-keep-dists"])).keep_dists \
-        is False
+    assert signal_config(parser.parse_args(["--signal", "lpips"])).keep_dists is False
+    assert signal_config(parser.parse_args(["--signal", "lpips", "--keep-dists"])).keep_dists

@@ -131,7 +131,7 @@ def test_chosen_map_is_never_worse_than_the_decode(objective):
     # A residual that helps on the left half (the true error) and harms on the right.
     residual = truth - decoded
     residual[..., 128:] = -3 * residual[..., 128:] + 0.05
-    chooser = MapChooser(SignalConfig(objective, block=32))
+    chooser = MapChooser(SignalConfig(objective, block=32, keep_dists=True))
     strength = chooser.choose(truth, decoded, residual)
     enhanced = (decoded + strength.expand(192, 256) * residual).clamp(0, 1)
     assert float(psnr(enhanced, truth)) >= float(psnr(decoded, truth)) - 0.05 - 1e-6
@@ -175,7 +175,7 @@ def test_the_default_strength_everywhere_is_a_fallback(monkeypatch):
                               else 0.5 if torch.equal(frame, decoded) else 1.0)
 
     monkeypatch.setattr(choose, "_dists_to", fake_dists_to)
-    config = SignalConfig("lpips", block=32)
+    config = SignalConfig("lpips", block=32, keep_dists=True)
     without = MapChooser(config).choose(truth, decoded, residual)
     with_default = MapChooser(config, default_scale=0.25).choose(truth, decoded, residual)
     assert without.scale_grid().max() == 0.0

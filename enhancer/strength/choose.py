@@ -68,8 +68,9 @@ class SignalConfig:
                     this fraction (None: no temporal bound, hysteresis only).
     keep_dists:     (lpips, mse, mix) the blended frame's DISTS may not exceed the decode's,
                     checked on the whole frame as the PSNR floor is (DISTS has no per-block
-                    form): LPIPS alone let DISTS rise on soft film. Costs the encoder one
-                    DISTS pass per frame and per map it checks.
+                    form): LPIPS alone let DISTS rise on soft film. Off by default: it
+                    costs the encoder a VGG16 pass per frame and per map it checks (the
+                    demo's signalled rows took 3x as long).
     """
 
     objective: str = "lpips"
@@ -80,7 +81,7 @@ class SignalConfig:
     mse_weight: float = 0.5
     min_gain: float = 0.01
     max_flicker_rise: float | None = 0.0
-    keep_dists: bool = True
+    keep_dists: bool = False
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -210,7 +211,7 @@ class MapChooser:
 
     def _choose_per_block(self, source: Tensor, decoded: Tensor, residual: Tensor,
                           candidates: list[Tensor], zero: int, block_costs=None,
-                          temporal_bound: bool = True) -> StrengthMap:
+                          temporal_bound: bool = True, dists_of=None) -> StrengthMap:
         config = self.config
         height, width = decoded.shape[-2:]
         if block_costs is None:
@@ -265,8 +266,16 @@ class MapChooser:
                     else (middle, lam_high)
         lam = lam_high
         decode_cost = self._frame_cost(source, decoded)
-        dists = _dists_to(source) if config.keep_dists else None
-        decode_dists = dists(decoded) if dists is not None else math.inf
+        if config.keep_dists and dists_of is None:  # one memo per frame: maps recur
+            to_source, memo = _dists_to(source), {}
+
+            def dists_of(strength: StrengthMap | None) -> float:
+                key = None if strength is None else strength.indices.tobytes()
+                if key not in memo:
+                    memo[key] = to_source(decoded if strength is None
+                                          else strength.apply(decoded, residual))
+                return memo[key]
+        decode_dists = dists_of(None) if dists_of is not None else math.inf
 
         def whole_frame(strength: StrengthMap) -> tuple[float, float] | None:
             """(objective, temporal error) of the blended frame as the decoder makes it;
@@ -278,7 +287,7 @@ class MapChooser:
             value = self._frame_cost(source, frame)
             if value > decode_cost:
                 return None
-            if dists is not None and dists(frame) > decode_dists:
+            if dists_of is not None and dists_of(strength) > decode_dists:
                 return None
             flicker = (float(self._flicker(source, frame, previous_output).mean())
                        if temporal else 0.0)
@@ -316,7 +325,8 @@ class MapChooser:
                 passing.append((uniform, uniform_cost))
         if temporal:  # and the choice without the bound, so never steppier than that
             free = self._choose_per_block(source, decoded, residual, candidates, zero,
-                                          block_costs, temporal_bound=False)
+                                          block_costs, temporal_bound=False,
+                                          dists_of=dists_of)
             free_cost = whole_frame(free)
             if free_cost is not None:
                 passing.append((free, free_cost))
