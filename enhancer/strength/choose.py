@@ -15,12 +15,12 @@ both terms on the objective's scale. ``switch`` (``hysteresis`` x the block's de
 keeps a block's scale unless another is clearly better. The blended frame (smooth ramps, as
 the decoder will see it) is then checked whole: if it breaks a bound or is worse than the
 plain decode on the objective (or on DISTS, ``keep_dists``), ``lam`` grows. If no new map
-passes, the candidates that keep the objective, DISTS and the PSNR floor (the last map,
-those tried, the choice hysteresis alone would make, the enhancer's default strength
-everywhere, the decode itself) are ranked: the
-best objective among those within the temporal bound, else the steadiest. So a signalled
-frame is never worse than its decode on the objective the user chose nor on DISTS, nor more
-than ``max_psnr_drop`` dB below it in PSNR; the temporal bound holds where any candidate
+passes, the candidates that keep the objective (and DISTS) and the PSNR floor (the last
+map, those tried, the choice hysteresis alone would make, the enhancer's default strength
+everywhere, the decode itself) are ranked: the best objective among those within the
+temporal bound, else the steadiest. So a signalled frame is never worse than its decode on
+the objective the user chose (nor on DISTS with ``keep_dists``), nor more than
+``max_psnr_drop`` dB below it in PSNR; the temporal bound holds where any candidate
 meets it (not always: dropping a strength is itself a step, and the first frame has no
 bound). A bound on the flicker of the map held steady (ignoring the step of a change) was
 tried and measured worse on both LPIPS and flicker (docs/strength.md).
