@@ -269,13 +269,13 @@ class MapChooser:
         if config.keep_dists and dists_of is None:  # one memo per frame: maps recur
             to_source, memo = _dists_to(source), {}
 
-            def dists_of(strength: StrengthMap | None) -> float:
+            def dists_of(strength: StrengthMap | None, frame: Tensor) -> float:
+                """DISTS of ``frame``, the blend of ``strength`` (None: the decode)."""
                 key = None if strength is None else strength.indices.tobytes()
                 if key not in memo:
-                    memo[key] = to_source(decoded if strength is None
-                                          else strength.apply(decoded, residual))
+                    memo[key] = to_source(frame)
                 return memo[key]
-        decode_dists = dists_of(None) if dists_of is not None else math.inf
+        decode_dists = dists_of(None, decoded) if dists_of is not None else math.inf
 
         def whole_frame(strength: StrengthMap) -> tuple[float, float] | None:
             """(objective, temporal error) of the blended frame as the decoder makes it;
@@ -287,7 +287,7 @@ class MapChooser:
             value = self._frame_cost(source, frame)
             if value > decode_cost:
                 return None
-            if dists_of is not None and dists_of(strength) > decode_dists:
+            if dists_of is not None and dists_of(strength, frame) > decode_dists:
                 return None
             flicker = (float(self._flicker(source, frame, previous_output).mean())
                        if temporal else 0.0)
