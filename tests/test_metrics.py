@@ -431,5 +431,5 @@ def test_haarpsi_is_one_for_identical_frames_and_falls_with_distortion():
     assert (blur < same - 0.05).all()
     assert (haarpsi(0.5 * blurred, frame) < blur).all()
     assert "haarpsi" in metric_presets()["full"] and not metric("haarpsi").lower_is_better
-    with pytest.raises(ValueError, match="one shape"):
+    with pytest.raises(ValueError, match="differ in shape"):
         haarpsi(frame, frame[:, :, :32])

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from enhancer.metrics.psnr import check_image_pair
+
 
 def haarpsi(output: Tensor, truth: Tensor) -> Tensor:
     """``output``, ``truth`` (B, 3, H, W) in [0, 1] -> (B,) HaarPSI (1: identical)."""
     import piq
 
-    if output.shape != truth.shape or output.ndim != 4:
-        raise ValueError(f"haarpsi takes two (B, 3, H, W) batches of one shape, got "
-                         f"{tuple(output.shape)} and {tuple(truth.shape)}")
+    check_image_pair(output, truth)
     return piq.haarpsi(output.float().clamp(0, 1), truth.float().clamp(0, 1), data_range=1.0,
                        reduction="none")
