@@ -9,9 +9,11 @@ frame), then picks per block the scale that minimises
 ``flicker[s]`` is the block's temporal error, ``|(out_t - out_{t-1}) - (src_t - src_{t-1})|``
 (the temporal-consistency metric's own term), with ``out_{t-1}`` the previous frame as the
 decoder made it. ``lam >= 0`` is the smallest value (bisection) that keeps the frame's PSNR
-within ``max_psnr_drop`` dB of the decode and its temporal error within ``max_flicker_rise``
-of the plain decode's (``|(dec_t - dec_{t-1}) - (src_t - src_{t-1})|``); ``a`` and ``b`` put
-both terms on the objective's scale. ``switch`` (``hysteresis`` x the block's decode cost)
+within ``max_psnr_drop`` dB of the decode and the sequence's temporal error so far within
+``max_flicker_rise`` of the plain decode's (``|(dec_t - dec_{t-1}) - (src_t - src_{t-1})|``):
+the bound is on the running total, as the metric is a mean over the frames, so a frame
+steadier than its decode leaves room for a later one, and one that could not meet its bound
+is made up by the next; ``a`` and ``b`` put both terms on the objective's scale. ``switch`` (``hysteresis`` x the block's decode cost)
 keeps a block's scale unless another is clearly better. The blended frame (smooth ramps, as
 the decoder will see it) is then checked whole: if it breaks a bound or is worse than the
 plain decode on the objective (or on DISTS, ``keep_dists``), ``lam`` grows. If no new map
@@ -21,8 +23,8 @@ everywhere, the decode itself) are ranked: the best objective among those within
 temporal bound, else the steadiest. So a signalled frame is never worse than its decode on
 the objective the user chose (nor on DISTS with ``keep_dists``), nor more than
 ``max_psnr_drop`` dB below it in PSNR; the temporal bound holds where any candidate
-meets it (not always: dropping a strength is itself a step, and the first frame has no
-bound). A bound on the flicker of the map held steady (ignoring the step of a change) was
+meets it (not always: dropping a strength is itself a step), and a frame that misses it
+leaves less room for the next ones. A bound on the flicker of the map held steady (ignoring the step of a change) was
 tried and measured worse on both LPIPS and flicker (docs/strength.md).
 """
 
@@ -64,8 +66,9 @@ class SignalConfig:
     mse_weight:     the MSE weight of ``mix``.
     min_gain:       a frame keeps the previous frame's map (and sends nothing) unless a new
                     one lowers its objective by more than this fraction of the decode's.
-    max_flicker_rise: the frame's temporal error may exceed the plain decode's by at most
-                    this fraction (None: no temporal bound, hysteresis only).
+    max_flicker_rise: the sequence's temporal error, summed over its frames so far, may
+                    exceed the plain decode's by at most this fraction (None: no temporal
+                    bound, hysteresis only).
     keep_dists:     (lpips, mse, mix) the blended frame's DISTS may not exceed the decode's,
                     checked on the whole frame as the PSNR floor is (DISTS has no per-block
                     form): LPIPS alone let DISTS rise on soft film. Off by default: it
@@ -156,6 +159,7 @@ class MapChooser:
         self.config, self.default_scale = config, default_scale
         self.previous: StrengthMap | None = None
         self.previous_frames: tuple[Tensor, Tensor, Tensor] | None = None  # source, dec, out
+        self.flicker_totals = (0.0, 0.0)  # the sequence's temporal error: decode, output
 
     @torch.no_grad()
     def choose(self, source: Tensor, decoded: Tensor, residual: Tensor) -> StrengthMap:
@@ -167,14 +171,23 @@ class MapChooser:
         config = self.config
         if self.previous_frames is not None and self.previous_frames[0].shape != source.shape:
             self.previous_frames = None  # a new sequence (or size): no temporal reference
+        if self.previous_frames is None:
+            self.flicker_totals = (0.0, 0.0)
         candidates = [(decoded + s * residual).clamp(0, 1) for s in config.scales]
         zero = config.scales.index(0.0)
         if config.objective == "dists":
             strength = self._choose_per_frame(source, decoded, candidates)
         else:
             strength = self._choose_per_block(source, decoded, residual, candidates, zero)
+        output = strength.apply(decoded, residual)
+        if self.previous_frames is not None:
+            previous_source, previous_decoded, previous_output = self.previous_frames
+            decode_total, output_total = self.flicker_totals
+            self.flicker_totals = (
+                decode_total + float(self._flicker(source, decoded, previous_decoded).mean()),
+                output_total + float(self._flicker(source, output, previous_output).mean()))
         self.previous = strength
-        self.previous_frames = (source, decoded, strength.apply(decoded, residual))
+        self.previous_frames = (source, decoded, output)
         return strength
 
     # -- per block (lpips, mse, mix) -----------------------------------------------------
@@ -225,8 +238,10 @@ class MapChooser:
             _, previous_decoded, previous_output = self.previous_frames
             flicker_blocks = np.stack([_block_mean(self._flicker(source, c, previous_output),
                                                    config.block) for c in candidates])
-            flicker_budget = (float(self._flicker(source, decoded, previous_decoded).mean())
-                              * (1 + config.max_flicker_rise))
+            decode_total, output_total = self.flicker_totals
+            flicker_budget = ((decode_total + float(self._flicker(
+                source, decoded, previous_decoded).mean())) * (1 + config.max_flicker_rise)
+                - output_total)
         else:
             flicker_blocks, flicker_budget, previous_output = np.zeros_like(cost), math.inf, None
         switch = np.zeros_like(cost)
