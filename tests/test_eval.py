@@ -276,6 +276,27 @@ def test_one_enhancer_per_rate_with_its_own_codec(uvg_root, tmp_path, capsys):
 
 
 @requires_shared_data
+def test_two_enhancers_side_by_side_in_one_run(uvg_root, x264_enhancer, tmp_path, capsys):
+    """Several --enhancer files share one run's decodes; --signal adds a map variant of each."""
+    other = save_random_enhancer(tmp_path / "x264_other.pt", "x264", 30)
+    out = tmp_path / "out"
+    argv = ["--root", str(uvg_root), "--sequences", "Talk", "--codec", "x264", "--quality", "40",
+            "--enhancer", str(x264_enhancer), str(other), "--signal", "mse", "--steps", "1",
+            "--frames", "2", "--intra-period", "-1", "--crop", "128x96", "--out", str(out),
+            "--metrics", "psnr_rgb"]
+    assert run(eval_uvg, argv) == 0
+    rows = read_rows(out)
+    assert sorted(r["label"] for r in rows if r["variant"] == "enhanced") == [
+        "x264_other (1 step)", "x264_other + mse map (10 steps)",  # maps: its own sampling
+        "x264_rand (1 step)", "x264_rand + mse map (10 steps)"]
+    assert [r["variant"] for r in rows].count("decoded") == 1  # the decode is scored once
+    # Two files with one name cannot be told apart in the results.
+    twice = [str(x264_enhancer) if a == str(other) else a for a in argv]
+    assert run(eval_uvg, [*twice[:-4], "--out", str(tmp_path / "o2")]) == 2
+    assert "names 'x264_rand' twice" in capsys.readouterr().err
+
+
+@requires_shared_data
 def test_a_failing_sequence_does_not_stop_the_others(uvg_root, tmp_path, capsys):
     # A PNG-folder sequence whose second frame has another size: it passes the checks made
     # before the run (they read the first frame's header) and fails while being coded.

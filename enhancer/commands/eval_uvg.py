@@ -67,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="rate points (default: the enhancer's quality)")
     parser.add_argument("--checkpoint", default=None,
                         help="codec weights; '{quality}' is filled in; 'zoo' for CompressAI's pretrained ones, 'random' for untrained")
-    parser.add_argument("--enhancer", default=None,
-                        help="enhancer checkpoint or bundled name ('{quality}' is filled in: one "
-                        "model per rate, e.g. ssf_small_q{quality}); 'random' for an untrained one; "
-                        "none: codec rows only")
+    parser.add_argument("--enhancer", nargs="+", default=None, metavar="ENHANCER",
+                        help="enhancer checkpoints or bundled names, side by side in one run "
+                        "('{quality}' is filled in: one model per rate, e.g. "
+                        "ssf_small_q{quality}); 'random' for an untrained one; none: codec "
+                        "rows only")
     parser.add_argument("--steps", type=steps_or_default, nargs="+", default=None,
                         help="sampling steps; 'default' is the checkpoint's own (the default; "
                         "the demo shows 'default' and 10)")
@@ -123,27 +124,33 @@ def main(argv: list[str] | None = None) -> int:
                              "crops/ and plots/ for sequences; pick another --out")
         sequences = find_sequences(args.root, args.sequences, log=print)
     codec_name, qualities = args.codec, args.quality
-    spec = None
-    if args.enhancer == "random":
-        if codec_name is None or not qualities:
-            parser.error("--enhancer random needs --codec and --quality")
-        spec = untrained_enhancer(codec_name, qualities[0], args.device)
-        spec.steps, spec.residual_scales = args.steps, args.residual_scale
-        spec.sampling_overrides = {k: v for k, v in sampling_overrides(args).items() if v is not None}
-    elif args.enhancer is not None:
-        # Codec and rate point default to the ones the enhancer was trained for.
-        spec = load_enhancer_spec(args.enhancer, codec_name, args.steps, args.residual_scale,
-                                  args.device, qualities=qualities,
-                                  sampling_overrides=sampling_overrides(args))
-        codec_name = spec.enhancer.codec.name
-        qualities = qualities or [spec.enhancer.codec.quality]
+    specs = []
+    for name in args.enhancer or []:
+        if name == "random":
+            if codec_name is None or not qualities:
+                parser.error("--enhancer random needs --codec and --quality")
+            spec = untrained_enhancer(codec_name, qualities[0], args.device)
+            spec.steps, spec.residual_scales = args.steps, args.residual_scale
+            spec.sampling_overrides = {k: v for k, v in sampling_overrides(args).items()
+                                       if v is not None}
+        else:
+            # Codec and rate point default to the ones the (first) enhancer was trained for.
+            spec = load_enhancer_spec(name, codec_name, args.steps, args.residual_scale,
+                                      args.device, qualities=qualities,
+                                      sampling_overrides=sampling_overrides(args))
+            codec_name = spec.enhancer.codec.name
+            qualities = qualities or [spec.enhancer.codec.quality]
+        if spec.label in [s.label for s in specs]:
+            raise ValueError(f"--enhancer names {spec.label!r} twice (labels are file "
+                             "stems): give each model once, or copy one under another name")
+        specs.append(spec)
     if codec_name is None or not qualities:
         parser.error("pass --codec and --quality (or an --enhancer to take them from)")
-    specs = [spec] if spec is not None else None
     if args.signal is not None:
-        if spec is None:
+        if not specs:
             parser.error("--signal chooses strength maps for an enhancer: pass --enhancer")
-        specs.append(spec.signalled(signal_config(args)))  # beside the unsignalled rows
+        specs += [s.signalled(signal_config(args)) for s in specs]  # beside the unsignalled
+    specs = specs or None
     settings = EvalSettings(
         frames=args.frames, intra_period=args.intra_period, device=args.device,
         out_dir=args.out or "eval_out", codec_checkpoint=args.checkpoint, crop=args.crop,
