@@ -171,7 +171,8 @@ def ranged_float(name: str, low: float, high: float, low_open: bool = False):
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--gamma --eta --t-start --noise``: override the checkpoint's sampling defaults."""
+    """``--gamma --eta --t-start --noise --hold``: override the checkpoint's sampling
+    defaults."""
     group = parser.add_argument_group(
         "sampling (default: the settings stored in the enhancer checkpoint)")
     group.add_argument("--gamma", type=ranged_float("--gamma", 0.0, 1.5), default=None,
@@ -183,11 +184,15 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
                        "decoded frame (DIRAC-style)")
     group.add_argument("--noise", choices=("shared", "fresh"), default=None,
                        help="one start-noise field per sequence (shared) or per frame (fresh)")
+    group.add_argument("--hold", type=ranged_float("--hold", 0.0, 1.0), default=None,
+                       help="(video) keep the previous frame's residual where the decode "
+                       "changed by less than this per pixel (0-1 scale; 0: off)")
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict:
     """The sampling overrides the user gave (see :func:`add_sampling_arguments`)."""
-    return {"gamma": args.gamma, "eta": args.eta, "t_start": args.t_start, "noise": args.noise}
+    return {"gamma": args.gamma, "eta": args.eta, "t_start": args.t_start, "noise": args.noise,
+            "hold": args.hold}
 
 
 def scale_or_default(text: str) -> float | None:

@@ -48,6 +48,7 @@ def _frames(count: int) -> list[torch.Tensor]:
     ({"eta": 2.0}, "eta"), ({"steps": 0}, "steps"), ({"noise": "pink"}, "noise"),
     ({"residual_scale": 1.2}, r"residual_scale must be in \[0, 1\]"),
     ({"residual_scale": -0.1}, "residual_scale"),
+    ({"hold": 1.5}, r"hold must be in \[0, 1\]"), ({"hold": -0.01}, "hold"),
 ])
 def test_bad_sampling_settings_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
@@ -117,6 +118,22 @@ def test_shared_noise_repeats_and_fresh_noise_does_not():
     one = Rollout(enhancer, Sampling(steps=2, noise="shared"), seed=1).enhance(frame, None)
     two = Rollout(enhancer, Sampling(steps=2, noise="shared"), seed=2).enhance(frame, None)
     assert not torch.equal(one, two)
+
+
+@requires_shared_data
+def test_hold_keeps_the_residual_where_the_decode_is_still():
+    enhancer = _enhancer(temporal=False)  # fresh noise: every frame's residual differs
+    still = _frames(1)[0]
+    moved = still.clone()
+    moved[..., :80] = (moved[..., :80] + 0.2).clamp(0, 1)  # the left half changes
+    for hold in (0.0, 0.01):
+        rollout = Rollout(enhancer, Sampling(steps=2, noise="fresh", hold=hold), seed=3)
+        first, again, after = (rollout.enhance(f, None) for f in (still, still, moved))
+        # hold: a still frame keeps its residual, so the output does not change either
+        assert torch.equal(first, again) == (hold > 0)
+        if hold > 0:  # the still right half keeps it; the moved left half gets a new one
+            assert torch.equal(after[..., 80:], first[..., 80:])
+            assert not torch.allclose((after - moved)[..., :80], (first - still)[..., :80])
 
 
 @requires_shared_data
@@ -226,7 +243,8 @@ def test_cli_refuses_out_of_range_sampling_flags(capsys):
                                  ("--eta", "x", "--eta must be a number"),
                                  ("--steps", "0", "steps must be >= 1"),
                                  ("--steps", "many", "a number or 'default'"),
-                                 ("--residual-scale", "1.5", "--residual-scale must be in [0, 1]")):
+                                 ("--residual-scale", "1.5", "--residual-scale must be in [0, 1]"),
+                                 ("--hold", "2", "--hold must be in [0, 1]")):
         with warnings.catch_warnings(), pytest.raises(SystemExit) as exit_info:
             module.main(["--root", str(REPO), flag, value])
         assert exit_info.value.code == 2

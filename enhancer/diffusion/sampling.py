@@ -36,6 +36,11 @@ class Sampling:
     noise:   ``shared`` (one start-noise field per sequence) or ``fresh`` (per frame).
     residual_scale: the output blend ``s`` in [0, 1]: ``decoded + s * residual`` (1: the
              sampled residual as it is; 0: the codec's own decode, bit for bit).
+    hold:    (video) where the decode changed by less than ``hold`` since the previous
+             frame (mean absolute change of a pixel, on the [0, 1] scale), the previous
+             frame's residual is kept, blended linearly (no change: kept whole; ``hold``
+             or more: the new one), so static regions do not flicker with new detail;
+             0: off, every frame's residual as sampled.
 
     The defaults are what every checkpoint without stored settings gets: the sampling
     of the first bundled models (10 steps from pure noise, fresh noise per frame, the
@@ -48,6 +53,7 @@ class Sampling:
     t_start: float = 1.0
     noise: str = "fresh"
     residual_scale: float = 1.0
+    hold: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -66,6 +72,10 @@ class Sampling:
         if not 0.0 <= self.residual_scale <= 1.0:
             raise ValueError(f"residual_scale must be in [0, 1], got {self.residual_scale}; "
                              "1 adds the whole sampled residual, 0 gives the codec's decode")
+        if not 0.0 <= self.hold <= 1.0:
+            raise ValueError(f"hold must be in [0, 1], got {self.hold}; it is the decode's "
+                             "change per pixel below which the previous residual is kept "
+                             "(0.01 is about 2.5 levels of 255; 0: off)")
 
     def override(self, **values: Any) -> Sampling:
         """A copy with the given fields replaced; ``None`` keeps a field as it is."""

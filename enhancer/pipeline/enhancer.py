@@ -324,6 +324,7 @@ class Enhancer(torch.nn.Module):
         eta: float | None = None,
         t_start: float | None = None,
         noise: str | None = None,
+        hold: float | None = None,
     ) -> Iterator[EnhancedFrame]:
         """Decode a bitstream (a :class:`Container`, a :class:`VideoStream`, or the path of a
         ``.bin`` or of any H.264/HEVC file) or code+decode frames, then enhance, streaming
@@ -342,7 +343,8 @@ class Enhancer(torch.nn.Module):
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be an integer in 0..2**63-1, got {seed!r}")
         sampling = self.sampling.override(steps=steps, gamma=gamma, eta=eta, t_start=t_start,
-                                          noise=noise, residual_scale=residual_scale)
+                                          noise=noise, residual_scale=residual_scale,
+                                          hold=hold)
         if isinstance(source, (str, Path)):
             source = open_bitstream(source)
         if isinstance(source, (Container, VideoStream)):  # checked here, decoded lazily

@@ -114,6 +114,7 @@ class Rollout:
         self.codec = CodecStream(enhancer.codec, intra_period)
         self.generator = torch.Generator(device=enhancer.device).manual_seed(seed)
         self.prev_enhanced: Tensor | None = None
+        self.prev_residual: tuple[Tensor, Tensor] | None = None  # (decoded, residual): hold
         self.start_noise: Tensor | None = None
         self.index = 0
         self.chooser = (MapChooser(signal, default_scale=self.sampling.residual_scale)
@@ -203,4 +204,14 @@ class Rollout:
             raise ValueError(f"frame {self.index}: the enhancer's residual holds NaN or inf "
                              "values (its weights diverged or overflow float32); use an "
                              "earlier checkpoint")
+        return self._hold(decoded, residual)
+
+    def _hold(self, decoded: Tensor, residual: Tensor) -> Tensor:
+        """``sampling.hold``: the previous residual kept where the decode did not change."""
+        hold, previous = self.sampling.hold, self.prev_residual
+        if hold > 0 and previous is not None and previous[0].shape == decoded.shape:
+            change = (decoded - previous[0]).abs().mean(1, keepdim=True)  # (1, 1, H, W)
+            kept = (1 - change / hold).clamp(0, 1)
+            residual = kept * previous[1] + (1 - kept) * residual
+        self.prev_residual = (decoded, residual)
         return residual
