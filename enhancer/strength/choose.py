@@ -181,7 +181,7 @@ class MapChooser:
             strength = self._choose_per_block(source, decoded, residual, candidates, zero)
         output = strength.apply(decoded, residual)
         if self.previous_frames is not None:
-            previous_source, previous_decoded, previous_output = self.previous_frames
+            _, previous_decoded, previous_output = self.previous_frames
             decode_total, output_total = self.flicker_totals
             self.flicker_totals = (
                 decode_total + float(self._flicker(source, decoded, previous_decoded).mean()),
