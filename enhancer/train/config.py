@@ -347,7 +347,7 @@ class TrainConfig:
             raise ConfigError(
                 f"student.residual_scale is {student.residual_scale}, but a student learns "
                 "the whole residual; drop it and choose a scale after training with "
-                "tools/tune_sampling.py --residual-scales 1 0.75 0.5 --write")
+                "tools/tune_sampling.py --residual-scale 1 0.75 0.5 --write")
         if loss.relative_loss and student is None:
             raise ConfigError("relative_loss is for few-step students; set student (e.g. "
                               "{steps: 1, gamma: 0, t_start: 0.35}) or drop relative_loss")
