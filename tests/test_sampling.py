@@ -209,13 +209,16 @@ def test_a_stored_residual_scale_is_the_default_and_can_be_overridden(tmp_path):
     assert spec.variants()[0] == half
 
 
-def test_the_sweep_grid_spans_residual_scales():
+def test_the_sweep_grid_spans_residual_scales_and_holds():
     from enhancer.eval.tuning import candidate_grid
 
     grid = candidate_grid([1], [0.0], [0.6], [1.0, 0.5])
     assert [c.residual_scale for c in grid] == [1.0, 0.5]
-    assert all(c.noise == "shared" and c.steps == 1 for c in grid)
+    assert all(c.noise == "shared" and c.steps == 1 and c.hold == 0 for c in grid)
     assert {c.residual_scale for c in candidate_grid([1, 2])} == {1.0}  # the default grid
+    held = candidate_grid([1], [0.0], [0.6], [0.5], [0.0, 0.01])
+    assert [(c.hold, c.label()) for c in held] == [(0.0, "1st g0 t0.6 shared s0.5"),
+                                                   (0.01, "1st g0 t0.6 shared s0.5 h0.01")]
 
 
 @requires_shared_data

@@ -6,7 +6,7 @@ on validation clips.
         --quality 26 32 36 --frames 6 --crop 512x384 --out tune_x264 --write
 
 Each clip is coded once per --quality; every candidate (--steps x --gamma x --t-start
-x --residual-scale, shared start noise) enhances the same decodes. The chosen one keeps
+x --residual-scale x --hold, shared start noise) enhances the same decodes. The chosen one keeps
 LPIPS and DISTS below the decode, the PSNR drop within --max-psnr-drop and temporal
 consistency within --max-temporal-ratio of the decode on every clip and rate, with the
 lowest mean LPIPS (see enhancer/eval/tuning.py). --write stores it in the checkpoint
@@ -29,6 +29,7 @@ from enhancer.eval.sources import FrameSource
 from enhancer.eval.specs import resolve_enhancer_name
 from enhancer.eval.tuning import (
     DEFAULT_GAMMAS,
+    DEFAULT_HOLDS,
     DEFAULT_RESIDUAL_SCALES,
     DEFAULT_T_STARTS,
     Sweep,
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                       nargs="+", default=list(DEFAULT_RESIDUAL_SCALES),
                       help="output blends s in [0, 1] to try (enhanced = decoded + s * "
                            "residual), e.g. 1 0.75 0.5 (default: 1 only)")
+    grid.add_argument("--hold", type=ranged_float("--hold", 0.0, 1.0), nargs="+",
+                      default=list(DEFAULT_HOLDS),
+                      help="holds to try (the previous residual kept where the decode "
+                           "changed less than this per pixel), e.g. 0 0.01 (default: 0 only)")
     parser.add_argument("--max-psnr-drop", type=ranged_float("--max-psnr-drop", 0.0, 100.0),
                         default=1.0, help="dB")
     parser.add_argument("--max-temporal-ratio",
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     if codec.learned and qualities != [codec.quality]:
         raise ValueError(f"{path.name} holds {codec.name} q{codec.quality} weights only; tune it "
                          f"at --quality {codec.quality}")
-    candidates = candidate_grid(args.steps, args.gamma, args.t_start, args.residual_scale)
+    candidates = candidate_grid(args.steps, args.gamma, args.t_start, args.residual_scale,
+                                args.hold)
 
     clips = []
     for value in val_paths:
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"checkpoint": str(path), "val": args.val, "qualities": qualities,
                 "frames": args.frames, "crop": list(args.crop) if args.crop else None,
                 "grid": {"steps": args.steps, "gammas": args.gamma, "t_starts": args.t_start,
-                         "residual_scales": args.residual_scale},
+                         "residual_scales": args.residual_scale, "holds": args.hold},
                 "max_psnr_drop": args.max_psnr_drop,
                 "max_temporal_ratio": args.max_temporal_ratio, "seed": args.seed}
     sweep_path = out_dir / SWEEP_NAME

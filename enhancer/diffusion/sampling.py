@@ -97,11 +97,13 @@ class Sampling:
 
     def label(self) -> str:
         """Short text for rows and plots, e.g. ``4st g0.5 t0.6 shared`` (``s0.5`` is added
-        when only part of the residual is added)."""
+        when only part of the residual is added, ``h0.01`` with a hold)."""
         text = f"{self.steps}st g{self.gamma:g}"
         if self.t_start < 1:
             text += f" t{self.t_start:g}"
         if self.eta > 0:
             text += f" eta{self.eta:g}"
         text = f"{text} {self.noise}"
-        return text if self.residual_scale == 1.0 else f"{text} s{self.residual_scale:g}"
+        if self.residual_scale != 1.0:
+            text += f" s{self.residual_scale:g}"
+        return text if self.hold == 0 else f"{text} h{self.hold:g}"

@@ -86,6 +86,7 @@ class CandidateResult:
 DEFAULT_GAMMAS = (0.0, 0.5, 1.0)
 DEFAULT_T_STARTS = (1.0, 0.6, 0.3)
 DEFAULT_RESIDUAL_SCALES = (1.0,)
+DEFAULT_HOLDS = (0.0,)
 
 
 def check_validation_clip(path: str | Path) -> Path:
@@ -113,12 +114,14 @@ def score_ratio(value: float, decoded: float) -> float:
 
 
 def candidate_grid(steps: list[int], gammas=DEFAULT_GAMMAS, t_starts=DEFAULT_T_STARTS,
-                   residual_scales=DEFAULT_RESIDUAL_SCALES) -> list[Sampling]:
-    """The grid the tool sweeps: steps x gamma x t_start x residual scale, shared start
-    noise. A scale below 1 adds part of the residual: less gain, less risk."""
-    grid = itertools.product(steps, gammas, t_starts, residual_scales)
-    return [Sampling(steps=s, gamma=g, t_start=t, noise="shared", residual_scale=r)
-            for s, g, t, r in grid]
+                   residual_scales=DEFAULT_RESIDUAL_SCALES,
+                   holds=DEFAULT_HOLDS) -> list[Sampling]:
+    """The grid the tool sweeps: steps x gamma x t_start x residual scale x hold, shared
+    start noise. A scale below 1 adds part of the residual: less gain, less risk; a hold
+    keeps still regions' residual (less flicker)."""
+    grid = itertools.product(steps, gammas, t_starts, residual_scales, holds)
+    return [Sampling(steps=s, gamma=g, t_start=t, noise="shared", residual_scale=r, hold=h)
+            for s, g, t, r, h in grid]
 
 
 @torch.no_grad()
