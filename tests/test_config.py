@@ -124,8 +124,13 @@ def test_a_flat_override_sets_the_sections_key():
 
 
 def test_every_bundled_models_training_config_loads():
+    layouts = set()
     for path in sorted(BUNDLED_DIR.glob("*.pt")):
-        stored = read_checkpoint(path)["train_config"]  # the flat layout
-        assert "rho" in stored and "loss" not in stored
+        stored = read_checkpoint(path)["train_config"]
+        sectioned = "loss" in stored  # else the flat layout of files written before sections
+        layouts.add(sectioned)
         config = from_dict(TrainConfig, stored, where=path.name)
-        assert config.loss.rho == stored["rho"] and config.optim.lr == stored["lr"]
+        rho = stored["loss"]["rho"] if sectioned else stored["rho"]
+        lr = stored["optim"]["lr"] if sectioned else stored["lr"]
+        assert config.loss.rho == rho and config.optim.lr == lr
+    assert layouts == {False, True}  # both layouts are bundled, and both load

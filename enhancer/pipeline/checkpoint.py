@@ -132,6 +132,15 @@ class BundledModel:
     name: str
     codec: str
     qualities: tuple[int, int]  # low, high: see trained_qualities
+    signalled: bool = False  # made for streams with strength maps: see trained_for_maps
+
+
+def trained_for_maps(payload: dict) -> bool:
+    """Whether a checkpoint's model was made for streams whose encoder sends strength maps
+    (its training config's ``loss.signalled``): at full strength it harms where no map
+    turns it down, so a stream without maps is served by another model."""
+    loss = (payload.get("train_config") or {}).get("loss") or {}
+    return bool(loss.get("signalled", False))
 
 
 @functools.lru_cache(maxsize=1)
@@ -143,7 +152,8 @@ def bundled_models() -> tuple[BundledModel, ...]:
         payload = read_checkpoint(path)
         baseline = payload["enhancer_config"].get("diffusion", {}).get("target") == "image"
         models.append((baseline, BundledModel(path.stem, checkpoint_codec(payload)["name"],
-                                              trained_qualities(payload))))
+                                              trained_qualities(payload),
+                                              trained_for_maps(payload))))
     return tuple(model for _, model in sorted(models, key=lambda m: (m[0], m[1].name)))
 
 

@@ -270,7 +270,8 @@ def _signalling_rollout(codec: CodecAdapter, enhancer: str | None, signal: Signa
     from enhancer.pipeline.checkpoint import load_enhancer
     from enhancer.pipeline.stream import default_enhancer, quality_for_model
 
-    name = enhancer if enhancer is not None else default_enhancer(codec.name, codec.quality)
+    name = enhancer if enhancer is not None else default_enhancer(codec.name, codec.quality,
+                                                                  signalled=True)
     model = load_enhancer(name, device=device)
     if model.codec.name != codec.name:
         raise CodecError(f"--signal: the enhancer {name!r} serves {model.codec.name} streams, "

@@ -25,6 +25,7 @@ CRF comes from the encoder's SEI, else from its mean QP (:func:`crf_from_qp`), o
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections import deque
@@ -92,6 +93,34 @@ class VideoStream:
                     if data is None:
                         data = in_order.popleft() if in_order else b""
                     yield data, CodecOutput(decoded_rgb(frame), None, None, None)
+
+
+    def packets(self) -> Iterator[bytes]:
+        """Each packet's bytes in stream order, without decoding (where SEI messages live)."""
+        with pyav().open(str(self.path)) as container:
+            for packet in container.demux(container.streams.video[0]):
+                if packet.size:
+                    yield bytes(packet)
+
+
+def stream_model_tag(source: Container | VideoStream, frames: int = 64) -> int | None:
+    """The model tag of the first strength map ``source`` carries in its first ``frames``
+    frames (:func:`enhancer.strength.strength_map.model_tag`: the enhancer the encoder chose
+    the maps for), or None: no map there, or one written before maps had tags. Damaged
+    bytes raise :class:`enhancer.strength.StrengthMapError`."""
+    from enhancer.strength.coding import decode_map
+    from enhancer.strength.sei import carried_strength
+
+    if isinstance(source, Container):
+        carried = (carried_strength(source.codec, data, side)
+                   for data, side in itertools.zip_longest(source.frames, source.side,
+                                                           fillvalue=b""))
+    else:
+        carried = (carried_strength(source.codec, data) for data in source.packets())
+    for strength_bytes in itertools.islice(carried, frames):
+        if strength_bytes:  # the first map of a stream is an intra map: it reads alone
+            return decode_map(strength_bytes).model_tag
+    return None
 
 
 def _unreadable(path: Path, reason: str) -> ValueError:
@@ -242,21 +271,47 @@ def describe_bundled() -> str:
     """Which bundled model serves what, in one line."""
     from enhancer.pipeline.checkpoint import bundled_models
 
-    models = "; ".join(f"{m.name}: {_served(m.codec, m.qualities)}" for m in bundled_models())
+    models = "; ".join(f"{m.name}: {_served(m.codec, m.qualities)}"
+                       + (" with strength maps" if m.signalled else "")
+                       for m in bundled_models())
     return f"Bundled models: {models or 'none'}"
 
 
-def default_enhancer(codec: str, quality: int) -> str:
+@functools.lru_cache(maxsize=None)
+def bundled_model_tag(name: str) -> int:
+    """The model tag of a bundled model (hashing its weights takes a load: cached)."""
+    from enhancer.pipeline.checkpoint import load_enhancer
+
+    return load_enhancer(name).model_tag
+
+
+def default_enhancer(codec: str, quality: int, *, model_tag: int | None = None,
+                     signalled: bool = False) -> str:
     """The bundled model that serves a ``codec`` stream at ``quality`` (residual models
-    before baselines); :class:`CodecError` listing what each serves when none does."""
+    before baselines); :class:`CodecError` listing what each serves when none does.
+
+    ``model_tag``: the stream carries strength maps chosen for the model with this tag
+    (:func:`stream_model_tag`): that model, or an error if no bundled model has it.
+    Otherwise a model made for streams with maps (:attr:`BundledModel.signalled`: it
+    harms where no map turns it down) is picked only with ``signalled`` (an encoder that
+    sends maps), which falls back to any model that serves the stream."""
     from enhancer.pipeline.checkpoint import bundled_models
 
-    for model in bundled_models():
-        if _told_quality(model.codec, model.qualities[0], model.qualities, codec,
-                         quality) is not None:
-            return model.name
-    raise CodecError(f"no bundled model serves {codec} q{quality}; pick a stream or an "
-                     f"--enhancer that does. {describe_bundled()}")
+    serving = [m for m in bundled_models()
+               if _told_quality(m.codec, m.qualities[0], m.qualities, codec, quality) is not None]
+    if model_tag is not None:
+        for model in serving:
+            if bundled_model_tag(model.name) == model_tag:
+                return model.name
+        raise CodecError(f"the stream's strength maps were chosen for the enhancer with model "
+                         f"tag {model_tag:04x}, which no bundled model serving {codec} "
+                         f"q{quality} has: pass --enhancer with the file the encoder used")
+    matching = [m for m in serving if m.signalled == signalled]
+    if matching or (signalled and serving):
+        return (matching or serving)[0].name
+    raise CodecError(f"no bundled model serves {codec} q{quality}"
+                     + (" without strength maps" if serving else "")
+                     + f"; pick a stream or an --enhancer that does. {describe_bundled()}")
 
 
 def serving_hint(codec: str, quality: int) -> str:
@@ -342,7 +397,10 @@ def enhance_file(
                              "pass --quality CRF (the CRF it was encoded with)")
         codec, stream_quality, quality_source = source.codec, source.quality, source.quality_source
         width, height, fps, total = source.width, source.height, source.fps, source.num_frames
-    name = enhancer if enhancer is not None else default_enhancer(codec, stream_quality)
+    # Maps chosen for one model are served by that model; a stream without maps by the
+    # bundled model for its codec and quality.
+    name = enhancer if enhancer is not None else default_enhancer(
+        codec, stream_quality, model_tag=stream_model_tag(source))
     model: Enhancer = load_enhancer(name, device=device)
     label = Path(name).stem if Path(name).is_file() else str(name)
     enhanced_frames = model.enhance(source, seed=seed, **(sampling or {}))  # checks run here
