@@ -349,6 +349,8 @@ def test_a_stream_with_maps_is_enhanced_by_the_model_they_were_chosen_for(tmp_pa
         report = enhance_file(source, tmp_path / f"{source.name}.y4m", progress=False,
                               quality=40 if source == annexb else None)
         assert report.enhancer == model
+        assert (report.mapped_frames > 0) == (source != plain)  # and the output says so
+        assert ("no strength maps" in report.summary()) == (source == plain)
     with pytest.raises(CodecError, match=f"model tag {tag ^ 1:04x}"):
         default_enhancer("x264", 40, model_tag=tag ^ 1)
 

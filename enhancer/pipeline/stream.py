@@ -333,12 +333,16 @@ class EnhanceReport:
     height: int
     frames: int
     seconds: float
+    mapped_frames: int = 0  # frames whose strength map came in the stream
 
     def summary(self) -> str:
         fps = self.frames / self.seconds if self.seconds > 0 else float("inf")
+        maps = (f"strength maps from the stream ({self.mapped_frames} sent; a map holds "
+                "until the next)" if self.mapped_frames
+                else "no strength maps in the stream: the model's default strength")
         return (f"{self.enhancer} on {self.codec} q{self.quality} ({self.quality_source}): "
                 f"{self.frames} frames {self.width}x{self.height} in {self.seconds:.1f} s, "
-                f"{fps:.2f} fps")
+                f"{fps:.2f} fps; {maps}")
 
 
 def check_output(output: Path, input_path: Path, lossless: bool) -> None:
@@ -408,7 +412,7 @@ def enhance_file(
         total = min(frames, total) if total else frames
         enhanced_frames = itertools.islice(enhanced_frames, frames)
     out_width = 2 * width if side_by_side else width
-    count, start = 0, time.perf_counter()
+    count, mapped, start = 0, 0, time.perf_counter()
     crf = None if lossless or output_path.suffix.lower() not in (".mp4", ".mkv") \
         else NEAR_LOSSLESS_CRF
     with open_writer(output_path, width=out_width, height=height, fps=fps, crf=crf,
@@ -421,8 +425,9 @@ def enhance_file(
                 picture = _side_by_side(frame.decoded, frame.enhanced)
             writer.write(picture.cpu())
             count += 1
+            mapped += bool(frame.strength_bytes)
     return EnhanceReport(label, codec, stream_quality, quality_source, width, height, count,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, mapped)
 
 
 def _side_by_side(decoded, enhanced):
