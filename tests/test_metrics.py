@@ -329,7 +329,7 @@ def test_dists_is_never_negative_on_flat_frames():
     model = get_dists_model()
     feats_x = _flat_features(level=20.0, noise=1e-3, seed=0)
     feats_y = _flat_features(level=20.0, noise=1e-3, seed=1)  # float32: -0.68
-    value = model.distance(feats_x, feats_y).item()
+    value = model.distance(feats_x, model._statistics(feats_y)).item()
     alpha, beta = model.alpha.double(), model.beta.double()
     total = alpha.sum() + beta.sum()
     expected = 1.0
@@ -356,18 +356,21 @@ def test_dists_is_never_negative_on_flat_frames():
 
 
 def test_reference_features_give_the_same_scores():
-    """LPIPS-VGG and DISTS from a ground truth's features computed once equal the pair call."""
+    """LPIPS-VGG and DISTS from a ground truth's reference computed once equal the pair call
+    (for DISTS bit for bit: the same float64 statistics, taken once)."""
     generator = torch.Generator().manual_seed(3)
     truth = torch.rand(1, 3, 48, 64, generator=generator)
     outputs = [(truth + 0.05 * torch.randn(truth.shape, generator=generator)).clamp(0, 1)
                for _ in range(2)]
     for model in (get_lpips_model("vgg"), get_lpips_model("alex"), get_dists_model()):
         with torch.no_grad():
-            reference = model.features(truth)
+            reference = model.reference(truth)
             for output in outputs:
                 pair = model(output, truth).item()
                 reused = model.distance(model.features(output), reference).item()
                 assert reused == pytest.approx(pair, rel=1e-5, abs=1e-7)
+                if model is get_dists_model():
+                    assert reused == pair
 
 
 # ---------------------------------------------------------------------------

@@ -66,9 +66,9 @@ class FrameScorer:
     def __call__(self, output: Tensor, truth: Tensor) -> dict[str, float]:
         """Scores of ``output`` against ``truth``, both ``(1, 3, H, W)`` in [0, 1].
 
-        LPIPS and DISTS keep the features of the last ``truth`` seen: scoring several
-        outputs (the decode, every variant) against the same ground-truth tensor runs the
-        network on it once.
+        LPIPS and DISTS keep the :meth:`reference` (features, statistics) of the last
+        ``truth`` seen: scoring several outputs (the decode, every variant) against the same
+        ground-truth tensor runs the network on it once.
         """
         scores = {}
         height, width = truth.shape[-2:]
@@ -83,14 +83,14 @@ class FrameScorer:
                 scores[name] = model.distance(model.features(output), reference).item()
         return scores
 
-    def _reference_features(self, name: str, truth: Tensor) -> list[Tensor]:
-        """``truth``'s features for metric ``name``, computed once per ground-truth tensor."""
+    def _reference_features(self, name: str, truth: Tensor) -> list:
+        """``truth``'s reference for metric ``name``, computed once per ground-truth tensor."""
         key = (truth, truth._version)
         if self._reference_key is None or self._reference_key[0] is not truth or \
                 self._reference_key[1] != truth._version:
             self._reference_key, self._references = key, {}
         if name not in self._references:
-            self._references[name] = self.models[name].features(truth)
+            self._references[name] = self.models[name].reference(truth)
         return self._references[name]
 
     def too_small(self, height: int, width: int) -> dict[str, str]:

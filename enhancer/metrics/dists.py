@@ -119,8 +119,8 @@ class DISTS(nn.Module):
     def features(self, image: Tensor) -> list[Tensor]:
         """``image`` (B, 3, H, W) in [0, 1] -> [image, stage1, ..., stage5] feature maps.
 
-        A ground-truth frame's features can be computed once and given to :meth:`distance`
-        for every output scored against it.
+        A ground truth's :meth:`reference` is computed once for every output scored
+        against it.
         """
         feature_maps = [image]
         hidden = ((image - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
@@ -129,28 +129,39 @@ class DISTS(nn.Module):
             feature_maps.append(hidden)
         return feature_maps
 
-    def distance(self, feats_x: list[Tensor], feats_y: list[Tensor]) -> Tensor:
-        """DISTS ``(B,)`` from two images' :meth:`features`.
+    @staticmethod
+    def _statistics(features: list[Tensor]) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per feature map, float64 ``(mean, centred map, variance)`` over its pixels.
 
-        The statistics are taken in float64 with a centred covariance: in float32,
-        ``E[xy] - E[x]E[y]`` of the near-constant feature maps of a flat frame (all white)
-        cancels to noise larger than the variances, and DISTS went negative. The result is
-        clamped at 0 (identical images, up to rounding).
-        """
+        Float64 with a centred covariance: in float32, ``E[xy] - E[x]E[y]`` of the
+        near-constant feature maps of a flat frame (all white) cancels to noise larger than
+        the variances, and DISTS went negative."""
+        statistics = []
+        for feature in features:
+            feature = feature.double()
+            mean = feature.mean([2, 3], keepdim=True)  # (B, C, 1, 1)
+            centred = feature - mean
+            statistics.append((mean, centred, (centred**2).mean([2, 3], keepdim=True)))
+        return statistics
+
+    def reference(self, image: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """What :meth:`distance` takes for the reference ``image`` (B, 3, H, W) in [0, 1]:
+        its features' statistics, computed once for every output scored against it."""
+        return self._statistics(self.features(image))
+
+    def distance(self, feats_x: list[Tensor],
+                 reference: list[tuple[Tensor, Tensor, Tensor]]) -> Tensor:
+        """DISTS ``(B,)`` of an image's :meth:`features` to a :meth:`reference`; clamped at
+        0 (identical images, up to rounding)."""
         weight_sum = self.alpha.sum() + self.beta.sum()
         alphas = torch.split((self.alpha / weight_sum).double(), DISTS_CHANNELS, dim=1)
         betas = torch.split((self.beta / weight_sum).double(), DISTS_CHANNELS, dim=1)
         c1 = c2 = 1e-6
         texture = structure = 0.0
-        for feat_x, feat_y, alpha, beta in zip(feats_x, feats_y, alphas, betas):
-            feat_x, feat_y = feat_x.double(), feat_y.double()
-            mean_x = feat_x.mean([2, 3], keepdim=True)  # (B, C, 1, 1)
-            mean_y = feat_y.mean([2, 3], keepdim=True)
+        for (mean_x, centred_x, var_x), (mean_y, centred_y, var_y), alpha, beta in zip(
+                self._statistics(feats_x), reference, alphas, betas):
             similarity_mean = (2 * mean_x * mean_y + c1) / (mean_x**2 + mean_y**2 + c1)
             texture = texture + (alpha * similarity_mean).sum(1, keepdim=True)
-            centred_x, centred_y = feat_x - mean_x, feat_y - mean_y
-            var_x = (centred_x**2).mean([2, 3], keepdim=True)
-            var_y = (centred_y**2).mean([2, 3], keepdim=True)
             cov_xy = (centred_x * centred_y).mean([2, 3], keepdim=True)
             similarity_struct = (2 * cov_xy + c2) / (var_x + var_y + c2)
             structure = structure + (beta * similarity_struct).sum(1, keepdim=True)
@@ -159,7 +170,7 @@ class DISTS(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         check_image_pair(x, y)
-        return self.distance(self.features(x), self.features(y))
+        return self.distance(self.features(x), self.reference(y))
 
     def train(self, mode: bool = True) -> DISTS:
         """Always eval: the metric has no training-time behaviour."""

@@ -213,6 +213,10 @@ class LPIPSLoss(nn.Module):
         scaled = scaled.contiguous(memory_format=torch.channels_last)
         return [lpips_package.normalize_tensor(f) for f in self.model.net(scaled)]
 
+    def reference(self, image: Tensor) -> list[Tensor]:
+        """What :meth:`distance` takes for the reference ``image``: its :meth:`features`."""
+        return self.features(image)
+
     def distance(self, feats_x: list[Tensor], feats_y: list[Tensor]) -> Tensor:
         """LPIPS ``(B,)`` from two images' :meth:`features`; equals ``forward``."""
         layers = [lpips_package.spatial_average(lin((fx - fy) ** 2), keepdim=True)

@@ -140,12 +140,12 @@ def _mse(a: Tensor, b: Tensor) -> float:
 
 
 def _dists_to(source: Tensor):
-    """``frame -> DISTS(frame, source)`` (a float), the source's VGG16 features computed once."""
+    """``frame -> DISTS(frame, source)`` (a float), the source's reference computed once."""
     from enhancer.metrics.dists import get_dists_model
 
     model = get_dists_model(device=source.device)
-    source_features = model.features(source)
-    return lambda frame: float(model.distance(model.features(frame), source_features))
+    reference = model.reference(source)
+    return lambda frame: float(model.distance(model.features(frame), reference))
 
 
 class MapChooser:
