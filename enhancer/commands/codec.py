@@ -3,7 +3,7 @@
     python tools/codec.py encode --codec x264 --quality 28 --frames 9 IN.yuv OUT.bin
     python tools/codec.py decode OUT.bin DECODED.y4m
     python tools/codec.py encode --codec x264 --quality 32 --signal lpips IN.mp4 OUT.bin
-        # + per-block strength maps for the bundled x264 enhancer, as SEI in the H.264 frames
+        # + per-block strength maps for x264_signalled, as SEI in the H.264 frames
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("--device", default="cpu")
     enc.add_argument("--enhancer", default=None,
                      help="with --signal: the enhancer the maps are chosen for (bundled name or "
-                          "checkpoint; default: the bundled model for the codec)")
+                          "checkpoint; default: the bundled model made for maps that serves "
+                          "the codec, x264_signalled for x264/x265, else the codec's model)")
     enc.add_argument("--seed", type=int, default=0,
                      help="with --signal: the sampling seed (the decoder must use the same)")
     add_signal_arguments(enc)
