@@ -39,7 +39,7 @@ FRAMES, HEIGHT, WIDTH = 2, 48, 64
 SETTINGS = {
     "defaults": {},
     "override": {"steps": 2, "gamma": 0.5, "eta": 0.5, "t_start": 0.8, "noise": "fresh",
-                 "residual_scale": 0.75},
+                 "residual_scale": 0.75, "hold": 0.02},
 }
 
 
