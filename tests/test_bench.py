@@ -45,3 +45,11 @@ def test_bench_reports_presets_and_checkpoints_at_their_steps(tmp_path, capsys):
                         "--bf16", "--codec", "bmshj2018-hyperprior", "--quality", "1"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["dtype"] == "bfloat16" and row["ratio"] == pytest.approx(row["enhance_s"] / row["decode_s"])
+    # --signal: the map's and the hold's cost per frame, each as a share of the enhancement.
+    assert module.main(["--presets", "tiny", "--resolutions", "480p", "--steps", "1", "--json",
+                        "--signal", "--codec", "bmshj2018-hyperprior", "--quality", "1"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for cost in ("map", "hold"):
+        assert row[f"{cost}_s"] > 0
+        assert row[f"{cost}_share"] == pytest.approx(
+            row[f"{cost}_s"] / max(row["enhance_s"] - row["decode_s"], 1e-9))

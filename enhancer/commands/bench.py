@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--signal", action="store_true",
-                        help="also time reading and applying a signalled strength map per frame")
+                        help="also time reading and applying a signalled strength map per frame, "
+                        "and the hold (sampling.hold)")
     args = parser.parse_args(argv)
     for name, value in (("--repeats", args.repeats), ("--steps", args.steps)):
         if value is not None and value < 1:
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row.decode_s:9.3f} {row.enhance_s:10.2f} {row.ratio:7.1f} "
                   f"{row.peak_mem_mb:8.0f}  {row.device} {row.dtype}, {row.codec}"
                   + (f"; strength map {row.map_s * 1000:.1f} ms = {100 * row.map_share:.2f} % "
-                     "of the enhancement" if row.map_s is not None else ""), flush=True)
+                     f"of the enhancement, hold {row.hold_s * 1000:.1f} ms = "
+                     f"{100 * row.hold_share:.2f} %" if row.map_s is not None else ""),
+                  flush=True)
 
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     benchmark(tuple(args.presets), tuple(args.resolutions), args.steps, args.codec, args.quality,

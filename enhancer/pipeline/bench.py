@@ -44,6 +44,10 @@ class BenchRow:
     # an intra map, expand it, blend), and that as a share of the enhancement's own time.
     map_s: float | None = None
     map_share: float | None = None
+    # With ``signal`` too: seconds per frame of the hold (``sampling.hold``: the previous
+    # residual kept where the decode did not change), and its share of the enhancement.
+    hold_s: float | None = None
+    hold_share: float | None = None
 
 
 class _PeakMemory:
@@ -184,6 +188,8 @@ def benchmark(
             if signal:
                 row.map_s = _timed(functools.partial(_apply_map, frame), torch_device, repeats)
                 row.map_share = row.map_s / max(enhance_s - decode_s, 1e-9)
+                row.hold_s = _timed(_hold(enhancer, frame), torch_device, repeats)
+                row.hold_share = row.hold_s / max(enhance_s - decode_s, 1e-9)
             rows.append(row)
             if report is not None:
                 report(row)
@@ -196,6 +202,20 @@ def _decode_and_enhance(enhancer: Enhancer, decode: Callable, sampling: Sampling
     latent = out.latent if takes_latent else None
     generator = torch.Generator(device=device).manual_seed(0)
     return enhancer.enhance_frame(out.decoded, latent, sampling=sampling, generator=generator)
+
+
+def _hold(enhancer: Enhancer, frame: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The roll-out's hold on ``frame``'s size, after a frame that changed a little."""
+    from enhancer.pipeline.rollout import Rollout
+
+    rollout = Rollout(enhancer, enhancer.sampling.override(hold=0.01))
+    residual = torch.zeros_like(frame)
+    moved = (frame + 0.004).clamp(0, 1)
+
+    def hold() -> torch.Tensor:
+        rollout.prev_residual = (frame, residual)
+        return rollout._hold(moved, residual)
+    return hold
 
 
 def _apply_map(frame: torch.Tensor) -> torch.Tensor:

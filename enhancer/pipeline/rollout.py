@@ -210,8 +210,8 @@ class Rollout:
         """``sampling.hold``: the previous residual kept where the decode did not change."""
         hold, previous = self.sampling.hold, self.prev_residual
         if hold > 0 and previous is not None and previous[0].shape == decoded.shape:
-            change = (decoded - previous[0]).abs().mean(1, keepdim=True)  # (1, 1, H, W)
-            kept = (1 - change / hold).clamp(0, 1)
-            residual = kept * previous[1] + (1 - kept) * residual
+            change = (decoded - previous[0]).abs_().mean(1, keepdim=True)  # (1, 1, H, W)
+            kept = change.mul_(-1 / hold).add_(1).clamp_(0, 1)  # 1: unchanged, 0: >= hold
+            residual = torch.lerp(residual, previous[1], kept)  # exactly previous at 1
         self.prev_residual = (decoded, residual)
         return residual
