@@ -8,6 +8,7 @@ that serves it, and the file ``enhancer-enhance`` writes.
     for data, coded in source.decode():        # (the frame's packet bytes, CodecOutput)
         ...
     default_enhancer("x264", 28)               # "x264_temporal_tiny": the bundled model for it
+    stream_model_tag(source)                   # the model its strength maps name, or None
     enhance_file("clip.mp4", "enhanced.mp4")   # what enhancer-enhance runs
 
 A :class:`VideoStream` is what a codec's decoder gives for a file made by anyone: the
@@ -93,7 +94,6 @@ class VideoStream:
                     if data is None:
                         data = in_order.popleft() if in_order else b""
                     yield data, CodecOutput(decoded_rgb(frame), None, None, None)
-
 
     def packets(self) -> Iterator[bytes]:
         """Each packet's bytes in stream order, without decoding (where SEI messages live)."""
