@@ -13,8 +13,9 @@ within ``max_psnr_drop`` dB of the decode and the sequence's temporal error so f
 ``max_flicker_rise`` of the plain decode's (``|(dec_t - dec_{t-1}) - (src_t - src_{t-1})|``):
 the bound is on the running total, as the metric is a mean over the frames, so a frame
 steadier than its decode leaves room for a later one, and one that could not meet its bound
-is made up by the next; ``a`` and ``b`` put both terms on the objective's scale. ``switch`` (``hysteresis`` x the block's decode cost)
-keeps a block's scale unless another is clearly better. The blended frame (smooth ramps, as
+is made up by the next; ``a`` and ``b`` put both terms on the objective's scale. ``switch``
+(``hysteresis`` x the block's decode cost) keeps a block's scale unless another is clearly
+better. The blended frame (smooth ramps, as
 the decoder will see it) is then checked whole: if it breaks a bound or is worse than the
 plain decode on the objective (or on DISTS, ``keep_dists``), ``lam`` grows. If no new map
 passes, the candidates that keep the objective (and DISTS) and the PSNR floor (the last
@@ -24,8 +25,9 @@ temporal bound, else the steadiest. So a signalled frame is never worse than its
 the objective the user chose (nor on DISTS with ``keep_dists``), nor more than
 ``max_psnr_drop`` dB below it in PSNR; the temporal bound holds where any candidate
 meets it (not always: dropping a strength is itself a step), and a frame that misses it
-leaves less room for the next ones. A bound on the flicker of the map held steady (ignoring the step of a change) was
-tried and measured worse on both LPIPS and flicker (docs/strength.md).
+leaves less room for the next ones. A bound on the flicker of the map held steady (ignoring
+the step of a change) was tried and measured worse on both LPIPS and flicker
+(docs/strength.md).
 """
 
 from __future__ import annotations
