@@ -4,7 +4,7 @@ BD-rates, plots, side-by-side crops and an enhanced MP4.
 
     enhancer-eval                     # the demo: ssf-small and x264 with their bundled
                                       # enhancers on packaged clips, no downloads
-                                      # (~100 CPU-seconds; it prints its time)
+                                      # (~140 CPU-seconds; it prints its time)
     enhancer-eval --root /data/UVG --codec ssf-small --quality 1 2 3 \\
         --enhancer 'ssf_small_q{quality}' --metrics full --out out/uvg
     enhancer-eval --config configs/eval/uvg.json --codec x264 --quality 22 27 32 37 \\
